@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# The local stack for development, tests and benchmarks, run as plain processes:
+# Apache Kafka (KRaft, single node, from Maven Central), Redis (Debian's redis-server), and
+# kcat (Debian) as an independent Kafka client.
+#
+#   scripts/stack.sh up       install what is missing, start Kafka and Redis, create the topics
+#   scripts/stack.sh down     stop both (data is kept under .cache/stack)
+#   scripts/stack.sh reset    stop both and delete their data
+#   scripts/stack.sh status   say what runs
+#   scripts/stack.sh install  only install (apt packages, Kafka jars)
+#
+# Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), REDIS_PORT (6379),
+# PAYMENTS_PARTITIONS (6), FD_CACHE (<repo>/.cache). Downloads are cached under FD_CACHE.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${FD_CACHE:-$root/.cache}
+kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$root/scripts/kafka/pom.xml")
+kafka_home=$cache/kafka-$kafka_version
+state=$cache/stack
+kafka_port=${KAFKA_PORT:-9092}
+controller_port=${KAFKA_CONTROLLER_PORT:-9093}
+redis_port=${REDIS_PORT:-6379}
+payments_partitions=${PAYMENTS_PARTITIONS:-6}
+bootstrap=127.0.0.1:$kafka_port
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+install_apt() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v kcat >/dev/null || missing+=(kcat)
+  [ ${#missing[@]} -eq 0 ] && return
+  command -v apt-get >/dev/null || die "need ${missing[*]}: install them with your package manager"
+  local sudo=
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  log "installing ${missing[*]} from Debian"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+install_kafka() {
+  [ -f "$kafka_home/.complete" ] && return
+  command -v mvn >/dev/null || die "need Maven (mvn) to fetch Kafka $kafka_version from Maven Central"
+  command -v java >/dev/null || die "need Java 17 to run Kafka"
+  log "fetching Kafka $kafka_version and its dependencies from Maven Central"
+  rm -rf "$kafka_home"
+  mkdir -p "$kafka_home/libs"
+  mvn -q -B -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$kafka_home/libs" >&2
+  touch "$kafka_home/.complete"
+}
+
+kafka_java() { # main-class args...
+  java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$state/kafka/log4j.properties" \
+    -cp "$kafka_home/libs/*" "$@"
+}
+
+write_kafka_config() {
+  mkdir -p "$state/kafka/data"
+  cat >"$state/kafka/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$state/kafka/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+message.max.bytes=2097152
+PROPS
+  cat >"$state/kafka/log4j.properties" <<PROPS
+log4j.rootLogger=WARN, file
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.request.logger=WARN
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.File=$state/kafka/server.log
+log4j.appender.file.MaxFileSize=20MB
+log4j.appender.file.MaxBackupIndex=2
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+PROPS
+}
+
+running() { # pidfile
+  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+start_kafka() {
+  if running "$state/kafka.pid"; then log "kafka already runs (pid $(cat "$state/kafka.pid"))"; return; fi
+  write_kafka_config
+  if [ ! -f "$state/kafka/data/meta.properties" ]; then
+    # A fixed cluster id: 16 bytes, base64url, as Kafka's StorageTool expects.
+    kafka_java kafka.tools.StorageTool format --ignore-formatted \
+      -t ZnJhdWQtZGV0ZWN0b3IAAA -c "$state/kafka/server.properties" >/dev/null
+  fi
+  log "starting kafka $kafka_version on $bootstrap"
+  nohup java -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$state/kafka/log4j.properties" \
+    -cp "$kafka_home/libs/*" kafka.Kafka "$state/kafka/server.properties" \
+    >"$state/kafka/stdout.log" 2>&1 </dev/null &
+  echo $! >"$state/kafka.pid"
+  local deadline=$((SECONDS + 90))
+  until kcat -b "$bootstrap" -L -m 2 >/dev/null 2>&1; do
+    running "$state/kafka.pid" || die "kafka exited; see $state/kafka/server.log and $state/kafka/stdout.log"
+    [ $SECONDS -lt $deadline ] || die "kafka did not answer on $bootstrap within 90 s; see $state/kafka/server.log"
+    sleep 0.5
+  done
+}
+
+start_redis() {
+  if running "$state/redis.pid"; then log "redis already runs (pid $(cat "$state/redis.pid"))"; return; fi
+  mkdir -p "$state/redis"
+  log "starting redis on 127.0.0.1:$redis_port"
+  redis-server --bind 127.0.0.1 --port "$redis_port" --daemonize yes \
+    --pidfile "$state/redis.pid" --logfile "$state/redis/redis.log" --dir "$state/redis" \
+    --save "" --appendonly no >/dev/null
+  local deadline=$((SECONDS + 20))
+  until redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG; do
+    [ $SECONDS -lt $deadline ] || die "redis did not answer on port $redis_port; see $state/redis/redis.log"
+    sleep 0.2
+  done
+}
+
+create_topics() {
+  local existing
+  existing=$(kcat -b "$bootstrap" -L 2>/dev/null | sed -n 's/^  topic "\([^"]*\)".*/\1/p')
+  local spec name parts
+  for spec in "payments:$payments_partitions" "high-risk-payments:3" "payments-dlq:1" "fraud-labels:1"; do
+    name=${spec%%:*} parts=${spec##*:}
+    grep -qx "$name" <<<"$existing" && continue
+    log "creating topic $name ($parts partitions)"
+    kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
+      --create --if-not-exists --topic "$name" --partitions "$parts" --replication-factor 1 >/dev/null
+  done
+}
+
+stop_pid() { # name pidfile
+  local pid
+  running "$2" || { rm -f "$2"; return; }
+  pid=$(cat "$2")
+  log "stopping $1 (pid $pid)"
+  kill "$pid"
+  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  kill -0 "$pid" 2>/dev/null && { log "$1 did not stop in 30 s; killing it"; kill -9 "$pid"; }
+  rm -f "$2"
+}
+
+cmd=${1:-}
+case "$cmd" in
+  install) install_apt; install_kafka ;;
+  up)
+    install_apt; install_kafka
+    mkdir -p "$state"
+    start_redis
+    start_kafka
+    create_topics
+    log "ready: kafka $bootstrap, redis 127.0.0.1:$redis_port"
+    ;;
+  down) stop_pid kafka "$state/kafka.pid"; stop_pid redis "$state/redis.pid" ;;
+  reset) "$0" down; rm -rf "$state" ;;
+  status)
+    running "$state/kafka.pid" && echo "kafka: running (pid $(cat "$state/kafka.pid")) on $bootstrap" || echo "kafka: stopped"
+    running "$state/redis.pid" && echo "redis: running (pid $(cat "$state/redis.pid")) on 127.0.0.1:$redis_port" || echo "redis: stopped"
+    ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
