@@ -1,0 +1,441 @@
+// Package payment decodes and validates the Payment contract of the `payments` topic: exact
+// decimal amounts, RFC 3339 event time, ISO currency and country codes, and card numbers turned
+// into a keyed-HMAC card id and masked wherever they are shown.
+package payment
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/shopspring/decimal"
+	"golang.org/x/text/currency"
+	"golang.org/x/text/language"
+)
+
+// ErrInvalid is matched by every error that Decode returns: the record breaks the contract and
+// retrying it cannot help.
+var ErrInvalid = errors.New("invalid payment")
+
+// Error codes, carried in the dead-letter headers.
+const (
+	CodeEmpty        = "empty"
+	CodeTooLarge     = "too_large"
+	CodeInvalidUTF8  = "invalid_utf8"
+	CodeInvalidJSON  = "invalid_json"
+	CodeMissingField = "missing_field"
+	CodeInvalidField = "invalid_field"
+)
+
+// Error says why a record is not a valid payment.
+type Error struct {
+	Code  string // one of the Code constants
+	Field string // the offending field, if there is one
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	if e.Field == "" {
+		return e.Msg
+	}
+	return e.Field + ": " + e.Msg
+}
+
+// Is makes every *Error match ErrInvalid.
+func (e *Error) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(field, format string, args ...any) *Error {
+	return &Error{Code: CodeInvalidField, Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+func missing(field string) *Error {
+	return &Error{Code: CodeMissingField, Field: field, Msg: "is required"}
+}
+
+// Payment is one decoded, valid payment.
+type Payment struct {
+	ID     string
+	CardID string // the card token: as sent, or the keyed HMAC of the card number
+	// CardMasked is the card number as it may be shown (first 6 and last 4 digits), or "" when
+	// the payment carried no card number.
+	CardMasked       string
+	Amount           decimal.Decimal
+	Currency         string
+	Time             time.Time // event time
+	MerchantID       string
+	MerchantCategory string
+	Country          string
+	Channel          string
+	DeviceID         string
+	IP               string
+
+	raw       []byte // the record as received; unknown fields pass through from here
+	hasNumber bool
+}
+
+// wire is the JSON shape of a payment. Every field is a string except amount, which may be a
+// JSON number or a decimal string.
+type wire struct {
+	PaymentID        string         `json:"payment_id"`
+	CardID           string         `json:"card_id"`
+	CardNumber       string         `json:"card_number"`
+	Amount           jsontext.Value `json:"amount"`
+	Currency         string         `json:"currency"`
+	Timestamp        string         `json:"timestamp"`
+	MerchantID       string         `json:"merchant_id"`
+	MerchantCategory string         `json:"merchant_category"`
+	Country          string         `json:"country"`
+	Channel          string         `json:"channel"`
+	DeviceID         string         `json:"device_id"`
+	IP               string         `json:"ip"`
+}
+
+// Limits of the contract.
+const (
+	maxIDLen       = 128
+	maxOptionalLen = 256
+	maxAmountLen   = 40 // characters of the amount literal
+	maxExponent    = 40 // |exponent| of an amount written in scientific notation
+)
+
+// Decoder turns records into payments. It is safe for concurrent use.
+type Decoder struct {
+	maxBytes int
+	macs     sync.Pool // of hash.Hash keyed with the card key
+}
+
+// NewDecoder returns a decoder that tokenises card numbers with HMAC-SHA256 under cardKey and
+// rejects records larger than maxBytes.
+func NewDecoder(cardKey []byte, maxBytes int) *Decoder {
+	key := bytes.Clone(cardKey)
+	return &Decoder{
+		maxBytes: maxBytes,
+		macs:     sync.Pool{New: func() any { return hmac.New(sha256.New, key) }},
+	}
+}
+
+// Decode parses and validates one record. Every error it returns matches ErrInvalid and is an
+// *Error.
+func (d *Decoder) Decode(b []byte) (Payment, error) {
+	switch {
+	case len(b) == 0:
+		return Payment{}, &Error{Code: CodeEmpty, Msg: "record has no value"}
+	case len(b) > d.maxBytes:
+		return Payment{}, &Error{Code: CodeTooLarge, Msg: fmt.Sprintf("record is %d bytes, the limit is %d", len(b), d.maxBytes)}
+	case !utf8.Valid(b):
+		return Payment{}, &Error{Code: CodeInvalidUTF8, Msg: "record is not valid UTF-8"}
+	}
+	if b = bytes.TrimSpace(b); len(b) == 0 || b[0] != '{' {
+		return Payment{}, &Error{Code: CodeInvalidJSON, Msg: "not a JSON object"}
+	}
+	// Field names match case-sensitively, and a name given twice is an error: a record must not
+	// mean one thing to us and another to the next reader.
+	var w wire
+	if err := json.Unmarshal(b, &w); err != nil {
+		var se *json.SemanticError
+		if errors.As(err, &se) && se.JSONKind != 0 && len(se.JSONPointer) > 1 && se.JSONPointer.Parent() == "" {
+			field := se.JSONPointer.LastToken()
+			return Payment{}, invalid(field, "must be a %s, not a JSON %s", fieldKind(field), se.JSONKind)
+		}
+		return Payment{}, &Error{Code: CodeInvalidJSON, Msg: "not a valid JSON object: " + err.Error()}
+	}
+	p := Payment{
+		ID:               w.PaymentID,
+		Currency:         w.Currency,
+		MerchantID:       w.MerchantID,
+		MerchantCategory: w.MerchantCategory,
+		Country:          w.Country,
+		Channel:          w.Channel,
+		DeviceID:         w.DeviceID,
+		IP:               w.IP,
+		raw:              b,
+	}
+	if err := checkText("payment_id", w.PaymentID, maxIDLen, true); err != nil {
+		return Payment{}, err
+	}
+	if err := d.card(&p, &w); err != nil {
+		return Payment{}, err
+	}
+	amount, err := parseAmount(w.Amount)
+	if err != nil {
+		return Payment{}, err
+	}
+	p.Amount = amount
+	if err := checkCurrency(w.Currency); err != nil {
+		return Payment{}, err
+	}
+	if w.Timestamp == "" {
+		return Payment{}, missing("timestamp")
+	}
+	if p.Time, err = time.Parse(time.RFC3339Nano, w.Timestamp); err != nil {
+		return Payment{}, invalid("timestamp", "must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", clip(w.Timestamp))
+	}
+	for _, f := range [...]struct{ name, v string }{
+		{"merchant_id", w.MerchantID}, {"merchant_category", w.MerchantCategory},
+		{"channel", w.Channel}, {"device_id", w.DeviceID}, {"ip", w.IP},
+	} {
+		if err := checkText(f.name, f.v, maxOptionalLen, false); err != nil {
+			return Payment{}, err
+		}
+	}
+	if w.Country != "" {
+		if _, err := language.ParseRegion(w.Country); err != nil || !isUpperAlpha(w.Country, 2) {
+			return Payment{}, invalid("country", "must be an ISO 3166 alpha-2 code such as DE, got %q", clip(w.Country))
+		}
+	}
+	return p, nil
+}
+
+func (d *Decoder) card(p *Payment, w *wire) error {
+	if w.CardNumber != "" {
+		if !isPAN(w.CardNumber) {
+			// Never echo the number back: it may be a real one with a typo.
+			return invalid("card_number", "must be 13 to 19 digits with a valid Luhn check digit")
+		}
+		p.CardMasked = Mask(w.CardNumber)
+		p.hasNumber = true
+	}
+	switch {
+	case w.CardID != "":
+		if err := checkText("card_id", w.CardID, maxIDLen, true); err != nil {
+			return err
+		}
+		p.CardID = w.CardID
+	case p.hasNumber:
+		p.CardID = d.token(w.CardNumber)
+	default:
+		return &Error{Code: CodeMissingField, Field: "card_id", Msg: "is required unless card_number is given"}
+	}
+	return nil
+}
+
+// token is the card id of a card number: "tok_" and the first 128 bits of HMAC-SHA256 in hex.
+func (d *Decoder) token(pan string) string {
+	mac := d.macs.Get().(hash.Hash)
+	mac.Reset()
+	mac.Write([]byte(pan))
+	var sum [sha256.Size]byte
+	out := mac.Sum(sum[:0])
+	d.macs.Put(mac)
+	return "tok_" + hex.EncodeToString(out[:16])
+}
+
+// Mask shows a card number as its first 6 and last 4 digits with the rest replaced by '*'.
+func Mask(pan string) string {
+	if len(pan) < 11 {
+		return "****"
+	}
+	b := []byte(pan)
+	for i := 6; i < len(b)-4; i++ {
+		b[i] = '*'
+	}
+	return string(b)
+}
+
+func isPAN(s string) bool {
+	if len(s) < 13 || len(s) > 19 {
+		return false
+	}
+	sum := 0
+	for i := len(s) - 1; i >= 0; i-- {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return false
+		}
+		n := int(c - '0')
+		if (len(s)-1-i)%2 == 1 {
+			if n *= 2; n > 9 {
+				n -= 9
+			}
+		}
+		sum += n
+	}
+	return sum%10 == 0
+}
+
+// parseAmount accepts a JSON number or a string holding a plain decimal ("12.50"), and requires it
+// to be greater than zero. The literal is checked before it is parsed so that no input can make
+// the decimal arithmetic expensive (1e999999999).
+func parseAmount(raw jsontext.Value) (decimal.Decimal, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return decimal.Decimal{}, missing("amount")
+	}
+	lit := string(raw)
+	quoted := raw[0] == '"'
+	if quoted {
+		if err := json.Unmarshal(raw, &lit); err != nil {
+			return decimal.Decimal{}, invalid("amount", "must be a number or a decimal string")
+		}
+	} else if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+		return decimal.Decimal{}, invalid("amount", "must be a number or a decimal string")
+	}
+	if len(lit) > maxAmountLen || !isDecimalLiteral(lit, !quoted) {
+		return decimal.Decimal{}, invalid("amount", "must be a decimal number such as 12.50, got %q", clip(lit))
+	}
+	d, err := decimal.NewFromString(lit)
+	if err != nil {
+		return decimal.Decimal{}, invalid("amount", "must be a decimal number such as 12.50, got %q", clip(lit))
+	}
+	if d.Sign() <= 0 {
+		return decimal.Decimal{}, invalid("amount", "must be greater than 0, got %s", d.String())
+	}
+	return d, nil
+}
+
+// isDecimalLiteral reports whether s is [-]digits[.digits], followed, when exponent is allowed, by
+// an exponent of at most two digits.
+func isDecimalLiteral(s string, exponent bool) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i, n = i+1, n+1
+		}
+		return n
+	}
+	if digits() == 0 {
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if exponent && i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		if n := digits(); n == 0 || n > 2 {
+			return false
+		}
+		e := 0
+		for _, c := range s[start:i] {
+			e = e*10 + int(c-'0')
+		}
+		if e > maxExponent {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+func checkCurrency(c string) error {
+	if c == "" {
+		return missing("currency")
+	}
+	if !isUpperAlpha(c, 3) {
+		return invalid("currency", "must be an ISO 4217 alpha-3 code such as EUR, got %q", clip(c))
+	}
+	if _, err := currency.ParseISO(c); err != nil {
+		return invalid("currency", "%q is not an ISO 4217 currency code", c)
+	}
+	return nil
+}
+
+func checkText(field, v string, maxLen int, required bool) error {
+	if v == "" {
+		if required {
+			return missing(field)
+		}
+		return nil
+	}
+	if len(v) > maxLen {
+		return invalid(field, "must be at most %d bytes, got %d", maxLen, len(v))
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f {
+			return invalid(field, "must hold printable characters only")
+		} else if c >= utf8.RuneSelf {
+			for _, r := range v[i:] {
+				if !unicode.IsPrint(r) {
+					return invalid(field, "must hold printable characters only")
+				}
+			}
+			break
+		}
+	}
+	return nil
+}
+
+func isUpperAlpha(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+func fieldKind(field string) string {
+	if field == "amount" {
+		return "number or a decimal string"
+	}
+	return "string"
+}
+
+// clip keeps an echoed value short in error messages.
+func clip(s string) string {
+	const n = 40
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// JSON is the payment as it may be shown and passed on: the record as received, unknown fields
+// included, with the card number masked.
+func (p *Payment) JSON() (jsontext.Value, error) {
+	if !p.hasNumber {
+		return p.raw, nil
+	}
+	var fields map[string]jsontext.Value
+	if err := json.Unmarshal(p.raw, &fields); err != nil {
+		return nil, fmt.Errorf("re-read payment %s: %w", p.ID, err)
+	}
+	fields["card_number"], _ = json.Marshal(p.CardMasked)
+	return json.Marshal(fields, json.Deterministic(true))
+}
+
+// RedactPANs returns b with every run of 13 to 19 digits that passes the Luhn check masked as
+// Mask does. It is for records that could not be decoded and are passed on as they came (to the
+// dead-letter topic): a card number in them must not be stored in clear. b is not changed.
+func RedactPANs(b []byte) (out []byte, redacted bool) {
+	out = b
+	for i := 0; i < len(b); {
+		if b[i] < '0' || b[i] > '9' {
+			i++
+			continue
+		}
+		j := i
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		if run := string(b[i:j]); isPAN(run) {
+			if !redacted {
+				out, redacted = bytes.Clone(b), true
+			}
+			copy(out[i:j], Mask(run))
+		}
+		i = j
+	}
+	return out, redacted
+}
