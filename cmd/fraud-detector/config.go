@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/caarlos0/env/v11"
+	"github.com/shopspring/decimal"
+	"gopkg.in/yaml.v3"
+
+	"github.com/paysentry/fraud-detector/internal/detect"
+	"github.com/paysentry/fraud-detector/internal/rules"
+)
+
+// envPrefix starts the name of every environment variable that overrides a setting: the setting
+// kafka.topics.high_risk is FRAUD_KAFKA_TOPICS_HIGH_RISK.
+const envPrefix = "FRAUD_"
+
+// Config is every setting of the service. configs/config.yaml documents each one; defaultConfig
+// holds the same defaults.
+type Config struct {
+	Kafka  KafkaConfig   `yaml:"kafka" envPrefix:"KAFKA_"`
+	Stream detect.Config `yaml:"stream" envPrefix:"STREAM_"`
+	Rules  rules.Config  `yaml:"rules" envPrefix:"RULES_"`
+	Card   CardConfig    `yaml:"card" envPrefix:"CARD_"`
+	Log    LogConfig     `yaml:"log" envPrefix:"LOG_"`
+}
+
+// KafkaConfig says where the payments come from and where decisions go.
+type KafkaConfig struct {
+	Brokers         []string      `yaml:"brokers" env:"BROKERS"`
+	ClientID        string        `yaml:"client_id" env:"CLIENT_ID"`
+	Version         string        `yaml:"version" env:"VERSION"`
+	Group           string        `yaml:"group" env:"GROUP"`
+	Topics          TopicsConfig  `yaml:"topics" envPrefix:"TOPICS_"`
+	InitialOffset   string        `yaml:"initial_offset" env:"INITIAL_OFFSET"`
+	CommitInterval  time.Duration `yaml:"commit_interval" env:"COMMIT_INTERVAL"`
+	SessionTimeout  time.Duration `yaml:"session_timeout" env:"SESSION_TIMEOUT"`
+	FetchBytes      int32         `yaml:"fetch_bytes" env:"FETCH_BYTES"`
+	Compression     string        `yaml:"compression" env:"COMPRESSION"`
+	MaxMessageBytes int           `yaml:"max_message_bytes" env:"MAX_MESSAGE_BYTES"`
+	ConnectTimeout  time.Duration `yaml:"connect_timeout" env:"CONNECT_TIMEOUT"`
+}
+
+// TopicsConfig names the topics.
+type TopicsConfig struct {
+	Payments string `yaml:"payments" env:"PAYMENTS"`
+	HighRisk string `yaml:"high_risk" env:"HIGH_RISK"`
+	DLQ      string `yaml:"dlq" env:"DLQ"`
+}
+
+// CardConfig holds the key that turns card numbers into card ids.
+type CardConfig struct {
+	HMACKey     Secret `yaml:"hmac_key" env:"HMAC_KEY"`
+	HMACKeyFile string `yaml:"hmac_key_file" env:"HMAC_KEY_FILE"`
+}
+
+// LogConfig sets the log level: debug, info, warn or error.
+type LogConfig struct {
+	Level string `yaml:"level" env:"LEVEL"`
+}
+
+// Secret is a string that never shows itself in logs or JSON.
+type Secret string
+
+const redacted = "[redacted]"
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// LogValue keeps the secret out of slog output.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalJSON keeps the secret out of JSON output.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + s.String() + `"`), nil }
+
+func defaultConfig() Config {
+	return Config{
+		Kafka: KafkaConfig{
+			Brokers:         []string{"localhost:9092"},
+			ClientID:        "fraud-detector",
+			Version:         "2.8.0",
+			Group:           "fraud-detector",
+			Topics:          TopicsConfig{Payments: "payments", HighRisk: "high-risk-payments", DLQ: "payments-dlq"},
+			InitialOffset:   "oldest",
+			CommitInterval:  time.Second,
+			SessionTimeout:  10 * time.Second,
+			FetchBytes:      4 << 20,
+			Compression:     "none",
+			MaxMessageBytes: 1 << 20,
+			ConnectTimeout:  30 * time.Second,
+		},
+		Stream: detect.Config{
+			BatchSize:          500,
+			BatchLinger:        time.Millisecond,
+			MaxInFlightBatches: 4,
+			MaxPaymentBytes:    64 << 10,
+			DLQMaxValueBytes:   900_000,
+			RetryBackoff:       250 * time.Millisecond,
+			DrainTimeout:       10 * time.Second,
+		},
+		Rules: rules.Config{AmountThreshold: decimal.NewFromInt(100)},
+		Log:   LogConfig{Level: "info"},
+	}
+}
+
+// loadConfig reads the YAML file at path over the defaults (a missing file is an error only if
+// required), then applies the environment. It does not validate.
+func loadConfig(path string, required bool, getenv func(string) string) (Config, error) {
+	cfg := defaultConfig()
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	case errors.Is(err, os.ErrNotExist) && !required:
+	default:
+		return Config{}, fmt.Errorf("config file: %w", err)
+	}
+	opts := env.Options{Prefix: envPrefix, FuncMap: map[reflect.Type]env.ParserFunc{
+		reflect.TypeOf(decimal.Decimal{}): func(v string) (any, error) { return decimal.NewFromString(v) },
+	}}
+	params, err := env.GetFieldParamsWithOptions(&cfg, opts)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	opts.Environment = map[string]string{}
+	for _, p := range params {
+		if v := getenv(p.Key); v != "" {
+			opts.Environment[p.Key] = v
+		}
+	}
+	if err := env.ParseWithOptions(&cfg, opts); err != nil {
+		// The library names the Go field; name the variable the operator set instead.
+		for _, key := range slices.Sorted(maps.Keys(opts.Environment)) {
+			one, probe := opts, cfg
+			one.Environment = map[string]string{key: opts.Environment[key]}
+			if err := env.ParseWithOptions(&probe, one); err != nil {
+				return Config{}, fmt.Errorf("environment: %s=%q: %w", key, opts.Environment[key], errors.Unwrap(err))
+			}
+		}
+		return Config{}, fmt.Errorf("environment: %w", err)
+	}
+	return cfg, nil
+}
+
+// validate reports the first setting that is wrong, by its name in the file, and resolves the
+// settings that are read from elsewhere (the key file).
+func (c *Config) validate() error {
+	k := c.Kafka
+	switch {
+	case len(k.Brokers) == 0:
+		return errors.New("kafka.brokers: must list at least one host:port")
+	case k.Group == "":
+		return errors.New("kafka.group: must not be empty")
+	case k.Topics.Payments == "" || k.Topics.HighRisk == "" || k.Topics.DLQ == "":
+		return errors.New("kafka.topics: payments, high_risk and dlq must all be named")
+	case k.Topics.Payments == k.Topics.HighRisk || k.Topics.Payments == k.Topics.DLQ:
+		return errors.New("kafka.topics: the service must not write to the topic it reads")
+	case k.InitialOffset != "oldest" && k.InitialOffset != "newest":
+		return fmt.Errorf("kafka.initial_offset: must be oldest or newest, got %q", k.InitialOffset)
+	case k.CommitInterval <= 0:
+		return fmt.Errorf("kafka.commit_interval: must be positive, got %s", k.CommitInterval)
+	case k.SessionTimeout < 2*time.Second:
+		return fmt.Errorf("kafka.session_timeout: must be at least 2s, got %s", k.SessionTimeout)
+	case k.FetchBytes < 64<<10:
+		return fmt.Errorf("kafka.fetch_bytes: must be at least 65536, got %d", k.FetchBytes)
+	case k.MaxMessageBytes < c.Stream.DLQMaxValueBytes+64<<10:
+		return fmt.Errorf("kafka.max_message_bytes: must exceed stream.dlq_max_value_bytes by at least 64 KiB, got %d", k.MaxMessageBytes)
+	case k.ConnectTimeout <= 0:
+		return fmt.Errorf("kafka.connect_timeout: must be positive, got %s", k.ConnectTimeout)
+	}
+	for _, b := range k.Brokers {
+		if !strings.Contains(b, ":") {
+			return fmt.Errorf("kafka.brokers: %q is not host:port", b)
+		}
+	}
+	if _, err := sarama.ParseKafkaVersion(k.Version); err != nil {
+		return fmt.Errorf("kafka.version: %q is not a Kafka version such as 3.6.0", k.Version)
+	}
+	var codec sarama.CompressionCodec
+	if err := codec.UnmarshalText([]byte(k.Compression)); err != nil {
+		return fmt.Errorf("kafka.compression: must be none, gzip, snappy, lz4 or zstd, got %q", k.Compression)
+	}
+	if err := c.Stream.Validate(); err != nil {
+		return err
+	}
+	if err := c.Rules.Validate(); err != nil {
+		return err
+	}
+	if c.Card.HMACKeyFile != "" {
+		b, err := os.ReadFile(c.Card.HMACKeyFile)
+		if err != nil {
+			return fmt.Errorf("card.hmac_key_file: %w", err)
+		}
+		c.Card.HMACKey = Secret(strings.TrimRight(string(b), "\r\n"))
+	}
+	if len(c.Card.HMACKey) < 16 {
+		return errors.New("card.hmac_key: must be set, at least 16 bytes: it turns card numbers into card ids " +
+			"(set FRAUD_CARD_HMAC_KEY or FRAUD_CARD_HMAC_KEY_FILE; keep it secret and keep it stable)")
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		return err
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log.level: must be debug, info, warn or error, got %q", s)
+	}
+	return l, nil
+}
+
+// saramaConfigs returns the configurations of the consumer group and of the idempotent producer.
+func (c *Config) saramaConfigs() (consumer, producer *sarama.Config) {
+	version, _ := sarama.ParseKafkaVersion(c.Kafka.Version)
+	base := func() *sarama.Config {
+		s := sarama.NewConfig()
+		s.ClientID = c.Kafka.ClientID
+		s.Version = version
+		s.Metadata.Retry.Max = 5
+		return s
+	}
+	consumer = base()
+	consumer.Consumer.Return.Errors = true
+	consumer.Consumer.Offsets.Initial = sarama.OffsetOldest
+	if c.Kafka.InitialOffset == "newest" {
+		consumer.Consumer.Offsets.Initial = sarama.OffsetNewest
+	}
+	consumer.Consumer.Offsets.AutoCommit.Enable = true
+	consumer.Consumer.Offsets.AutoCommit.Interval = c.Kafka.CommitInterval
+	consumer.Consumer.Group.Session.Timeout = c.Kafka.SessionTimeout
+	consumer.Consumer.Group.Heartbeat.Interval = c.Kafka.SessionTimeout / 3
+	consumer.Consumer.Fetch.Default = c.Kafka.FetchBytes
+	consumer.Consumer.Fetch.Max = max(c.Kafka.FetchBytes, int32(c.Stream.MaxPaymentBytes)*2)
+	consumer.Consumer.MaxWaitTime = 100 * time.Millisecond
+	consumer.ChannelBufferSize = 2 * c.Stream.BatchSize
+
+	producer = base()
+	producer.Producer.Idempotent = true
+	producer.Producer.RequiredAcks = sarama.WaitForAll
+	producer.Net.MaxOpenRequests = 1
+	producer.Producer.Retry.Max = 10
+	producer.Producer.Retry.Backoff = 100 * time.Millisecond
+	producer.Producer.Return.Successes = true
+	producer.Producer.Return.Errors = true
+	producer.Producer.MaxMessageBytes = c.Kafka.MaxMessageBytes
+	_ = producer.Producer.Compression.UnmarshalText([]byte(c.Kafka.Compression))
+	producer.ChannelBufferSize = 2 * c.Stream.BatchSize
+	return consumer, producer
+}

@@ -1,0 +1,116 @@
+// Command fraud-detector reads payments from Kafka, decides whether each looks fraudulent, and
+// writes the decisions of flagged payments to the high-risk topic. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/IBM/sarama"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/paysentry/fraud-detector/internal/detect"
+	"github.com/paysentry/fraud-detector/internal/payment"
+	"github.com/paysentry/fraud-detector/internal/rules"
+)
+
+const defaultConfigPath = "configs/config.yaml"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fraud-detector:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the service and returns when ctx is done and everything in flight is drained.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fraud-detector", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", defaultConfigPath, "the YAML configuration `file`; FRAUD_* environment variables override it")
+	checkOnly := fs.Bool("check-config", false, "validate the configuration, print it with secrets redacted, and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+
+	cfg, err := loadConfig(*configPath, explicit, getenv)
+	if err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	level, _ := parseLevel(cfg.Log.Level)
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
+	log.Info("configuration", "file", *configPath, "config", cfg)
+	if *checkOnly {
+		return nil
+	}
+
+	amount := rules.NewAmount(cfg.Rules)
+	dec := payment.NewDecoder([]byte(cfg.Card.HMACKey), cfg.Stream.MaxPaymentBytes)
+	consumerCfg, producerCfg := cfg.saramaConfigs()
+
+	producer, err := connect(ctx, cfg.Kafka, log, func() (sarama.AsyncProducer, error) {
+		return sarama.NewAsyncProducer(cfg.Kafka.Brokers, producerCfg)
+	})
+	if err != nil {
+		return err
+	}
+	out := detect.NewOutputs(producer)
+	defer out.Close()
+	group, err := connect(ctx, cfg.Kafka, log, func() (sarama.ConsumerGroup, error) {
+		return sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Kafka.Group, consumerCfg)
+	})
+	if err != nil {
+		return err
+	}
+	handler := detect.NewHandler(cfg.Stream,
+		detect.Topics{HighRisk: cfg.Kafka.Topics.HighRisk, DLQ: cfg.Kafka.Topics.DLQ},
+		dec, amount, out, log)
+
+	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group, "rules_version", amount.Version())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return detect.Consume(gctx, group, []string{cfg.Kafka.Topics.Payments}, handler, log)
+	})
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// connect calls dial until it succeeds, ctx is done, or the connect timeout passes, so that the
+// service can start before its broker is up.
+func connect[T any](ctx context.Context, k KafkaConfig, log *slog.Logger, dial func() (T, error)) (T, error) {
+	deadline := time.Now().Add(k.ConnectTimeout)
+	wait := 250 * time.Millisecond
+	for {
+		v, err := dial()
+		if err == nil {
+			return v, nil
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return v, fmt.Errorf("connect to kafka at %v within %s: %w", k.Brokers, k.ConnectTimeout, err)
+		}
+		log.Warn("kafka not reachable yet", "brokers", k.Brokers, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return v, errors.Join(ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}

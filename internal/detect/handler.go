@@ -1,0 +1,361 @@
+// Package detect runs the stream: a sarama consumer-group handler that reads payments in batches
+// per partition, decides on each, produces the decisions of flagged payments and dead-letters
+// invalid records, and marks a batch's offsets only once all of its outputs are acknowledged.
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/paysentry/fraud-detector/internal/decision"
+	"github.com/paysentry/fraud-detector/internal/payment"
+	"github.com/paysentry/fraud-detector/internal/rules"
+)
+
+// Config sets how records are batched and drained.
+type Config struct {
+	// BatchSize is the most records one batch takes from a partition.
+	BatchSize int `yaml:"batch_size" env:"BATCH_SIZE"`
+	// BatchLinger is how long a batch waits to fill once its first record is in. Zero processes
+	// whatever has arrived as soon as nothing more is waiting.
+	BatchLinger time.Duration `yaml:"batch_linger" env:"BATCH_LINGER"`
+	// MaxInFlightBatches bounds the batches of one partition whose outputs await acknowledgement.
+	MaxInFlightBatches int `yaml:"max_in_flight_batches" env:"MAX_IN_FLIGHT_BATCHES"`
+	// MaxPaymentBytes is the largest record that can be a payment; larger ones are dead-lettered.
+	MaxPaymentBytes int `yaml:"max_payment_bytes" env:"MAX_PAYMENT_BYTES"`
+	// DLQMaxValueBytes cuts the value of a dead-lettered record to this many bytes, so that a
+	// record too large for the dead-letter topic cannot stall its partition.
+	DLQMaxValueBytes int `yaml:"dlq_max_value_bytes" env:"DLQ_MAX_VALUE_BYTES"`
+	// RetryBackoff is the first wait before outputs that the producer gave up on are sent again;
+	// it doubles up to 30 s.
+	RetryBackoff time.Duration `yaml:"retry_backoff" env:"RETRY_BACKOFF"`
+	// DrainTimeout bounds how long a partition waits for its in-flight outputs when it is revoked
+	// or the service stops. What is not acknowledged by then is not marked, and is read again.
+	DrainTimeout time.Duration `yaml:"drain_timeout" env:"DRAIN_TIMEOUT"`
+}
+
+// Validate reports the first setting that is out of range.
+func (c Config) Validate() error {
+	switch {
+	case c.BatchSize < 1:
+		return fmt.Errorf("stream.batch_size: must be at least 1, got %d", c.BatchSize)
+	case c.BatchLinger < 0:
+		return fmt.Errorf("stream.batch_linger: must not be negative, got %s", c.BatchLinger)
+	case c.MaxInFlightBatches < 1:
+		return fmt.Errorf("stream.max_in_flight_batches: must be at least 1, got %d", c.MaxInFlightBatches)
+	case c.MaxPaymentBytes < 256:
+		return fmt.Errorf("stream.max_payment_bytes: must be at least 256, got %d", c.MaxPaymentBytes)
+	case c.DLQMaxValueBytes < 1024:
+		return fmt.Errorf("stream.dlq_max_value_bytes: must be at least 1024, got %d", c.DLQMaxValueBytes)
+	case c.RetryBackoff <= 0:
+		return fmt.Errorf("stream.retry_backoff: must be positive, got %s", c.RetryBackoff)
+	case c.DrainTimeout <= 0:
+		return fmt.Errorf("stream.drain_timeout: must be positive, got %s", c.DrainTimeout)
+	}
+	return nil
+}
+
+// Topics names the topics the handler writes to.
+type Topics struct {
+	HighRisk string
+	DLQ      string
+}
+
+// Dead-letter headers.
+const (
+	HeaderErrorCode       = "error.code"
+	HeaderErrorMessage    = "error.message"
+	HeaderErrorTruncated  = "error.truncated" // the original size, when the value was cut
+	HeaderErrorRedacted   = "error.redacted"  // "card_number" when card numbers were masked
+	HeaderSourceTopic     = "source.topic"
+	HeaderSourcePartition = "source.partition"
+	HeaderSourceOffset    = "source.offset"
+)
+
+// Handler is the sarama.ConsumerGroupHandler of the payments topic.
+type Handler struct {
+	cfg    Config
+	topics Topics
+	dec    *payment.Decoder
+	amount *rules.Amount
+	out    *Outputs
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+var _ sarama.ConsumerGroupHandler = (*Handler)(nil)
+
+// NewHandler returns a handler that decodes with dec, decides with the amount rule and writes
+// through out.
+func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, out *Outputs, log *slog.Logger) *Handler {
+	return &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, out: out, log: log, now: time.Now}
+}
+
+// Setup is called when a new session starts.
+func (h *Handler) Setup(s sarama.ConsumerGroupSession) error {
+	h.log.Info("partitions assigned", "generation", s.GenerationID(), "claims", s.Claims())
+	return nil
+}
+
+// Cleanup is called when a session ends, after every ConsumeClaim has returned.
+func (h *Handler) Cleanup(s sarama.ConsumerGroupSession) error {
+	h.log.Info("partitions released", "generation", s.GenerationID())
+	return nil
+}
+
+// batch is a run of records of one partition whose outputs are in flight.
+type batch struct {
+	last *sarama.ConsumerMessage // marked once every output is acknowledged
+	acks *acks
+	try  int // how many times failed outputs were sent again
+}
+
+// ConsumeClaim reads one partition: it collects batches, processes each, and marks a batch's last
+// offset once the outputs of that batch and of every batch before it are acknowledged. Batches
+// are pipelined: up to MaxInFlightBatches await their acknowledgements while the next is built.
+func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	ctx := sess.Context()
+	msgs := claim.Messages()
+	buf := make([]*sarama.ConsumerMessage, 0, h.cfg.BatchSize)
+	var inflight []*batch
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	var lingerC <-chan time.Time
+
+	flush := func() {
+		if len(buf) == 0 {
+			return
+		}
+		inflight = append(inflight, &batch{last: buf[len(buf)-1], acks: h.out.send(h.process(buf))})
+		clear(buf)
+		buf = buf[:0]
+		lingerC = nil
+	}
+
+	for {
+		in := msgs
+		if len(inflight) >= h.cfg.MaxInFlightBatches {
+			in = nil // wait for the oldest batch before taking more
+		}
+		var head <-chan struct{}
+		if len(inflight) > 0 {
+			head = inflight[0].acks.done
+		}
+		select {
+		case m, ok := <-in:
+			if !ok {
+				flush()
+				return h.drain(sess, claim, inflight)
+			}
+			buf = append(buf, m)
+		more: // take what is already waiting, up to a full batch
+			for len(buf) < h.cfg.BatchSize {
+				select {
+				case m, ok := <-msgs:
+					if !ok {
+						flush()
+						return h.drain(sess, claim, inflight)
+					}
+					buf = append(buf, m)
+				default:
+					break more
+				}
+			}
+			switch {
+			case len(buf) >= h.cfg.BatchSize || h.cfg.BatchLinger == 0:
+				flush()
+			case lingerC == nil:
+				linger.Reset(h.cfg.BatchLinger)
+				lingerC = linger.C
+			}
+		case <-lingerC:
+			flush()
+		case <-head:
+			if !h.settle(ctx, sess, claim, inflight[0]) {
+				if ctx.Err() != nil {
+					flush()
+					return h.drain(sess, claim, inflight)
+				}
+				continue // sent again; wait for the new acknowledgements
+			}
+			inflight[0] = nil
+			inflight = inflight[1:]
+		case <-ctx.Done():
+			flush()
+			return h.drain(sess, claim, inflight)
+		}
+	}
+}
+
+// settle marks a batch whose outputs are all acknowledged and reports true. If some failed after
+// the producer's own retries it waits, sends them again and reports false; the batch stays unmarked
+// until they succeed, so nothing is lost, and the partition holds still meanwhile.
+func (h *Handler) settle(ctx context.Context, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, b *batch) bool {
+	failed, err := b.acks.result()
+	if len(failed) == 0 {
+		sess.MarkMessage(b.last, "")
+		return true
+	}
+	wait := min(h.cfg.RetryBackoff<<min(b.try, 10), 30*time.Second)
+	b.try++
+	h.log.Warn("outputs not acknowledged; sending them again",
+		"topic", claim.Topic(), "partition", claim.Partition(), "records", len(failed),
+		"attempt", b.try, "backoff", wait, "err", err)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return false // the partition is being revoked: the batch stays unmarked and is read again
+	}
+	for _, m := range failed {
+		m.Metadata = nil
+	}
+	b.acks = h.out.send(failed)
+	return false
+}
+
+// drain waits, within the drain timeout, for the in-flight batches in order and marks each that
+// is fully acknowledged. It stops at the first one that is not: later offsets must not be marked
+// before it.
+func (h *Handler) drain(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, inflight []*batch) error {
+	deadline := time.NewTimer(h.cfg.DrainTimeout)
+	defer deadline.Stop()
+	for i, b := range inflight {
+		select {
+		case <-b.acks.done:
+		case <-deadline.C:
+			h.log.Warn("drain timed out; unacknowledged batches will be read again",
+				"topic", claim.Topic(), "partition", claim.Partition(), "batches", len(inflight)-i)
+			return nil
+		}
+		if failed, err := b.acks.result(); len(failed) > 0 {
+			h.log.Warn("outputs failed while draining; the batch will be read again",
+				"topic", claim.Topic(), "partition", claim.Partition(), "records", len(failed), "err", err)
+			return nil
+		}
+		sess.MarkMessage(b.last, "")
+	}
+	return nil
+}
+
+// item is one record on its way through a batch.
+type item struct {
+	msg     *sarama.ConsumerMessage
+	p       payment.Payment
+	err     error // decoding error: the record is dead-lettered
+	reasons []decision.Reason
+}
+
+// process decides on a batch and returns the records to produce: a decision for every flagged
+// payment and a dead-letter record for every invalid one. Each stage runs over the whole batch,
+// so that a stage that needs a round trip (Redis, the model) makes one per batch.
+func (h *Handler) process(msgs []*sarama.ConsumerMessage) []*sarama.ProducerMessage {
+	items := make([]item, len(msgs))
+	for i, m := range msgs {
+		items[i].msg = m
+		items[i].p, items[i].err = h.dec.Decode(m.Value)
+	}
+	for i := range items {
+		it := &items[i]
+		if it.err != nil {
+			continue
+		}
+		if r, ok := h.amount.Check(it.p.Amount, it.p.Currency); ok {
+			it.reasons = append(it.reasons, r)
+		}
+	}
+	now := h.now().UTC()
+	var out []*sarama.ProducerMessage
+	for i := range items {
+		it := &items[i]
+		switch {
+		case it.err != nil:
+			out = append(out, h.deadLetter(it.msg, it.err))
+		case len(it.reasons) > 0:
+			m, err := h.decision(it, now)
+			if err != nil {
+				// The payment decoded but cannot be re-encoded: a bug, not bad input. Keep it.
+				h.log.Error("encode decision; dead-lettering the payment", "payment_id", it.p.ID, "err", err)
+				m = h.deadLetter(it.msg, fmt.Errorf("encode decision: %w", err))
+			}
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (h *Handler) decision(it *item, now time.Time) (*sarama.ProducerMessage, error) {
+	pj, err := it.p.JSON()
+	if err != nil {
+		return nil, err
+	}
+	d := decision.Decision{
+		PaymentID:    it.p.ID,
+		CardID:       it.p.CardID,
+		Flagged:      true,
+		Reasons:      it.reasons,
+		RulesVersion: h.amount.Version(),
+		DecidedAt:    now,
+		Payment:      pj,
+	}
+	v, err := d.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	return &sarama.ProducerMessage{
+		Topic:   h.topics.HighRisk,
+		Key:     sarama.StringEncoder(it.p.CardID),
+		Value:   sarama.ByteEncoder(v),
+		Headers: sourceHeaders(it.msg),
+	}, nil
+}
+
+func (h *Handler) deadLetter(m *sarama.ConsumerMessage, cause error) *sarama.ProducerMessage {
+	code := "internal"
+	var pe *payment.Error
+	if errors.As(cause, &pe) {
+		code = pe.Code
+	}
+	headers := make([]sarama.RecordHeader, 0, len(m.Headers)+7)
+	for _, rh := range m.Headers {
+		headers = append(headers, *rh)
+	}
+	headers = append(headers,
+		sarama.RecordHeader{Key: []byte(HeaderErrorCode), Value: []byte(code)},
+		sarama.RecordHeader{Key: []byte(HeaderErrorMessage), Value: []byte(cause.Error())})
+	headers = append(headers, sourceHeaders(m)...)
+	v := m.Value
+	if len(v) > h.cfg.DLQMaxValueBytes {
+		headers = append(headers, sarama.RecordHeader{Key: []byte(HeaderErrorTruncated), Value: []byte(strconv.Itoa(len(v)))})
+		v = v[:h.cfg.DLQMaxValueBytes]
+	}
+	if red, ok := payment.RedactPANs(v); ok {
+		headers = append(headers, sarama.RecordHeader{Key: []byte(HeaderErrorRedacted), Value: []byte("card_number")})
+		v = red
+	}
+	key, _ := payment.RedactPANs(m.Key)
+	pm := &sarama.ProducerMessage{Topic: h.topics.DLQ, Headers: headers}
+	if m.Key != nil {
+		pm.Key = sarama.ByteEncoder(key)
+	}
+	if m.Value != nil {
+		pm.Value = sarama.ByteEncoder(v)
+	}
+	return pm
+}
+
+func sourceHeaders(m *sarama.ConsumerMessage) []sarama.RecordHeader {
+	return []sarama.RecordHeader{
+		{Key: []byte(HeaderSourceTopic), Value: []byte(m.Topic)},
+		{Key: []byte(HeaderSourcePartition), Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
+		{Key: []byte(HeaderSourceOffset), Value: strconv.AppendInt(nil, m.Offset, 10)},
+	}
+}
