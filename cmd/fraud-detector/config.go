@@ -153,7 +153,11 @@ func loadConfig(path string, required bool, getenv func(string) string) (Config,
 			one, probe := opts, cfg
 			one.Environment = map[string]string{key: opts.Environment[key]}
 			if err := env.ParseWithOptions(&probe, one); err != nil {
-				return Config{}, fmt.Errorf("environment: %s=%q: %w", key, opts.Environment[key], errors.Unwrap(err))
+				var pe env.ParseError
+				if errors.As(err, &pe) {
+					err = pe.Err
+				}
+				return Config{}, fmt.Errorf("environment: %s=%q: %w", key, opts.Environment[key], err)
 			}
 		}
 		return Config{}, fmt.Errorf("environment: %w", err)
