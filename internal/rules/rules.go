@@ -72,6 +72,14 @@ func (a *Amount) Check(amount decimal.Decimal, currency string) (decision.Reason
 	}
 	return decision.Reason{
 		Code:   decision.CodeAmount,
-		Detail: fmt.Sprintf("amount %s %s is over the threshold of %s %s", amount, currency, t, currency),
+		Detail: fmt.Sprintf("amount %s %s is over the threshold of %s %s", show(amount), currency, show(t), currency),
 	}, true
+}
+
+// show writes d with the decimal places it was given (150.00 stays 150.00).
+func show(d decimal.Decimal) string {
+	if e := d.Exponent(); e < 0 {
+		return d.StringFixed(-e)
+	}
+	return d.String()
 }

@@ -22,6 +22,7 @@ func TestAmount(t *testing.T) {
 		{"100.00", "EUR", false, ""},
 		{"100.0000000001", "EUR", true, "amount 100.0000000001 EUR is over the threshold of 100 EUR"},
 		{"100.01", "USD", true, "amount 100.01 USD is over the threshold of 100 USD"},
+		{"150.00", "USD", true, "amount 150.00 USD is over the threshold of 100 USD"},
 		{"0.01", "EUR", false, ""},
 		{"99999", "EUR", true, "amount 99999 EUR is over the threshold of 100 EUR"},
 		{"15000", "JPY", false, ""},
