@@ -1,0 +1,195 @@
+// Command paygen writes a synthetic, reproducible stream of payments to Kafka or to a file.
+//
+//	paygen -n 100000                         # 100,000 payments to the payments topic, as fast as possible
+//	paygen -rate 500 -n 0                    # 500 payments/s until interrupted, event time = wall clock
+//	paygen -n 1000 -out payments.jsonl       # to a file, one JSON record per line
+//	paygen -n 1000 -malformed 0.05 -out -    # to standard output, 5 % of them malformed
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/paysentry/fraud-detector/internal/paygen"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "paygen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("paygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		n         = fs.Int64("n", 10_000, "how many records; 0 for no end")
+		rate      = fs.Float64("rate", 0, "records per second; 0 for as fast as possible")
+		seed      = fs.Uint64("seed", 1, "random seed: the same seed and flags give the same records")
+		cards     = fs.Int("cards", 100_000, "distinct cards")
+		bursts    = fs.Float64("bursts", 0.002, "share of payments that start a burst of 11-20 on one card")
+		numbers   = fs.Float64("card-numbers", 0.1, "share of payments that carry a card_number rather than a card_id")
+		malformed = fs.Float64("malformed", 0, "share of records that are malformed")
+		start     = fs.String("start", "", "event time of the first payment (RFC 3339); default: the wall clock when -rate is set, else 2026-01-05T00:00:00Z")
+		out       = fs.String("out", "kafka", "where to write: kafka, a file path, or - for standard output")
+		keyed     = fs.Bool("keyed", false, "with a file: write KEY<TAB>VALUE lines, as kcat -K'\\t' reads them")
+		brokers   = fs.String("brokers", "localhost:9092", "Kafka brokers, comma-separated")
+		topic     = fs.String("topic", "payments", "Kafka topic")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := paygen.Config{Seed: *seed, Cards: *cards, BurstShare: *bursts, CardNumberShare: *numbers, MalformedShare: *malformed}
+	switch {
+	case *start != "":
+		t, err := time.Parse(time.RFC3339, *start)
+		if err != nil {
+			return fmt.Errorf("-start: %w", err)
+		}
+		cfg.Start = t
+		if *rate > 0 {
+			cfg.Interval = time.Duration(float64(time.Second) / *rate)
+		}
+	case *rate > 0:
+		cfg.Clock = time.Now
+	}
+	gen := paygen.New(cfg)
+
+	var w writer
+	var err error
+	if *out == "kafka" {
+		w, err = newKafkaWriter(strings.Split(*brokers, ","), *topic)
+	} else {
+		w, err = newFileWriter(*out, *keyed, stdout)
+	}
+	if err != nil {
+		return err
+	}
+
+	began := time.Now()
+	var i int64
+	for ; *n == 0 || i < *n; i++ {
+		if i%256 == 0 {
+			if ctx.Err() != nil {
+				break
+			}
+			if *rate > 0 { // pace: record i is due at began + i/rate
+				due := began.Add(time.Duration(float64(i) / *rate * float64(time.Second)))
+				if d := time.Until(due); d > 0 {
+					select {
+					case <-time.After(d):
+					case <-ctx.Done():
+					}
+				}
+			}
+		}
+		if err := w.write(gen.Next()); err != nil {
+			return err
+		}
+	}
+	if err := w.close(); err != nil {
+		return err
+	}
+	el := time.Since(began)
+	fmt.Fprintf(stderr, "paygen: wrote %d records in %s (%.0f/s)\n", i, el.Round(time.Millisecond), float64(i)/el.Seconds())
+	return nil
+}
+
+type writer interface {
+	write(paygen.Record) error
+	close() error
+}
+
+type fileWriter struct {
+	f     io.Closer
+	w     *bufio.Writer
+	keyed bool
+}
+
+func newFileWriter(path string, keyed bool, stdout io.Writer) (*fileWriter, error) {
+	if path == "-" {
+		return &fileWriter{w: bufio.NewWriterSize(stdout, 1<<16), keyed: keyed}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	return &fileWriter{f: f, w: bufio.NewWriterSize(f, 1<<16), keyed: keyed}, nil
+}
+
+func (f *fileWriter) write(r paygen.Record) error {
+	if f.keyed {
+		f.w.WriteString(r.Key)
+		f.w.WriteByte('\t')
+	}
+	f.w.Write(r.Value)
+	return f.w.WriteByte('\n')
+}
+
+func (f *fileWriter) close() error {
+	err := f.w.Flush()
+	if f.f != nil {
+		err = errors.Join(err, f.f.Close())
+	}
+	return err
+}
+
+type kafkaWriter struct {
+	p     sarama.AsyncProducer
+	topic string
+	errs  chan error
+}
+
+func newKafkaWriter(brokers []string, topic string) (*kafkaWriter, error) {
+	c := sarama.NewConfig()
+	c.ClientID = "paygen"
+	c.Producer.RequiredAcks = sarama.WaitForLocal
+	c.Producer.Return.Errors = true
+	c.Producer.Flush.Frequency = 5 * time.Millisecond
+	c.Producer.Flush.Bytes = 512 << 10
+	c.Producer.MaxMessageBytes = 2 << 20
+	c.ChannelBufferSize = 4096
+	p, err := sarama.NewAsyncProducer(brokers, c)
+	if err != nil {
+		return nil, fmt.Errorf("connect to kafka at %v: %w", brokers, err)
+	}
+	w := &kafkaWriter{p: p, topic: topic, errs: make(chan error, 1)}
+	go func() {
+		var first error
+		for e := range p.Errors() {
+			if first == nil {
+				first = e
+			}
+		}
+		w.errs <- first
+	}()
+	return w, nil
+}
+
+func (k *kafkaWriter) write(r paygen.Record) error {
+	k.p.Input() <- &sarama.ProducerMessage{Topic: k.topic, Key: sarama.StringEncoder(r.Key), Value: sarama.ByteEncoder(r.Value)}
+	return nil
+}
+
+func (k *kafkaWriter) close() error {
+	k.p.AsyncClose()
+	if err := <-k.errs; err != nil {
+		return fmt.Errorf("produce: %w", err)
+	}
+	return nil
+}
