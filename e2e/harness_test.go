@@ -1,0 +1,375 @@
+// Package e2e starts the built fraud-detector binary against the real local stack (Kafka and Redis
+// from scripts/stack.sh), feeds it payments with kcat, an independent Kafka client, and asserts on
+// what lands in the topics and in the group's committed offsets.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+var (
+	brokers = envOr("FD_E2E_BROKERS", "127.0.0.1:9092")
+	binPath string // the service, built once by TestMain
+)
+
+const hmacKey = "e2e-card-key-0123456789"
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: kcat is not installed: run scripts/stack.sh up (it installs kcat and starts Kafka and Redis)")
+		return 1
+	}
+	cfg := sarama.NewConfig()
+	cfg.Metadata.Retry.Max = 2
+	client, err := sarama.NewClient([]string{brokers}, cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: Kafka is not reachable at %s (%v): start the stack with scripts/stack.sh up, or set FD_E2E_BROKERS\n", brokers, err)
+		return 1
+	}
+	client.Close()
+	dir, err := os.MkdirTemp("", "fd-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binPath = filepath.Join(dir, "fraud-detector")
+	build := exec.Command("go", "build", "-o", binPath, "../cmd/fraud-detector")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build the service:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// topics are one test's own topics and group, so that tests neither see each other's records nor
+// depend on what earlier runs left in the stack.
+type topics struct {
+	payments, highRisk, dlq, group string
+	partitions                     int32
+}
+
+func newTopics(t *testing.T, partitions int32) topics {
+	t.Helper()
+	suffix := fmt.Sprintf("%s-%d-%04d", strings.ToLower(t.Name()), time.Now().Unix(), rand.IntN(10000))
+	suffix = strings.NewReplacer("/", "-", "_", "-").Replace(suffix)
+	tp := topics{
+		payments: "payments-" + suffix, highRisk: "high-risk-" + suffix, dlq: "dlq-" + suffix,
+		group: "fd-" + suffix, partitions: partitions,
+	}
+	admin := newAdmin(t)
+	for name, n := range map[string]int32{tp.payments: partitions, tp.highRisk: 3, tp.dlq: 1} {
+		err := admin.CreateTopic(name, &sarama.TopicDetail{NumPartitions: n, ReplicationFactor: 1,
+			ConfigEntries: map[string]*string{"max.message.bytes": ptr("2097152")}}, false)
+		if err != nil {
+			t.Fatalf("create topic %s: %v", name, err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, name := range []string{tp.payments, tp.highRisk, tp.dlq} {
+			admin.DeleteTopic(name)
+		}
+	})
+	return tp
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func newAdmin(t *testing.T) sarama.ClusterAdmin {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	admin, err := sarama.NewClusterAdmin([]string{brokers}, cfg)
+	if err != nil {
+		t.Fatalf("kafka admin at %s: %v (start the stack with scripts/stack.sh up)", brokers, err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	return admin
+}
+
+func newClient(t *testing.T) sarama.Client {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	client, err := sarama.NewClient([]string{brokers}, cfg)
+	if err != nil {
+		t.Fatalf("kafka client at %s: %v (start the stack with scripts/stack.sh up)", brokers, err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return client
+}
+
+// service is a running fraud-detector process.
+type service struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+func (tp topics) env() []string {
+	return []string{
+		"FRAUD_KAFKA_BROKERS=" + brokers,
+		"FRAUD_KAFKA_GROUP=" + tp.group,
+		"FRAUD_KAFKA_TOPICS_PAYMENTS=" + tp.payments,
+		"FRAUD_KAFKA_TOPICS_HIGH_RISK=" + tp.highRisk,
+		"FRAUD_KAFKA_TOPICS_DLQ=" + tp.dlq,
+		"FRAUD_CARD_HMAC_KEY=" + hmacKey,
+	}
+}
+
+func startService(t *testing.T, tp topics, extra ...string) *service {
+	t.Helper()
+	cmd := exec.Command(binPath, "-config", "../configs/config.yaml")
+	cmd.Env = append(append(os.Environ(), tp.env()...), extra...)
+	s := &service{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = s.logs, s.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start service: %v", err)
+	}
+	go func() { s.err = cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			cmd.Process.Kill()
+			<-s.done
+		}
+		if t.Failed() {
+			t.Logf("service log (last 4 KiB):\n%s", s.logs.tail(4096))
+		}
+	})
+	return s
+}
+
+func (s *service) running() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends SIGTERM and requires a clean exit within 30 s.
+func (s *service) stop(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("service did not stop within 30 s of SIGTERM")
+	}
+	if s.err != nil {
+		t.Fatalf("service exited with %v", s.err)
+	}
+}
+
+func (s *service) kill(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func (b *syncBuffer) tail(n int) string {
+	s := b.String()
+	return s[max(0, len(s)-n):]
+}
+
+// kcatProduce writes KEY<TAB>VALUE lines to topic with kcat. nullValue lines (a key and a tab
+// only) become records with a null value when null is set, with an empty value otherwise.
+func kcatProduce(t *testing.T, topic string, lines []string, null bool) {
+	t.Helper()
+	args := []string{"-P", "-b", brokers, "-t", topic, "-K", "\t", "-X", "message.max.bytes=2097152"}
+	if null {
+		args = append(args, "-Z")
+	}
+	cmd := exec.Command("kcat", args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kcat produce to %s: %v\n%s", topic, err, out)
+	}
+}
+
+// kcatProduceFiles writes each file as one record, without a key.
+func kcatProduceFiles(t *testing.T, topic string, files ...string) {
+	t.Helper()
+	args := append([]string{"-P", "-b", brokers, "-t", topic, "-X", "message.max.bytes=2097152"}, files...)
+	if out, err := exec.Command("kcat", args...).CombinedOutput(); err != nil {
+		t.Fatalf("kcat produce files to %s: %v\n%s", topic, err, out)
+	}
+}
+
+// kcatPipe starts kcat reading KEY<TAB>VALUE lines from the returned writer.
+func kcatPipe(t *testing.T, topic string) (*bufio.Writer, func()) {
+	t.Helper()
+	cmd := exec.Command("kcat", "-P", "-b", brokers, "-t", topic, "-K", "\t")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(stdin, 1<<16)
+	return w, func() {
+		t.Helper()
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("kcat: %v\n%s", err, out.String())
+		}
+	}
+}
+
+// readAll returns every record of topic up to its end offsets at the time of the call.
+func readAll(t *testing.T, client sarama.Client, topic string) []*sarama.ConsumerMessage {
+	t.Helper()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	var all []*sarama.ConsumerMessage
+	for _, p := range parts {
+		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end == 0 {
+			continue
+		}
+		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		timeout := time.After(60 * time.Second)
+		for done := false; !done; {
+			select {
+			case m := <-pc.Messages():
+				all = append(all, m)
+				done = m.Offset >= end-1
+			case err := <-pc.Errors():
+				t.Fatalf("read %s/%d: %v", topic, p, err)
+			case <-timeout:
+				t.Fatalf("read %s/%d: timed out before offset %d", topic, p, end)
+			}
+		}
+		pc.Close()
+	}
+	return all
+}
+
+// lag is the sum over the partitions of topic of the log-end offset minus the group's committed
+// offset.
+func lag(t *testing.T, client sarama.Client, admin sarama.ClusterAdmin, group, topic string) (lag, end int64) {
+	t.Helper()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.RefreshMetadata(topic); err != nil {
+		t.Fatal(err)
+	}
+	res, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
+	if err != nil {
+		t.Fatalf("committed offsets of %s: %v", group, err)
+	}
+	for _, p := range parts {
+		e, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := int64(0)
+		if b := res.GetBlock(topic, p); b != nil && b.Offset >= 0 {
+			c = b.Offset
+		}
+		end += e
+		lag += e - c
+	}
+	return lag, end
+}
+
+// waitCaughtUp waits until the group's committed offsets equal the log-end offsets of topic.
+func waitCaughtUp(t *testing.T, s *service, tp topics, within time.Duration) {
+	t.Helper()
+	client, admin := newClient(t), newAdmin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		l, end := lag(t, client, admin, tp.group, tp.payments)
+		if l == 0 && end > 0 {
+			return
+		}
+		if !s.running() {
+			t.Fatalf("service exited (%v) with lag %d", s.err, l)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("group %s did not catch up within %s: lag %d of %d", tp.group, within, l, end)
+		case <-tick.C:
+		}
+	}
+}
+
+func header(m *sarama.ConsumerMessage, key string) string {
+	for _, h := range m.Headers {
+		if string(h.Key) == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
