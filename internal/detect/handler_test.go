@@ -1,0 +1,383 @@
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/shopspring/decimal"
+
+	"github.com/paysentry/fraud-detector/internal/decision"
+	"github.com/paysentry/fraud-detector/internal/payment"
+	"github.com/paysentry/fraud-detector/internal/rules"
+)
+
+// These tests drive the handler through fakes of sarama's session, claim and producer so that the
+// order of acknowledgements is in the test's hands. The e2e tests run the same code on real Kafka.
+
+// fakeProducer hands every input to the test, which acknowledges it when it chooses.
+type fakeProducer struct {
+	sarama.AsyncProducer
+	mu        sync.Mutex
+	acked     map[*sarama.ProducerMessage]bool
+	sent      []*sarama.ProducerMessage
+	checks    []markCheck
+	input     chan *sarama.ProducerMessage
+	successes chan *sarama.ProducerMessage
+	errors    chan *sarama.ProducerError
+}
+
+func newFakeProducer() *fakeProducer {
+	return &fakeProducer{
+		// Unbuffered: a record counts as sent only once the test has taken it, so that a mark
+		// cannot slip in between a send and the test seeing it.
+		input:     make(chan *sarama.ProducerMessage),
+		successes: make(chan *sarama.ProducerMessage),
+		errors:    make(chan *sarama.ProducerError),
+		acked:     map[*sarama.ProducerMessage]bool{},
+	}
+}
+
+// markCheck records, for one mark, whether an output of a record at or before it was unacknowledged.
+type markCheck struct {
+	mark, source int64
+	acked        bool
+}
+
+// onMark records whether every output sent so far whose source offset is at most offset was
+// acknowledged when offset was marked.
+func (p *fakeProducer) onMark(offset int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.sent {
+		var src int64
+		for _, h := range m.Headers {
+			if string(h.Key) == HeaderSourceOffset {
+				fmt.Sscan(string(h.Value), &src)
+			}
+		}
+		if src <= offset {
+			p.checks = append(p.checks, markCheck{mark: offset, source: src, acked: p.acked[m]})
+		}
+	}
+}
+
+func (p *fakeProducer) ackedAtMark(t *testing.T) []markCheck {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.checks) == 0 {
+		t.Fatal("no mark was checked")
+	}
+	return slices.Clone(p.checks)
+}
+
+func (p *fakeProducer) Input() chan<- *sarama.ProducerMessage     { return p.input }
+func (p *fakeProducer) Successes() <-chan *sarama.ProducerMessage { return p.successes }
+func (p *fakeProducer) Errors() <-chan *sarama.ProducerError      { return p.errors }
+func (p *fakeProducer) AsyncClose()                               { close(p.successes); close(p.errors) }
+func (p *fakeProducer) ack(m *sarama.ProducerMessage) {
+	p.mu.Lock()
+	p.acked[m] = true
+	p.mu.Unlock()
+	p.successes <- m
+}
+func (p *fakeProducer) fail(m *sarama.ProducerMessage, err error) {
+	p.errors <- &sarama.ProducerError{Msg: m, Err: err}
+}
+func (p *fakeProducer) next(t *testing.T) *sarama.ProducerMessage {
+	t.Helper()
+	select {
+	case m := <-p.input:
+		p.mu.Lock()
+		p.sent = append(p.sent, m)
+		p.mu.Unlock()
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no record produced within 10 s")
+		return nil
+	}
+}
+
+type fakeSession struct {
+	sarama.ConsumerGroupSession
+	ctx    context.Context
+	onMark func(int64)
+	mu     sync.Mutex
+	marks  []int64
+	mark   chan int64
+}
+
+func (s *fakeSession) Context() context.Context { return s.ctx }
+func (s *fakeSession) MarkMessage(m *sarama.ConsumerMessage, _ string) {
+	s.mu.Lock()
+	s.marks = append(s.marks, m.Offset)
+	s.mu.Unlock()
+	s.onMark(m.Offset)
+	s.mark <- m.Offset
+}
+
+type fakeClaim struct {
+	sarama.ConsumerGroupClaim
+	msgs chan *sarama.ConsumerMessage
+}
+
+func (c *fakeClaim) Topic() string                            { return "payments" }
+func (c *fakeClaim) Partition() int32                         { return 0 }
+func (c *fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
+
+type rig struct {
+	h     *Handler
+	prod  *fakeProducer
+	sess  *fakeSession
+	claim *fakeClaim
+	out   *Outputs
+	done  chan error
+	stop  context.CancelFunc
+}
+
+func newRig(t *testing.T, cfg Config) *rig {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	prod := newFakeProducer()
+	out := NewOutputs(prod)
+	r := &rig{
+		prod:  prod,
+		out:   out,
+		sess:  &fakeSession{ctx: ctx, mark: make(chan int64, 100)},
+		claim: &fakeClaim{msgs: make(chan *sarama.ConsumerMessage, 100)},
+		done:  make(chan error, 1),
+		stop:  cancel,
+	}
+	r.sess.onMark = prod.onMark
+	r.h = NewHandler(cfg, Topics{HighRisk: "high-risk", DLQ: "dlq"},
+		payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
+		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}),
+		out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { cancel(); out.Close() })
+	return r
+}
+
+func (r *rig) run() { go func() { r.done <- r.h.ConsumeClaim(r.sess, r.claim) }() }
+
+func (r *rig) feed(offset int64, amount string) {
+	r.claim.msgs <- &sarama.ConsumerMessage{Topic: "payments", Offset: offset, Value: fmt.Appendf(nil,
+		`{"payment_id":"p%d","card_id":"c1","amount":"%s","currency":"EUR","timestamp":"2026-03-01T10:00:00Z"}`, offset, amount)}
+}
+
+func (r *rig) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("ConsumeClaim: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ConsumeClaim did not return")
+	}
+}
+
+func (r *rig) nextMark(t *testing.T) int64 {
+	t.Helper()
+	select {
+	case off := <-r.sess.mark:
+		return off
+	case <-time.After(10 * time.Second):
+		t.Fatal("no offset marked within 10 s")
+		return -1
+	}
+}
+
+func (r *rig) marks() []int64 {
+	r.sess.mu.Lock()
+	defer r.sess.mu.Unlock()
+	return slices.Clone(r.sess.marks)
+}
+
+func testConfig() Config {
+	return Config{BatchSize: 2, BatchLinger: time.Hour, MaxInFlightBatches: 4, MaxPaymentBytes: 64 << 10,
+		DLQMaxValueBytes: 1024, RetryBackoff: time.Millisecond, DrainTimeout: 10 * time.Second}
+}
+
+// Batches are marked in order and only once all of their outputs are acknowledged, whatever the
+// order of the acknowledgements.
+func TestMarksInOrderOnlyAfterAcknowledgement(t *testing.T) {
+	r := newRig(t, testConfig())
+	for off := range int64(4) { // two full batches, every payment flagged
+		r.feed(off, "150")
+	}
+	r.run()
+	a0, a1, b2, b3 := r.prod.next(t), r.prod.next(t), r.prod.next(t), r.prod.next(t)
+	for _, m := range []*sarama.ProducerMessage{b3, b2, a1, a0} {
+		r.prod.ack(m)
+	}
+	if got := []int64{r.nextMark(t), r.nextMark(t)}; !slices.Equal(got, []int64{1, 3}) {
+		t.Fatalf("marks %v, want [1 3]", got)
+	}
+	for _, m := range r.prod.ackedAtMark(t) {
+		if !m.acked {
+			t.Errorf("offset %d marked before its output (source offset %d) was acknowledged", m.mark, m.source)
+		}
+	}
+	close(r.claim.msgs)
+	r.wait(t)
+	if got := r.marks(); !slices.Equal(got, []int64{1, 3}) {
+		t.Errorf("marks %v, want [1 3]", got)
+	}
+}
+
+func TestBatchWithoutOutputsIsMarkedAtOnce(t *testing.T) {
+	r := newRig(t, testConfig())
+	r.feed(0, "10")
+	r.feed(1, "100.00")
+	r.run()
+	if got := r.nextMark(t); got != 1 { // a produced record would block: the fake's input is unbuffered
+		t.Fatalf("mark %d, want 1", got)
+	}
+	close(r.claim.msgs)
+	r.wait(t)
+}
+
+func TestLingerClosesAPartialBatch(t *testing.T) {
+	cfg := testConfig()
+	cfg.BatchSize, cfg.BatchLinger = 100, 5*time.Millisecond
+	r := newRig(t, cfg)
+	r.feed(0, "500")
+	r.run()
+	r.prod.ack(r.prod.next(t)) // produced although the batch is far from full
+	if got := r.nextMark(t); got != 0 {
+		t.Fatalf("mark %d, want 0", got)
+	}
+	close(r.claim.msgs)
+	r.wait(t)
+}
+
+// Outputs the producer gave up on are sent again; the batch is marked once they succeed.
+func TestFailedOutputsAreSentAgain(t *testing.T) {
+	r := newRig(t, testConfig())
+	r.feed(0, "150")
+	r.feed(1, "20")
+	r.run()
+	m := r.prod.next(t)
+	r.prod.fail(m, errors.New("broker down"))
+	again := r.prod.next(t)
+	if string(again.Value.(sarama.ByteEncoder)) != string(m.Value.(sarama.ByteEncoder)) {
+		t.Fatalf("sent %s again, want %s", again.Value, m.Value)
+	}
+	select {
+	case off := <-r.sess.mark:
+		t.Fatalf("marked %d while its output had failed", off)
+	default:
+	}
+	r.prod.ack(again)
+	if got := r.nextMark(t); got != 1 {
+		t.Fatalf("mark %d, want 1", got)
+	}
+	close(r.claim.msgs)
+	r.wait(t)
+}
+
+// When the session ends, in-flight batches are drained and marked before ConsumeClaim returns.
+func TestRevokeDrainsInFlight(t *testing.T) {
+	r := newRig(t, testConfig())
+	r.feed(0, "150")
+	r.feed(1, "150")
+	r.run()
+	a, b := r.prod.next(t), r.prod.next(t)
+	r.stop()
+	r.prod.ack(a)
+	r.prod.ack(b)
+	r.wait(t)
+	if got := r.marks(); !slices.Equal(got, []int64{1}) {
+		t.Errorf("marks %v, want [1]", got)
+	}
+}
+
+// A batch not acknowledged within the drain timeout is left unmarked, to be read again.
+func TestDrainTimeoutLeavesBatchUnmarked(t *testing.T) {
+	cfg := testConfig()
+	cfg.DrainTimeout = 20 * time.Millisecond
+	r := newRig(t, cfg)
+	r.feed(0, "150")
+	r.feed(1, "150")
+	r.run()
+	a, b := r.prod.next(t), r.prod.next(t)
+	r.stop()
+	r.wait(t)
+	if got := r.marks(); len(got) != 0 {
+		t.Errorf("marks %v, want none", got)
+	}
+	r.prod.ack(a) // let Outputs.Close finish
+	r.prod.ack(b)
+}
+
+func TestDeadLetter(t *testing.T) {
+	r := newRig(t, testConfig())
+	long := append([]byte(`{"x":"4111111111111111`), make([]byte, 2000)...)
+	msgs := []*sarama.ConsumerMessage{
+		{Topic: "payments", Partition: 3, Offset: 17, Key: []byte("k"), Value: []byte(`{"payment_id":`),
+			Headers: []*sarama.RecordHeader{{Key: []byte("trace"), Value: []byte("t1")}}},
+		{Topic: "payments", Partition: 3, Offset: 18, Value: long},
+		{Topic: "payments", Partition: 3, Offset: 19, Value: nil},
+	}
+	out := r.h.process(msgs)
+	if len(out) != 3 {
+		t.Fatalf("%d outputs, want 3", len(out))
+	}
+	hdr := func(m *sarama.ProducerMessage, k string) string {
+		for _, h := range m.Headers {
+			if string(h.Key) == k {
+				return string(h.Value)
+			}
+		}
+		return ""
+	}
+	bad := out[0]
+	if bad.Topic != "dlq" || string(bad.Key.(sarama.ByteEncoder)) != "k" || string(bad.Value.(sarama.ByteEncoder)) != `{"payment_id":` {
+		t.Errorf("dead letter %+v", bad)
+	}
+	for k, want := range map[string]string{"trace": "t1", HeaderErrorCode: "invalid_json", HeaderSourceTopic: "payments",
+		HeaderSourcePartition: "3", HeaderSourceOffset: "17"} {
+		if got := hdr(bad, k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	cut := out[1]
+	v := cut.Value.(sarama.ByteEncoder)
+	if len(v) != 1024 || hdr(cut, HeaderErrorTruncated) != fmt.Sprint(len(long)) || hdr(cut, HeaderErrorRedacted) != "card_number" {
+		t.Errorf("long record: %d bytes, headers %v", len(v), cut.Headers)
+	}
+	if string(v[:22]) != `{"x":"411111******1111` {
+		t.Errorf("card number not masked: %s", v[:22])
+	}
+	if null := out[2]; null.Value != nil || hdr(null, HeaderErrorCode) != payment.CodeEmpty {
+		t.Errorf("null record: %+v", null)
+	}
+}
+
+func TestDecisionRecord(t *testing.T) {
+	r := newRig(t, testConfig())
+	out := r.h.process([]*sarama.ConsumerMessage{{Topic: "payments", Partition: 1, Offset: 5, Value: []byte(
+		`{"payment_id":"p1","card_number":"4111111111111111","amount":"250.00","currency":"USD","timestamp":"2026-03-01T10:00:00Z"}`)}})
+	if len(out) != 1 || out[0].Topic != "high-risk" {
+		t.Fatalf("outputs %+v", out)
+	}
+	d, err := decision.Unmarshal(out[0].Value.(sarama.ByteEncoder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Flagged || d.PaymentID != "p1" || len(d.Reasons) != 1 || d.Reasons[0].Code != decision.CodeAmount ||
+		d.RulesVersion == "" || d.DecidedAt.IsZero() || string(out[0].Key.(sarama.StringEncoder)) != d.CardID {
+		t.Errorf("decision %+v", d)
+	}
+	if got := string(d.Payment); !strings.Contains(got, `"card_number":"411111******1111"`) || strings.Contains(got, "4111111111111111") {
+		t.Errorf("payment %s", got)
+	}
+}
