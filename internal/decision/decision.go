@@ -3,6 +3,7 @@
 package decision
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -45,6 +46,50 @@ func (d *Decision) Marshal() ([]byte, error) {
 		d.Reasons = []Reason{}
 	}
 	return json.Marshal(d)
+}
+
+// AppendJSON appends to b what Marshal returns, without validating d.Payment again: it is for the
+// stream, where the payment has just been decoded (and so validated), and where Marshal's second
+// pass over it cost a sixth of the service's CPU. d.Payment must be valid JSON.
+func (d *Decision) AppendJSON(b []byte) []byte {
+	b = append(b, `{"payment_id":`...)
+	b, _ = jsontext.AppendQuote(b, d.PaymentID)
+	b = append(b, `,"card_id":`...)
+	b, _ = jsontext.AppendQuote(b, d.CardID)
+	b = append(b, `,"flagged":`...)
+	b = strconv.AppendBool(b, d.Flagged)
+	b = append(b, `,"score":`...)
+	if d.Score == nil {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendFloat(b, *d.Score, 'g', -1, 64)
+	}
+	b = append(b, `,"reasons":[`...)
+	for i, r := range d.Reasons {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"code":`...)
+		b, _ = jsontext.AppendQuote(b, r.Code)
+		b = append(b, `,"detail":`...)
+		b, _ = jsontext.AppendQuote(b, r.Detail)
+		b = append(b, '}')
+	}
+	b = append(b, `],"window_count":`...)
+	if d.WindowCount == nil {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendInt(b, *d.WindowCount, 10)
+	}
+	b = append(b, `,"model_version":`...)
+	b, _ = jsontext.AppendQuote(b, d.ModelVersion)
+	b = append(b, `,"rules_version":`...)
+	b, _ = jsontext.AppendQuote(b, d.RulesVersion)
+	b = append(b, `,"decided_at":"`...)
+	b = d.DecidedAt.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","payment":`...)
+	b = append(b, d.Payment...)
+	return append(b, '}')
 }
 
 // Unmarshal decodes a `high-risk-payments` record.

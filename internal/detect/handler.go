@@ -306,10 +306,7 @@ func (h *Handler) decision(it *item, now time.Time) (*sarama.ProducerMessage, er
 		DecidedAt:    now,
 		Payment:      pj,
 	}
-	v, err := d.Marshal()
-	if err != nil {
-		return nil, err
-	}
+	v := d.AppendJSON(make([]byte, 0, 384+len(pj)))
 	return &sarama.ProducerMessage{
 		Topic:   h.topics.HighRisk,
 		Key:     sarama.StringEncoder(it.p.CardID),

@@ -1,0 +1,453 @@
+// Command streambench measures the service on a real broker: how fast it drains a backlog, and the
+// decision latency at a fixed input rate. It needs the local stack (scripts/stack.sh up) and a
+// built service; scripts/bench.sh does both.
+//
+// Drain: N payments are pre-loaded into a fresh topic, the service is started, and the rate is
+// taken from the group's committed offsets, from the first commit seen to the last.
+//
+// Latency: the service is started on fresh topics whose timestamps are the broker's append time,
+// payments are written at a fixed rate, and each decision's append time on the high-risk topic
+// minus its payment's append time on the payments topic is one sample (millisecond resolution,
+// as Kafka's timestamps have).
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/paysentry/fraud-detector/internal/paygen"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "streambench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	brokers    string
+	bin        string
+	n          int
+	partitions int
+	rate       float64
+	duration   time.Duration
+	env        []string
+	profile    string
+	skipDrain  bool
+	skipLat    bool
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("streambench", flag.ContinueOnError)
+	fs.StringVar(&o.brokers, "brokers", "127.0.0.1:9092", "Kafka brokers")
+	fs.StringVar(&o.bin, "bin", ".cache/bin/fraud-detector", "the service binary")
+	fs.IntVar(&o.n, "n", 1_000_000, "payments to pre-load for the drain measurement")
+	fs.IntVar(&o.partitions, "partitions", 6, "partitions of the payments topic")
+	fs.Float64Var(&o.rate, "rate", 5000, "payments per second for the latency measurement")
+	fs.DurationVar(&o.duration, "duration", 20*time.Second, "how long to write at that rate")
+	fs.StringVar(&o.profile, "cpuprofile", "", "write the service's CPU profile of the drain to `file`")
+	fs.BoolVar(&o.skipDrain, "skip-drain", false, "skip the drain measurement")
+	fs.BoolVar(&o.skipLat, "skip-latency", false, "skip the latency measurement")
+	fs.Func("env", "a FRAUD_*=value setting for the service (repeatable)", func(s string) error {
+		if !strings.HasPrefix(s, "FRAUD_") || !strings.Contains(s, "=") {
+			return errors.New("want FRAUD_NAME=value")
+		}
+		o.env = append(o.env, s)
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := os.Stat(o.bin); err != nil {
+		return fmt.Errorf("service binary: %w (build it: go build -o %s ./cmd/fraud-detector)", err, o.bin)
+	}
+	fmt.Fprintln(stdout, machine())
+	fmt.Fprintf(stdout, "settings: %d partitions, service env %v\n", o.partitions, o.env)
+	if !o.skipDrain {
+		if err := drain(ctx, o, stdout); err != nil {
+			return fmt.Errorf("drain: %w", err)
+		}
+	}
+	if !o.skipLat {
+		if err := latency(ctx, o, stdout); err != nil {
+			return fmt.Errorf("latency: %w", err)
+		}
+	}
+	return nil
+}
+
+// bench is one measurement's topics, clients and service.
+type bench struct {
+	o                       options
+	payments, highRisk, dlq string
+	group                   string
+	client                  sarama.Client
+	admin                   sarama.ClusterAdmin
+}
+
+func newBench(o options, name string) (*bench, error) {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	client, err := sarama.NewClient(strings.Split(o.brokers, ","), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s (is the stack up? scripts/stack.sh up): %w", o.brokers, err)
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		return nil, err
+	}
+	id := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
+	b := &bench{o: o, client: client, admin: admin,
+		payments: "bench-payments-" + id, highRisk: "bench-high-risk-" + id, dlq: "bench-dlq-" + id, group: "bench-" + id}
+	appendTime := map[string]*string{"message.timestamp.type": ptr("LogAppendTime")}
+	for name, parts := range map[string]int32{b.payments: int32(o.partitions), b.highRisk: 3, b.dlq: 1} {
+		if err := admin.CreateTopic(name, &sarama.TopicDetail{NumPartitions: parts, ReplicationFactor: 1, ConfigEntries: appendTime}, false); err != nil {
+			return nil, fmt.Errorf("create %s: %w", name, err)
+		}
+	}
+	return b, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// close deletes the topics: a benchmark leaves nothing behind.
+func (b *bench) close() {
+	for _, t := range []string{b.payments, b.highRisk, b.dlq} {
+		b.admin.DeleteTopic(t)
+	}
+	b.admin.Close()
+}
+
+type service struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan error
+}
+
+func (b *bench) start(extraArgs ...string) (*service, error) {
+	log := filepath.Join(os.TempDir(), b.group+".log")
+	f, err := os.Create(log)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(b.o.bin, append([]string{"-config", "configs/config.yaml"}, extraArgs...)...)
+	cmd.Env = append(os.Environ(),
+		"FRAUD_KAFKA_BROKERS="+b.o.brokers,
+		"FRAUD_KAFKA_GROUP="+b.group,
+		"FRAUD_KAFKA_TOPICS_PAYMENTS="+b.payments,
+		"FRAUD_KAFKA_TOPICS_HIGH_RISK="+b.highRisk,
+		"FRAUD_KAFKA_TOPICS_DLQ="+b.dlq,
+		"FRAUD_KAFKA_COMMIT_INTERVAL=100ms",
+		"FRAUD_CARD_HMAC_KEY=bench-card-key-0123456789",
+		"FRAUD_LOG_LEVEL=warn",
+	)
+	cmd.Env = append(cmd.Env, b.o.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &service{cmd: cmd, log: log, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait(); f.Close() }()
+	return s, nil
+}
+
+// stop ends the service with SIGTERM and returns the CPU time it used.
+func (s *service) stop() (time.Duration, error) {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			return 0, fmt.Errorf("service exited with %v; log %s", err, s.log)
+		}
+	case <-time.After(60 * time.Second):
+		s.cmd.Process.Kill()
+		return 0, fmt.Errorf("service did not stop; log %s", s.log)
+	}
+	st := s.cmd.ProcessState
+	return st.UserTime() + st.SystemTime(), nil
+}
+
+// committed is the sum of the group's committed offsets and of the log-end offsets.
+func (b *bench) committed() (committed, end int64, err error) {
+	parts, err := b.client.Partitions(b.payments)
+	if err != nil {
+		return 0, 0, err
+	}
+	res, err := b.admin.ListConsumerGroupOffsets(b.group, map[string][]int32{b.payments: parts})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, p := range parts {
+		e, err := b.client.GetOffset(b.payments, p, sarama.OffsetNewest)
+		if err != nil {
+			return 0, 0, err
+		}
+		end += e
+		if blk := res.GetBlock(b.payments, p); blk != nil && blk.Offset > 0 {
+			committed += blk.Offset
+		}
+	}
+	return committed, end, nil
+}
+
+// produce writes n generated payments, at rate per second (0: as fast as possible).
+func (b *bench) produce(ctx context.Context, n int, rate float64, clock bool) (time.Duration, error) {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	cfg.Producer.RequiredAcks = sarama.WaitForLocal
+	cfg.Producer.Return.Errors = true
+	cfg.Producer.Flush.Frequency = time.Millisecond
+	cfg.ChannelBufferSize = 4096
+	p, err := sarama.NewAsyncProducer(strings.Split(b.o.brokers, ","), cfg)
+	if err != nil {
+		return 0, err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		var first error
+		for e := range p.Errors() {
+			if first == nil {
+				first = e
+			}
+		}
+		errc <- first
+	}()
+	gc := paygen.Config{Seed: 7, Cards: 200_000, BurstShare: 0.002, CardNumberShare: 0.1}
+	if clock {
+		gc.Clock = time.Now
+	}
+	gen := paygen.New(gc)
+	began := time.Now()
+	for i := range n {
+		if rate > 0 && i%16 == 0 {
+			if d := time.Until(began.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		if i%1024 == 0 && ctx.Err() != nil {
+			break
+		}
+		r := gen.Next()
+		p.Input() <- &sarama.ProducerMessage{Topic: b.payments, Key: sarama.StringEncoder(r.Key), Value: sarama.ByteEncoder(r.Value)}
+	}
+	p.AsyncClose()
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	return time.Since(began), ctx.Err()
+}
+
+func drain(ctx context.Context, o options, stdout io.Writer) error {
+	b, err := newBench(o, "drain")
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	took, err := b.produce(ctx, o.n, 0, false)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "drain: pre-loaded %d payments in %s (%.0f/s)\n", o.n, took.Round(time.Millisecond), float64(o.n)/took.Seconds())
+
+	var args []string
+	if o.profile != "" {
+		args = append(args, "-cpuprofile", o.profile)
+	}
+	started := time.Now()
+	svc, err := b.start(args...)
+	if err != nil {
+		return err
+	}
+	var firstAt, lastAt time.Time
+	var first int64
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for lastAt.IsZero() {
+		select {
+		case <-ctx.Done():
+			svc.stop()
+			return ctx.Err()
+		case err := <-svc.done:
+			return fmt.Errorf("service exited early (%v); log %s", err, svc.log)
+		case <-tick.C:
+		}
+		c, end, err := b.committed()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		if c > 0 && firstAt.IsZero() {
+			firstAt, first = now, c
+		}
+		if c >= end && end > 0 {
+			lastAt = now
+		}
+		if now.Sub(started) > 10*time.Minute {
+			return fmt.Errorf("not drained after 10 minutes: %d of %d", c, end)
+		}
+	}
+	cpu, err := svc.stop()
+	if err != nil {
+		return err
+	}
+	rate := float64(int64(o.n)-first) / lastAt.Sub(firstAt).Seconds()
+	fmt.Fprintf(stdout, "drain: %d payments committed; %.0f payments/s from the first commit (%d) to the last (%s); %s from start to the last commit\n",
+		o.n, rate, first, lastAt.Sub(firstAt).Round(time.Millisecond), lastAt.Sub(started).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "drain: service CPU %s, %.2f µs per payment\n", cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(o.n))
+	if o.profile != "" {
+		fmt.Fprintf(stdout, "drain: CPU profile in %s (go tool pprof -top %s %s)\n", o.profile, o.bin, o.profile)
+	}
+	return nil
+}
+
+func latency(ctx context.Context, o options, stdout io.Writer) error {
+	b, err := newBench(o, "latency")
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	svc, err := b.start()
+	if err != nil {
+		return err
+	}
+	if err := b.waitAssigned(ctx, svc); err != nil {
+		return err
+	}
+	n := int(o.rate * o.duration.Seconds())
+	took, err := b.produce(ctx, n, o.rate, true)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "latency: wrote %d payments in %s (%.0f/s)\n", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		c, end, err := b.committed()
+		if err != nil {
+			return err
+		}
+		if c >= end {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not caught up: %d of %d", c, end)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := svc.stop(); err != nil {
+		return err
+	}
+
+	appended := map[[2]int64]time.Time{} // (partition, offset) -> append time of the payment
+	for _, m := range b.readAll(b.payments) {
+		appended[[2]int64{int64(m.Partition), m.Offset}] = m.Timestamp
+	}
+	var samples []time.Duration
+	for _, m := range b.readAll(b.highRisk) {
+		var part, off int64 = -1, -1
+		for _, h := range m.Headers {
+			switch string(h.Key) {
+			case "source.partition":
+				part, _ = strconv.ParseInt(string(h.Value), 10, 32)
+			case "source.offset":
+				off, _ = strconv.ParseInt(string(h.Value), 10, 64)
+			}
+		}
+		if t, ok := appended[[2]int64{part, off}]; ok {
+			samples = append(samples, m.Timestamp.Sub(t))
+		}
+	}
+	if len(samples) == 0 {
+		return errors.New("no decisions to measure")
+	}
+	slices.Sort(samples)
+	q := func(p float64) time.Duration { return samples[min(len(samples)-1, int(p*float64(len(samples))))] }
+	fmt.Fprintf(stdout, "latency: %d decisions at %.0f payments/s: p50 %s, p90 %s, p99 %s, max %s (append time to append time, ms resolution)\n",
+		len(samples), o.rate, q(0.50), q(0.90), q(0.99), samples[len(samples)-1])
+	return nil
+}
+
+// waitAssigned waits until the service's group is stable, so that the latency run does not count
+// the time it takes to join.
+func (b *bench) waitAssigned(ctx context.Context, svc *service) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		groups, err := b.admin.DescribeConsumerGroups([]string{b.group})
+		if err == nil && len(groups) == 1 && groups[0].State == "Stable" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-svc.done:
+			return fmt.Errorf("service exited (%v); log %s", err, svc.log)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("group %s not stable after 60 s; log %s", b.group, svc.log)
+}
+
+func (b *bench) readAll(topic string) []*sarama.ConsumerMessage {
+	consumer, err := sarama.NewConsumerFromClient(b.client)
+	if err != nil {
+		return nil
+	}
+	defer consumer.Close()
+	parts, _ := b.client.Partitions(topic)
+	var all []*sarama.ConsumerMessage
+	for _, p := range parts {
+		end, err := b.client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil || end == 0 {
+			continue
+		}
+		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			continue
+		}
+		for m := range pc.Messages() {
+			all = append(all, m)
+			if m.Offset >= end-1 {
+				break
+			}
+		}
+		pc.Close()
+	}
+	return all
+}
+
+// machine describes where the figures come from.
+func machine() string {
+	model := "unknown CPU"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	return fmt.Sprintf("machine: %d cores (%s), %s, %s/%s; Kafka broker on the same machine",
+		runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
