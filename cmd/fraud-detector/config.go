@@ -106,7 +106,7 @@ func defaultConfig() Config {
 		},
 		Stream: detect.Config{
 			BatchSize:          500,
-			BatchLinger:        time.Millisecond,
+			BatchLinger:        0,
 			MaxInFlightBatches: 4,
 			MaxPaymentBytes:    64 << 10,
 			DLQMaxValueBytes:   900_000,
