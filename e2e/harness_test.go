@@ -103,13 +103,10 @@ func ptr[T any](v T) *T { return &v }
 
 func newAdmin(t *testing.T) sarama.ClusterAdmin {
 	t.Helper()
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V2_8_0_0
-	admin, err := sarama.NewClusterAdmin([]string{brokers}, cfg)
+	admin, err := sarama.NewClusterAdminFromClient(newClient(t))
 	if err != nil {
-		t.Fatalf("kafka admin at %s: %v (start the stack with scripts/stack.sh up)", brokers, err)
+		t.Fatalf("kafka admin: %v", err)
 	}
-	t.Cleanup(func() { admin.Close() })
 	return admin
 }
 
