@@ -100,6 +100,10 @@ running() { # pidfile
 
 start_kafka() {
   if running "$state/kafka.pid"; then log "kafka already runs (pid $(cat "$state/kafka.pid"))"; return; fi
+  if kcat -b "$bootstrap" -L -m 2 >/dev/null 2>&1; then
+    log "a broker already answers on $bootstrap (not started by this checkout); using it"
+    return
+  fi
   write_kafka_config
   if [ ! -f "$state/kafka/data/meta.properties" ]; then
     # A fixed cluster id: 16 bytes, base64url, as Kafka's StorageTool expects.
@@ -122,6 +126,10 @@ start_kafka() {
 
 start_redis() {
   if running "$state/redis.pid"; then log "redis already runs (pid $(cat "$state/redis.pid"))"; return; fi
+  if redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG; then
+    log "a redis already answers on port $redis_port (not started by this checkout); using it"
+    return
+  fi
   mkdir -p "$state/redis"
   log "starting redis on 127.0.0.1:$redis_port"
   redis-server --bind 127.0.0.1 --port "$redis_port" --daemonize yes \
