@@ -215,10 +215,12 @@ func (h *Handler) settle(ctx context.Context, sess sarama.ConsumerGroupSession, 
 	case <-ctx.Done():
 		return false // the partition is being revoked: the batch stays unmarked and is read again
 	}
-	for _, m := range failed {
-		m.Metadata = nil
+	// Fresh messages, so that nothing sarama kept on the failed ones carries over.
+	again := make([]*sarama.ProducerMessage, len(failed))
+	for i, m := range failed {
+		again[i] = &sarama.ProducerMessage{Topic: m.Topic, Key: m.Key, Value: m.Value, Headers: m.Headers}
 	}
-	b.acks = h.out.send(failed)
+	b.acks = h.out.send(again)
 	return false
 }
 
