@@ -54,8 +54,11 @@ func (e *Error) Error() string {
 // Is makes every *Error match ErrInvalid.
 func (e *Error) Is(target error) bool { return target == ErrInvalid }
 
+// invalid makes a field error. Messages may quote the offending value; any card number in them is
+// masked here, once for all of them.
 func invalid(field, format string, args ...any) *Error {
-	return &Error{Code: CodeInvalidField, Field: field, Msg: fmt.Sprintf(format, args...)}
+	msg, _ := RedactPANs(fmt.Appendf(nil, format, args...))
+	return &Error{Code: CodeInvalidField, Field: field, Msg: string(msg)}
 }
 
 func missing(field string) *Error {
@@ -161,7 +164,8 @@ func (d *Decoder) Decode(b []byte) (Payment, error) {
 			field := se.JSONPointer.LastToken()
 			return Payment{}, invalid(field, "must be a %s, not a JSON %s", fieldKind(field), se.JSONKind)
 		}
-		return Payment{}, &Error{Code: CodeInvalidJSON, Msg: "not a valid JSON object: " + err.Error()}
+		msg, _ := RedactPANs([]byte(err.Error())) // the library quotes names and values
+		return Payment{}, &Error{Code: CodeInvalidJSON, Msg: "not a valid JSON object: " + string(msg)}
 	}
 	p := Payment{
 		ID:               w.PaymentID,
@@ -223,6 +227,9 @@ func (d *Decoder) card(p *Payment, w *wire) error {
 	case w.CardID != "":
 		if err := checkText("card_id", w.CardID, maxIDLen, true); err != nil {
 			return err
+		}
+		if isPAN(w.CardID) {
+			return invalid("card_id", "is a card number: send it as card_number, which is tokenised and masked")
 		}
 		p.CardID = w.CardID
 	case p.hasNumber:
@@ -419,39 +426,134 @@ func clip(s string) string {
 
 // JSON is the payment as it may be shown and passed on: the record as received, unknown fields
 // included, with the card number masked.
+//
+// Card numbers anywhere else in it, as in an unknown field, are masked too (see RedactJSON).
 func (p *Payment) JSON() (jsontext.Value, error) {
-	if !p.hasNumber {
-		return p.raw, nil
-	}
-	var fields map[string]jsontext.Value
-	if err := json.Unmarshal(p.raw, &fields); err != nil {
-		return nil, fmt.Errorf("re-read payment %s: %w", p.ID, err)
-	}
-	fields["card_number"], _ = json.Marshal(p.CardMasked)
-	return json.Marshal(fields, json.Deterministic(true))
+	out, _ := RedactJSON(p.raw)
+	return out, nil
 }
 
-// RedactPANs returns b with every run of 13 to 19 digits that passes the Luhn check masked as
-// Mask does. It is for records that could not be decoded and are passed on as they came (to the
-// dead-letter topic): a card number in them must not be stored in clear. b is not changed.
+// RedactPANs returns b with every card number in it masked as Mask does: a run of 13 to 19
+// digits, which may be grouped by single spaces or dashes ("4111 1111 1111 1111"), that passes the
+// Luhn check. It is for text that is passed on as it came, such as dead letters and error messages.
+// b is not changed; redacted reports whether anything was masked.
 func RedactPANs(b []byte) (out []byte, redacted bool) {
 	out = b
 	for i := 0; i < len(b); {
-		if b[i] < '0' || b[i] > '9' {
+		if !isDigit(b[i]) {
 			i++
 			continue
 		}
-		j := i
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
-		}
-		if run := string(b[i:j]); isPAN(run) {
+		end, next := panAt(b, i)
+		if end > 0 {
 			if !redacted {
 				out, redacted = bytes.Clone(b), true
 			}
-			copy(out[i:j], Mask(run))
+			maskRun(out[i:end])
 		}
-		i = j
+		i = next
 	}
 	return out, redacted
+}
+
+// RedactJSON masks the card numbers in a valid JSON text and keeps it valid: inside strings as
+// RedactPANs does, and a number that is a card number becomes a string of its masked digits.
+func RedactJSON(b []byte) (out []byte, redacted bool) {
+	from := 0 // b[from:] is still to be copied to out
+	inString := false
+	for i := 0; i < len(b); {
+		c := b[i]
+		switch {
+		case inString && c == '\\':
+			if i+1 < len(b) && b[i+1] == 'u' {
+				i += 6 // \uXXXX: its hex digits are not part of a run
+			} else {
+				i += 2
+			}
+		case c == '"':
+			inString = !inString
+			i++
+		case inString && isDigit(c):
+			end, next := panAt(b, i)
+			if end > 0 {
+				out = append(out, b[from:end]...)
+				maskRun(out[len(out)-(end-i):])
+				from, redacted = end, true
+			}
+			i = next
+		case !inString && (isDigit(c) || c == '-'):
+			end := i
+			for end < len(b) && bytes.IndexByte([]byte("0123456789+-.eE"), b[end]) >= 0 {
+				end++
+			}
+			intPart := bytes.TrimPrefix(b[i:end], []byte("-"))
+			if k := bytes.IndexAny(intPart, ".eE"); k >= 0 {
+				intPart = intPart[:k]
+			}
+			if isPAN(string(intPart)) {
+				out = append(append(append(out, b[from:i]...), '"'), Mask(string(intPart))...)
+				out = append(out, '"')
+				from, redacted = end, true
+			}
+			i = end
+		default:
+			i++
+		}
+	}
+	if !redacted {
+		return b, false
+	}
+	return append(out, b[from:]...), true
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// panAt looks for a card number starting at b[i], the first digit of a group: 13 to 19 digits in
+// groups joined by single spaces or dashes, ending at a group's end and passing the Luhn check. It
+// returns the end of the card number (0 if there is none) and where to look next: after the card
+// number, or at the next group.
+func panAt(b []byte, i int) (end, next int) {
+	var d [19]byte
+	n, j := 0, i
+	next = -1
+	for {
+		k := j
+		for k < len(b) && isDigit(b[k]) {
+			k++
+		}
+		if next < 0 {
+			next = k
+		}
+		if n+k-j > len(d) {
+			return 0, next
+		}
+		n += copy(d[n:], b[j:k])
+		if n >= 13 && isPAN(string(d[:n])) {
+			return k, k
+		}
+		if k+1 < len(b) && (b[k] == ' ' || b[k] == '-') && isDigit(b[k+1]) {
+			j = k + 1
+			continue
+		}
+		return 0, next
+	}
+}
+
+// maskRun masks, in place, the digits of a card number found by panAt but its first 6 and last 4.
+func maskRun(run []byte) {
+	total := 0
+	for _, c := range run {
+		if isDigit(c) {
+			total++
+		}
+	}
+	seen := 0
+	for k, c := range run {
+		if isDigit(c) {
+			if seen >= 6 && seen < total-4 {
+				run[k] = '*'
+			}
+			seen++
+		}
+	}
 }
