@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strings"
 	"sync"
 	"time"
 	"unicode"
@@ -195,7 +196,7 @@ func (d *Decoder) Decode(b []byte) (Payment, error) {
 	if w.Timestamp == "" {
 		return Payment{}, missing("timestamp")
 	}
-	if p.Time, err = time.Parse(time.RFC3339Nano, w.Timestamp); err != nil {
+	if p.Time, err = parseTime(w.Timestamp); err != nil {
 		return Payment{}, invalid("timestamp", "must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", clip(w.Timestamp))
 	}
 	for _, f := range [...]struct{ name, v string }{
@@ -316,7 +317,7 @@ func parseAmount(raw jsontext.Value) (decimal.Decimal, error) {
 }
 
 // isDecimalLiteral reports whether s is [-]digits[.digits], followed, when exponent is allowed, by
-// an exponent of at most two digits.
+// an exponent of at most maxExponent.
 func isDecimalLiteral(s string, exponent bool) bool {
 	i := 0
 	if i < len(s) && s[i] == '-' {
@@ -344,7 +345,7 @@ func isDecimalLiteral(s string, exponent bool) bool {
 			i++
 		}
 		start := i
-		if n := digits(); n == 0 || n > 2 {
+		if n := digits(); n == 0 || n > 3 {
 			return false
 		}
 		e := 0
@@ -356,6 +357,15 @@ func isDecimalLiteral(s string, exponent bool) bool {
 		}
 	}
 	return i == len(s)
+}
+
+// parseTime reads an RFC 3339 time, which may write its T and Z in lower case.
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil && strings.ContainsAny(s, "tz") {
+		t, err = time.Parse(time.RFC3339Nano, strings.ToUpper(s))
+	}
+	return t, err
 }
 
 func (d *Decoder) checkCurrency(c string) error {
@@ -378,8 +388,11 @@ func checkText(field, v string, maxLen int, required bool) error {
 		}
 		return nil
 	}
-	if len(v) > maxLen {
-		return invalid(field, "must be at most %d bytes, got %d", maxLen, len(v))
+	if len(v) > 4*maxLen || utf8.RuneCountInString(v) > maxLen {
+		return invalid(field, "must be at most %d characters, got %d", maxLen, utf8.RuneCountInString(v))
+	}
+	if strings.TrimSpace(v) == "" {
+		return invalid(field, "must not be blank")
 	}
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; c < 0x20 || c == 0x7f {

@@ -40,6 +40,13 @@ func TestDecodeValid(t *testing.T) {
 					t.Errorf("time = %v, want 10:00 UTC", p.Time.UTC())
 				}
 			}},
+		{"128 characters of more than a byte, lower-case t and z, a 3-digit exponent",
+			`{"payment_id":"` + strings.Repeat("é", 128) + `","card_id":"c1","amount":1e+002,"currency":"EUR","timestamp":"2026-03-01t10:00:00z"}`,
+			func(t *testing.T, p Payment) {
+				if p.Amount.String() != "100" || p.Time.Hour() != 10 {
+					t.Errorf("got %+v", p)
+				}
+			}},
 		{"exponent amount",
 			`{"payment_id":"p3","card_id":"c1","amount":1.5e2,"currency":"USD","timestamp":"2026-03-01T12:00:00Z"}`,
 			func(t *testing.T, p Payment) {
@@ -117,6 +124,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"null", `null`, CodeInvalidJSON, ""},
 		{"missing payment_id", with("payment_id", nil), CodeMissingField, "payment_id"},
 		{"long payment_id", with("payment_id", strings.Repeat("x", 129)), CodeInvalidField, "payment_id"},
+		{"blank payment_id", with("payment_id", "  "), CodeInvalidField, "payment_id"},
 		{"control char id", with("payment_id", "a\tb"), CodeInvalidField, "payment_id"},
 		{"payment_id number", with("payment_id", 5), CodeInvalidField, "payment_id"},
 		{"missing card", with("card_id", nil), CodeMissingField, "card_id"},
