@@ -119,3 +119,54 @@ func waitForOutput(t *testing.T, client sarama.Client, topic string, n int64) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestStopDrainsAndCommits sends SIGTERM while the service works through a backlog. It must exit 0,
+// and because a clean stop waits for the outputs in flight and commits their offsets, the restart
+// must decide the rest without repeating any decision: every flagged payment exactly once.
+func TestStopDrainsAndCommits(t *testing.T) {
+	const total = 60_000
+	tp := newTopics(t, 6)
+	client := newClient(t)
+	gen := paygen.New(paygen.Config{Seed: 9, Cards: 5_000, CardNumberShare: 0.1})
+	shouldFlag := map[string]bool{}
+	w, closeKcat := kcatPipe(t, tp.payments)
+	for range total {
+		r := gen.Next()
+		if overThreshold(t, r.Amount) {
+			shouldFlag[r.ID] = true
+		}
+		fmt.Fprintf(w, "%s\t%s\n", r.Key, r.Value)
+	}
+	closeKcat()
+
+	// Small batches, one in flight per partition: slow enough that SIGTERM lands mid-backlog.
+	slow := []string{"FRAUD_STREAM_BATCH_SIZE=20", "FRAUD_STREAM_MAX_IN_FLIGHT_BATCHES=1"}
+	svc := startService(t, tp, slow...)
+	waitForOutput(t, client, tp.highRisk, 200)
+	svc.stop(t) // requires exit 0
+	l, end := lag(t, client, newAdmin(t), tp.group, tp.payments)
+	if l == 0 {
+		t.Fatalf("the backlog of %d was done before SIGTERM: the test did not stop mid-stream", end)
+	}
+	t.Logf("stopped with SIGTERM, %d of %d payments left", l, end)
+
+	svc = startService(t, tp)
+	waitCaughtUp(t, svc, tp, 120*time.Second)
+	seen := map[string]int{}
+	for _, m := range readAll(t, client, tp.highRisk) {
+		var d decisionRecord
+		if err := json.Unmarshal(m.Value, &d); err != nil {
+			t.Fatal(err)
+		}
+		seen[d.PaymentID]++
+	}
+	for id := range shouldFlag {
+		if seen[id] != 1 {
+			t.Errorf("%s decided %d times, want exactly once after a clean stop", id, seen[id])
+		}
+	}
+	if len(seen) != len(shouldFlag) {
+		t.Errorf("%d payments decided, %d should be", len(seen), len(shouldFlag))
+	}
+	svc.stop(t)
+}

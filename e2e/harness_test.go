@@ -145,6 +145,7 @@ func startService(t *testing.T, tp topics, extra ...string) *service {
 	t.Helper()
 	cmd := exec.Command(binPath, "-config", "../configs/config.yaml")
 	cmd.Env = append(append(os.Environ(), tp.env()...), extra...)
+	cmd.SysProcAttr = dieWithTest()
 	s := &service{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
 	if err := cmd.Start(); err != nil {
@@ -163,6 +164,12 @@ func startService(t *testing.T, tp topics, extra ...string) *service {
 		}
 	})
 	return s
+}
+
+// dieWithTest makes a child process die with the test binary, so that a test that times out or
+// panics (and so runs no cleanup) leaves no service behind.
+func dieWithTest() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
 func (s *service) running() bool {
@@ -244,6 +251,7 @@ func kcatProduceFiles(t *testing.T, topic string, files ...string) {
 func kcatPipe(t *testing.T, topic string) (*bufio.Writer, func()) {
 	t.Helper()
 	cmd := exec.Command("kcat", "-P", "-b", brokers, "-t", topic, "-K", "\t")
+	cmd.SysProcAttr = dieWithTest()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

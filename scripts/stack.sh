@@ -31,13 +31,15 @@ install_apt() {
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v kcat >/dev/null || missing+=(kcat)
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || missing+=(maven)
   [ ${#missing[@]} -eq 0 ] && return
   command -v apt-get >/dev/null || die "need ${missing[*]}: install them with your package manager"
   local sudo=
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   log "installing ${missing[*]} from Debian"
   $sudo apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 install_kafka() {

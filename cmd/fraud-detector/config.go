@@ -182,8 +182,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("kafka.initial_offset: must be oldest or newest, got %q", k.InitialOffset)
 	case k.CommitInterval <= 0:
 		return fmt.Errorf("kafka.commit_interval: must be positive, got %s", k.CommitInterval)
-	case k.SessionTimeout < 2*time.Second:
-		return fmt.Errorf("kafka.session_timeout: must be at least 2s, got %s", k.SessionTimeout)
+	case k.SessionTimeout < 6*time.Second:
+		// Brokers refuse less than group.min.session.timeout.ms, 6 s by default.
+		return fmt.Errorf("kafka.session_timeout: must be at least 6s, got %s", k.SessionTimeout)
 	case k.FetchBytes < 64<<10:
 		return fmt.Errorf("kafka.fetch_bytes: must be at least 65536, got %d", k.FetchBytes)
 	case k.MaxMessageBytes < c.Stream.DLQMaxValueBytes+64<<10:

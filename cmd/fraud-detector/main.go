@@ -84,7 +84,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	out := detect.NewOutputs(producer)
-	defer out.Close()
+	defer func() {
+		if err := out.Close(cfg.Stream.DrainTimeout); err != nil {
+			log.Error("close producer", "err", err)
+		}
+	}()
 	group, err := connect(ctx, cfg.Kafka, log, func() (sarama.ConsumerGroup, error) {
 		return sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Kafka.Group, consumerCfg)
 	})

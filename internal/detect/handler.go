@@ -49,14 +49,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("stream.batch_linger: must not be negative, got %s", c.BatchLinger)
 	case c.MaxInFlightBatches < 1:
 		return fmt.Errorf("stream.max_in_flight_batches: must be at least 1, got %d", c.MaxInFlightBatches)
-	case c.MaxPaymentBytes < 256:
-		return fmt.Errorf("stream.max_payment_bytes: must be at least 256, got %d", c.MaxPaymentBytes)
+	case c.MaxPaymentBytes < 256 || c.MaxPaymentBytes > 16<<20:
+		return fmt.Errorf("stream.max_payment_bytes: must be from 256 to 16777216, got %d", c.MaxPaymentBytes)
 	case c.DLQMaxValueBytes < 1024:
 		return fmt.Errorf("stream.dlq_max_value_bytes: must be at least 1024, got %d", c.DLQMaxValueBytes)
 	case c.RetryBackoff <= 0:
 		return fmt.Errorf("stream.retry_backoff: must be positive, got %s", c.RetryBackoff)
-	case c.DrainTimeout <= 0:
-		return fmt.Errorf("stream.drain_timeout: must be positive, got %s", c.DrainTimeout)
+	case c.DrainTimeout <= 0 || c.DrainTimeout > 50*time.Second:
+		// A member that takes longer than the group's rebalance timeout (60 s) to let go of its
+		// partitions is evicted, and its last commits fail.
+		return fmt.Errorf("stream.drain_timeout: must be positive and at most 50s, got %s", c.DrainTimeout)
 	}
 	return nil
 }
@@ -69,13 +71,19 @@ type Topics struct {
 
 // Dead-letter headers.
 const (
-	HeaderErrorCode       = "error.code"
-	HeaderErrorMessage    = "error.message"
-	HeaderErrorTruncated  = "error.truncated" // the original size, when the value was cut
-	HeaderErrorRedacted   = "error.redacted"  // "card_number" when card numbers were masked
-	HeaderSourceTopic     = "source.topic"
-	HeaderSourcePartition = "source.partition"
-	HeaderSourceOffset    = "source.offset"
+	HeaderErrorCode      = "error.code"
+	HeaderErrorMessage   = "error.message"
+	HeaderErrorTruncated = "error.truncated" // the original size, when the value was cut
+	HeaderErrorRedacted  = "error.redacted"  // "card_number" when card numbers were masked
+	// error.key_truncated: the original key size, when the key was cut; error.headers_dropped:
+	// how many of the record's headers were left out; error.dlq: why a dead letter carries only
+	// the error and source headers.
+	HeaderErrorKeyTruncated   = "error.key_truncated"
+	HeaderErrorHeadersDropped = "error.headers_dropped"
+	HeaderErrorDLQ            = "error.dlq"
+	HeaderSourceTopic         = "source.topic"
+	HeaderSourcePartition     = "source.partition"
+	HeaderSourceOffset        = "source.offset"
 )
 
 // Handler is the sarama.ConsumerGroupHandler of the payments topic.
@@ -129,11 +137,13 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	defer linger.Stop()
 	var lingerC <-chan time.Time
 
+	// flush processes the batch being collected. Once the session has ended nothing new is
+	// processed: those records are not marked and are read again by whoever gets the partition.
 	flush := func() {
-		if len(buf) == 0 {
+		if len(buf) == 0 || ctx.Err() != nil {
 			return
 		}
-		inflight = append(inflight, &batch{last: buf[len(buf)-1], acks: h.out.send(h.process(buf))})
+		inflight = append(inflight, &batch{last: buf[len(buf)-1], acks: h.out.send(ctx, h.process(buf))})
 		clear(buf)
 		buf = buf[:0]
 		lingerC = nil
@@ -151,7 +161,6 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		select {
 		case m, ok := <-in:
 			if !ok {
-				flush()
 				return h.drain(sess, claim, inflight)
 			}
 			buf = append(buf, m)
@@ -160,7 +169,6 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				select {
 				case m, ok := <-msgs:
 					if !ok {
-						flush()
 						return h.drain(sess, claim, inflight)
 					}
 					buf = append(buf, m)
@@ -180,7 +188,6 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		case <-head:
 			if !h.settle(ctx, sess, claim, inflight[0]) {
 				if ctx.Err() != nil {
-					flush()
 					return h.drain(sess, claim, inflight)
 				}
 				continue // sent again; wait for the new acknowledgements
@@ -188,7 +195,6 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			inflight[0] = nil
 			inflight = inflight[1:]
 		case <-ctx.Done():
-			flush()
 			return h.drain(sess, claim, inflight)
 		}
 	}
@@ -196,9 +202,11 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 
 // settle marks a batch whose outputs are all acknowledged and reports true. If some failed after
 // the producer's own retries it waits, sends them again and reports false; the batch stays unmarked
-// until they succeed, so nothing is lost, and the partition holds still meanwhile.
+// until they succeed, so nothing is lost, and the partition holds still meanwhile. A dead letter
+// the broker can never take (too large for the topic, say) is replaced by one without the
+// record's key, value and headers, which still names the error and the source offset.
 func (h *Handler) settle(ctx context.Context, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, b *batch) bool {
-	failed, err := b.acks.result()
+	failed := b.acks.result()
 	if len(failed) == 0 {
 		sess.MarkMessage(b.last, "")
 		return true
@@ -207,7 +215,7 @@ func (h *Handler) settle(ctx context.Context, sess sarama.ConsumerGroupSession, 
 	b.try++
 	h.log.Warn("outputs not acknowledged; sending them again",
 		"topic", claim.Topic(), "partition", claim.Partition(), "records", len(failed),
-		"attempt", b.try, "backoff", wait, "err", err)
+		"attempt", b.try, "backoff", wait, "err", failed[0].err)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
@@ -217,10 +225,14 @@ func (h *Handler) settle(ctx context.Context, sess sarama.ConsumerGroupSession, 
 	}
 	// Fresh messages, so that nothing sarama kept on the failed ones carries over.
 	again := make([]*sarama.ProducerMessage, len(failed))
-	for i, m := range failed {
+	for i, f := range failed {
+		m := f.msg
 		again[i] = &sarama.ProducerMessage{Topic: m.Topic, Key: m.Key, Value: m.Value, Headers: m.Headers}
+		if m.Topic == h.topics.DLQ && permanent(f.err) {
+			again[i] = h.bareDeadLetter(m, f.err)
+		}
 	}
-	b.acks = h.out.send(again)
+	b.acks = h.out.send(ctx, again)
 	return false
 }
 
@@ -238,9 +250,9 @@ func (h *Handler) drain(sess sarama.ConsumerGroupSession, claim sarama.ConsumerG
 				"topic", claim.Topic(), "partition", claim.Partition(), "batches", len(inflight)-i)
 			return nil
 		}
-		if failed, err := b.acks.result(); len(failed) > 0 {
+		if failed := b.acks.result(); len(failed) > 0 {
 			h.log.Warn("outputs failed while draining; the batch will be read again",
-				"topic", claim.Topic(), "partition", claim.Partition(), "records", len(failed), "err", err)
+				"topic", claim.Topic(), "partition", claim.Partition(), "records", len(failed), "err", failed[0].err)
 			return nil
 		}
 		sess.MarkMessage(b.last, "")
@@ -317,30 +329,54 @@ func (h *Handler) decision(it *item, now time.Time) (*sarama.ProducerMessage, er
 	}, nil
 }
 
+// Limits that keep a dead letter within kafka.max_message_bytes whatever the record carried:
+// the value is cut to DLQMaxValueBytes, and these bound the rest.
+const (
+	dlqMaxKeyBytes     = 4 << 10
+	dlqMaxHeaderBytes  = 32 << 10 // the record's own headers, all together
+	dlqMaxMessageBytes = 1 << 10  // the error.message header
+)
+
+// deadLetter is the record for m on the dead-letter topic: m's key, value and headers as they
+// came, with card numbers masked and sizes bounded, and headers naming the error and the source.
 func (h *Handler) deadLetter(m *sarama.ConsumerMessage, cause error) *sarama.ProducerMessage {
 	code := "internal"
 	var pe *payment.Error
 	if errors.As(cause, &pe) {
 		code = pe.Code
 	}
-	headers := make([]sarama.RecordHeader, 0, len(m.Headers)+7)
+	msg, _ := payment.RedactPANs([]byte(cause.Error()))
+	headers := make([]sarama.RecordHeader, 0, len(m.Headers)+8)
+	size, dropped := 0, 0
 	for _, rh := range m.Headers {
-		headers = append(headers, *rh)
+		if size += len(rh.Key) + len(rh.Value); size > dlqMaxHeaderBytes {
+			dropped++
+			continue
+		}
+		v, _ := payment.RedactPANs(rh.Value)
+		headers = append(headers, sarama.RecordHeader{Key: rh.Key, Value: v})
 	}
 	headers = append(headers,
 		sarama.RecordHeader{Key: []byte(HeaderErrorCode), Value: []byte(code)},
-		sarama.RecordHeader{Key: []byte(HeaderErrorMessage), Value: []byte(cause.Error())})
+		sarama.RecordHeader{Key: []byte(HeaderErrorMessage), Value: msg[:min(len(msg), dlqMaxMessageBytes)]})
 	headers = append(headers, sourceHeaders(m)...)
-	v := m.Value
+	if dropped > 0 {
+		headers = append(headers, sarama.RecordHeader{Key: []byte(HeaderErrorHeadersDropped), Value: []byte(strconv.Itoa(dropped))})
+	}
+	// Mask first, then cut: a card number must not survive half-cut.
+	v, redacted := payment.RedactPANs(m.Value)
+	key, keyRedacted := payment.RedactPANs(m.Key)
+	if redacted || keyRedacted {
+		headers = append(headers, sarama.RecordHeader{Key: []byte(HeaderErrorRedacted), Value: []byte("card_number")})
+	}
 	if len(v) > h.cfg.DLQMaxValueBytes {
 		headers = append(headers, sarama.RecordHeader{Key: []byte(HeaderErrorTruncated), Value: []byte(strconv.Itoa(len(v)))})
 		v = v[:h.cfg.DLQMaxValueBytes]
 	}
-	if red, ok := payment.RedactPANs(v); ok {
-		headers = append(headers, sarama.RecordHeader{Key: []byte(HeaderErrorRedacted), Value: []byte("card_number")})
-		v = red
+	if len(key) > dlqMaxKeyBytes {
+		headers = append(headers, sarama.RecordHeader{Key: []byte(HeaderErrorKeyTruncated), Value: []byte(strconv.Itoa(len(key)))})
+		key = key[:dlqMaxKeyBytes]
 	}
-	key, _ := payment.RedactPANs(m.Key)
 	pm := &sarama.ProducerMessage{Topic: h.topics.DLQ, Headers: headers}
 	if m.Key != nil {
 		pm.Key = sarama.ByteEncoder(key)
@@ -349,6 +385,28 @@ func (h *Handler) deadLetter(m *sarama.ConsumerMessage, cause error) *sarama.Pro
 		pm.Value = sarama.ByteEncoder(v)
 	}
 	return pm
+}
+
+// bareDeadLetter replaces a dead letter that the broker refused for good: only the headers that
+// name the error and the source remain, and error.dlq says why the rest is missing. The original
+// record stays at its source offset.
+func (h *Handler) bareDeadLetter(m *sarama.ProducerMessage, err error) *sarama.ProducerMessage {
+	bare := &sarama.ProducerMessage{Topic: m.Topic}
+	for _, rh := range m.Headers {
+		switch string(rh.Key) {
+		case HeaderErrorCode, HeaderErrorMessage, HeaderSourceTopic, HeaderSourcePartition, HeaderSourceOffset:
+			bare.Headers = append(bare.Headers, rh)
+		}
+	}
+	bare.Headers = append(bare.Headers, sarama.RecordHeader{Key: []byte(HeaderErrorDLQ), Value: []byte("dead letter refused, sent without key, value and headers: " + err.Error())})
+	return bare
+}
+
+// permanent reports whether the producer's error cannot go away by sending the same record again.
+func permanent(err error) bool {
+	var ce sarama.ConfigurationError
+	return errors.As(err, &ce) || errors.Is(err, sarama.ErrMessageSizeTooLarge) ||
+		errors.Is(err, sarama.ErrInvalidMessage) || errors.Is(err, sarama.ErrInvalidRecord)
 }
 
 func sourceHeaders(m *sarama.ConsumerMessage) []sarama.RecordHeader {

@@ -161,7 +161,7 @@ func newRig(t *testing.T, cfg Config) *rig {
 		payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
 		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}),
 		out, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(func() { cancel(); out.Close() })
+	t.Cleanup(func() { cancel(); out.Close(time.Second) })
 	return r
 }
 
@@ -380,4 +380,85 @@ func TestDecisionRecord(t *testing.T) {
 	if got := string(d.Payment); !strings.Contains(got, `"card_number":"411111******1111"`) || strings.Contains(got, "4111111111111111") {
 		t.Errorf("payment %s", got)
 	}
+}
+
+func TestDeadLetterHidesCardNumbersAndFits(t *testing.T) {
+	r := newRig(t, testConfig())
+	const pan = "4111111111111111"
+	var headers []*sarama.RecordHeader
+	for i := range 100 { // 100 headers of 1 KiB: more than a dead letter keeps
+		headers = append(headers, &sarama.RecordHeader{Key: fmt.Appendf(nil, "h%d", i), Value: make([]byte, 1024)})
+	}
+	headers[0].Value = []byte("card " + pan)
+	value := []byte(`{"payment_id":"p","card_id":"c","amount":"1","currency":"EUR","timestamp":"` + pan + `"}`)
+	out := r.h.process([]*sarama.ConsumerMessage{{Topic: "payments", Key: append([]byte(pan), make([]byte, 8000)...), Value: value, Headers: headers}})
+	m := out[0]
+	size := len(m.Key.(sarama.ByteEncoder)) + len(m.Value.(sarama.ByteEncoder))
+	for _, h := range m.Headers {
+		size += len(h.Key) + len(h.Value)
+		if strings.Contains(string(h.Value), pan) {
+			t.Errorf("header %s shows the card number: %s", h.Key, h.Value)
+		}
+	}
+	if strings.Contains(string(m.Key.(sarama.ByteEncoder)), pan) || strings.Contains(string(m.Value.(sarama.ByteEncoder)), pan) {
+		t.Error("key or value shows the card number")
+	}
+	if limit := testConfig().DLQMaxValueBytes + 64<<10; size > limit {
+		t.Errorf("dead letter of %d bytes, more than %d", size, limit)
+	}
+	got := map[string]string{}
+	for _, h := range m.Headers {
+		got[string(h.Key)] = string(h.Value)
+	}
+	if got[HeaderErrorKeyTruncated] != "8016" || got[HeaderErrorHeadersDropped] == "" || got[HeaderErrorRedacted] != "card_number" {
+		t.Errorf("headers %v", got)
+	}
+}
+
+// A dead letter the broker refuses for good is replaced by a bare one; the batch is then marked.
+func TestRefusedDeadLetterIsSentBare(t *testing.T) {
+	r := newRig(t, testConfig())
+	r.claim.msgs <- &sarama.ConsumerMessage{Topic: "payments", Offset: 0, Value: []byte("not json")}
+	r.claim.msgs <- &sarama.ConsumerMessage{Topic: "payments", Offset: 1, Value: []byte("also not json")}
+	r.run()
+	a, b := r.prod.next(t), r.prod.next(t)
+	r.prod.fail(a, sarama.ErrMessageSizeTooLarge)
+	r.prod.ack(b)
+	bare := r.prod.next(t)
+	if bare.Value != nil || bare.Key != nil {
+		t.Errorf("bare dead letter carries key or value: %+v", bare)
+	}
+	var why string
+	for _, h := range bare.Headers {
+		if string(h.Key) == HeaderErrorDLQ {
+			why = string(h.Value)
+		}
+	}
+	if !strings.Contains(why, "too large") {
+		t.Errorf("error.dlq = %q", why)
+	}
+	r.prod.ack(bare)
+	if got := r.nextMark(t); got != 1 {
+		t.Fatalf("mark %d, want 1", got)
+	}
+	close(r.claim.msgs)
+	r.wait(t)
+}
+
+// When the producer takes no more records, a revoked partition returns within the drain timeout
+// (rather than blocking on the producer), marking nothing.
+func TestRevokeWhileProducerIsBlocked(t *testing.T) {
+	cfg := testConfig()
+	cfg.DrainTimeout = 50 * time.Millisecond
+	r := newRig(t, cfg)
+	r.feed(0, "150")
+	r.feed(1, "150")
+	r.run()
+	first := r.prod.next(t) // the producer takes one record, then stalls
+	r.stop()
+	r.wait(t)
+	if got := r.marks(); len(got) != 0 {
+		t.Errorf("marks %v, want none", got)
+	}
+	r.prod.ack(first)
 }

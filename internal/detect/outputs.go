@@ -1,8 +1,12 @@
 package detect
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -33,26 +37,41 @@ func NewOutputs(p sarama.AsyncProducer) *Outputs {
 	return o
 }
 
-// send hands msgs to the producer and returns what tracks their acknowledgements.
-func (o *Outputs) send(msgs []*sarama.ProducerMessage) *acks {
+// send hands msgs to the producer and returns what tracks their acknowledgements. If ctx ends
+// while the producer is not taking records, the rest count as failed: their batch is not marked.
+func (o *Outputs) send(ctx context.Context, msgs []*sarama.ProducerMessage) *acks {
 	a := &acks{done: make(chan struct{})}
 	a.left.Store(int64(len(msgs)))
 	if len(msgs) == 0 {
 		close(a.done)
 		return a
 	}
-	for _, m := range msgs {
+	for i, m := range msgs {
 		m.Metadata = a
-		o.p.Input() <- m
+		select {
+		case o.p.Input() <- m:
+		case <-ctx.Done():
+			for _, m := range msgs[i:] {
+				a.ack(m, fmt.Errorf("not sent: %w", ctx.Err()))
+			}
+			return a
+		}
 	}
 	return a
 }
 
-// Close flushes what is buffered, waits for the last acknowledgements and closes the producer.
-func (o *Outputs) Close() error {
+// Close flushes what is buffered, waits up to timeout for the last acknowledgements and closes
+// the producer.
+func (o *Outputs) Close(timeout time.Duration) error {
 	o.p.AsyncClose()
-	o.acks.Wait()
-	return nil
+	done := make(chan struct{})
+	go func() { o.acks.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(timeout):
+		return errors.New("producer did not flush within " + timeout.String())
+	}
 }
 
 // acks counts down the acknowledgements of one batch's records.
@@ -61,17 +80,19 @@ type acks struct {
 	done chan struct{} // closed when every record is acknowledged or has failed
 
 	mu     sync.Mutex
-	failed []*sarama.ProducerMessage
-	err    error
+	failed []failure
+}
+
+// failure is a record the producer gave up on, and why.
+type failure struct {
+	msg *sarama.ProducerMessage
+	err error
 }
 
 func (a *acks) ack(m *sarama.ProducerMessage, err error) {
 	if err != nil {
 		a.mu.Lock()
-		a.failed = append(a.failed, m)
-		if a.err == nil {
-			a.err = err // the first says enough; the count of failed records says the rest
-		}
+		a.failed = append(a.failed, failure{m, err})
 		a.mu.Unlock()
 	}
 	if a.left.Add(-1) == 0 {
@@ -79,9 +100,9 @@ func (a *acks) ack(m *sarama.ProducerMessage, err error) {
 	}
 }
 
-// result is valid once done is closed: the records that failed, and why.
-func (a *acks) result() ([]*sarama.ProducerMessage, error) {
+// result is valid once done is closed: the records that failed.
+func (a *acks) result() []failure {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.failed, a.err
+	return a.failed
 }

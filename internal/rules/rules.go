@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/shopspring/decimal"
+	"golang.org/x/text/currency"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
 )
@@ -27,8 +29,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("rules.amount_threshold: must not be negative, got %s", c.AmountThreshold)
 	}
 	for cur, t := range c.CurrencyThresholds {
-		if len(cur) != 3 {
-			return fmt.Errorf("rules.currency_thresholds: %q is not an ISO 4217 alpha-3 code", cur)
+		if _, err := currency.ParseISO(cur); err != nil || strings.ToUpper(cur) != cur {
+			return fmt.Errorf("rules.currency_thresholds: %q is not an ISO 4217 code such as JPY", cur)
 		}
 		if t.Sign() < 0 {
 			return fmt.Errorf("rules.currency_thresholds.%s: must not be negative, got %s", cur, t)

@@ -57,7 +57,9 @@ func TestValidate(t *testing.T) {
 	if err := (Config{AmountThreshold: decimal.RequireFromString("-1")}).Validate(); err == nil {
 		t.Error("negative threshold accepted")
 	}
-	if err := (Config{CurrencyThresholds: map[string]decimal.Decimal{"EURO": decimal.NewFromInt(1)}}).Validate(); err == nil {
-		t.Error("bad currency accepted")
+	for _, cur := range []string{"EURO", "jpy", "XYZ"} {
+		if err := (Config{CurrencyThresholds: map[string]decimal.Decimal{cur: decimal.NewFromInt(1)}}).Validate(); err == nil {
+			t.Errorf("currency %q accepted", cur)
+		}
 	}
 }
