@@ -59,14 +59,7 @@ func TestCrashMidStream(t *testing.T) {
 	svc = startService(t, tp)
 	waitCaughtUp(t, svc, tp, 120*time.Second)
 
-	seen := map[string]int{}
-	for _, m := range readAll(t, client, tp.highRisk) {
-		var d decisionRecord
-		if err := json.Unmarshal(m.Value, &d); err != nil {
-			t.Fatalf("decision is not JSON: %v", err)
-		}
-		seen[d.PaymentID]++
-	}
+	seen := decisionCounts(t, client, tp.highRisk)
 	duplicates, missing := 0, 0
 	for id, n := range seen {
 		if !shouldFlag[id] {
@@ -152,14 +145,7 @@ func TestStopDrainsAndCommits(t *testing.T) {
 
 	svc = startService(t, tp)
 	waitCaughtUp(t, svc, tp, 120*time.Second)
-	seen := map[string]int{}
-	for _, m := range readAll(t, client, tp.highRisk) {
-		var d decisionRecord
-		if err := json.Unmarshal(m.Value, &d); err != nil {
-			t.Fatal(err)
-		}
-		seen[d.PaymentID]++
-	}
+	seen := decisionCounts(t, client, tp.highRisk)
 	for id := range shouldFlag {
 		if seen[id] != 1 {
 			t.Errorf("%s decided %d times, want exactly once after a clean stop", id, seen[id])
@@ -169,4 +155,18 @@ func TestStopDrainsAndCommits(t *testing.T) {
 		t.Errorf("%d payments decided, %d should be", len(seen), len(shouldFlag))
 	}
 	svc.stop(t)
+}
+
+// decisionCounts reads topic and counts the decisions of each payment.
+func decisionCounts(t *testing.T, client sarama.Client, topic string) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for _, m := range readAll(t, client, topic) {
+		var d decisionRecord
+		if err := json.Unmarshal(m.Value, &d); err != nil {
+			t.Fatalf("decision is not JSON: %v: %s", err, m.Value)
+		}
+		seen[d.PaymentID]++
+	}
+	return seen
 }

@@ -452,6 +452,17 @@ func (p *Payment) JSON() (jsontext.Value, error) {
 // b is not changed; redacted reports whether anything was masked.
 func RedactPANs(b []byte) (out []byte, redacted bool) {
 	out = b
+	eachPAN(b, func(start, end int) {
+		if !redacted {
+			out, redacted = bytes.Clone(b), true
+		}
+		maskRun(out[start:end])
+	})
+	return out, redacted
+}
+
+// eachPAN calls f with the bounds of every card number in b, as RedactPANs finds them.
+func eachPAN(b []byte, f func(start, end int)) {
 	for i := 0; i < len(b); {
 		if !isDigit(b[i]) {
 			i++
@@ -459,14 +470,10 @@ func RedactPANs(b []byte) (out []byte, redacted bool) {
 		}
 		end, next := panAt(b, i)
 		if end > 0 {
-			if !redacted {
-				out, redacted = bytes.Clone(b), true
-			}
-			maskRun(out[i:end])
+			f(i, end)
 		}
 		i = next
 	}
-	return out, redacted
 }
 
 // RedactJSON masks the card numbers in a valid JSON text and keeps it valid: inside strings as

@@ -288,17 +288,7 @@ func FuzzDecode(f *testing.F) {
 // pansIn returns the card numbers in b, as they are written there.
 func pansIn(b []byte) [][]byte {
 	var pans [][]byte
-	for i := 0; i < len(b); {
-		if !isDigit(b[i]) {
-			i++
-			continue
-		}
-		end, next := panAt(b, i)
-		if end > 0 {
-			pans = append(pans, b[i:end])
-		}
-		i = next
-	}
+	eachPAN(b, func(start, end int) { pans = append(pans, b[start:end]) })
 	return pans
 }
 
