@@ -11,6 +11,9 @@ import (
 	"github.com/paysentry/fraud-detector/internal/paygen"
 )
 
+// amountOnly puts the velocity threshold out of reach, for tests of delivery rather than windows.
+const amountOnly = "FRAUD_WINDOW_THRESHOLD=1000000000"
+
 // TestCrashMidStream kills the service with SIGKILL while 50,000 payments stream in, starts it
 // again, and requires every payment over the threshold on high-risk-payments at least once and the
 // group caught up. Duplicates are allowed (at-least-once) and reported.
@@ -18,9 +21,10 @@ func TestCrashMidStream(t *testing.T) {
 	const total = 50_000
 	tp := newTopics(t, 6)
 	client := newClient(t)
-	svc := startService(t, tp)
+	// This test is about delivery: only the amount rule flags (the velocity tests are in window_test.go).
+	svc := startService(t, tp, amountOnly)
 
-	gen := paygen.New(paygen.Config{Seed: 42, Cards: 5_000, BurstShare: 0.002, CardNumberShare: 0.1})
+	gen := paygen.New(paygen.Config{Seed: 42, Cards: 5_000, BurstShare: 0.002, CardNumberShare: 0.1, Clock: time.Now})
 	shouldFlag := map[string]bool{}
 	w, closeKcat := kcatPipe(t, tp.payments)
 	began := time.Now()
@@ -56,7 +60,7 @@ func TestCrashMidStream(t *testing.T) {
 	}
 	t.Logf("after the crash: %d of %d payments not committed", l, end)
 
-	svc = startService(t, tp)
+	svc = startService(t, tp, amountOnly)
 	waitCaughtUp(t, svc, tp, 120*time.Second)
 
 	seen := decisionCounts(t, client, tp.highRisk)
@@ -120,7 +124,7 @@ func TestStopDrainsAndCommits(t *testing.T) {
 	const total = 60_000
 	tp := newTopics(t, 6)
 	client := newClient(t)
-	gen := paygen.New(paygen.Config{Seed: 9, Cards: 5_000, CardNumberShare: 0.1})
+	gen := paygen.New(paygen.Config{Seed: 9, Cards: 5_000, CardNumberShare: 0.1, Clock: time.Now})
 	shouldFlag := map[string]bool{}
 	w, closeKcat := kcatPipe(t, tp.payments)
 	for range total {
@@ -133,7 +137,7 @@ func TestStopDrainsAndCommits(t *testing.T) {
 	closeKcat()
 
 	// Small batches, one in flight per partition: slow enough that SIGTERM lands mid-backlog.
-	slow := []string{"FRAUD_STREAM_BATCH_SIZE=20", "FRAUD_STREAM_MAX_IN_FLIGHT_BATCHES=1"}
+	slow := []string{"FRAUD_STREAM_BATCH_SIZE=20", "FRAUD_STREAM_MAX_IN_FLIGHT_BATCHES=1", amountOnly}
 	svc := startService(t, tp, slow...)
 	waitForOutput(t, client, tp.highRisk, 200)
 	svc.stop(t) // requires exit 0
@@ -143,7 +147,7 @@ func TestStopDrainsAndCommits(t *testing.T) {
 	}
 	t.Logf("stopped with SIGTERM, %d of %d payments left", l, end)
 
-	svc = startService(t, tp)
+	svc = startService(t, tp, amountOnly)
 	waitCaughtUp(t, svc, tp, 120*time.Second)
 	seen := decisionCounts(t, client, tp.highRisk)
 	for id := range shouldFlag {

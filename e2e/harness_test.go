@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
 )
 
 var (
-	brokers = envOr("FD_E2E_BROKERS", "127.0.0.1:9092")
-	binPath string // the service, built once by TestMain
+	brokers   = envOr("FD_E2E_BROKERS", "127.0.0.1:9092")
+	redisAddr = envOr("FD_E2E_REDIS", "127.0.0.1:6379")
+	binPath   string // the service, built once by TestMain
 )
 
 const hmacKey = "e2e-card-key-0123456789"
@@ -52,6 +54,13 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	client.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	err = rdb.Ping(context.Background()).Err()
+	rdb.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: Redis is not reachable at %s (%v): start the stack with scripts/stack.sh up, or set FD_E2E_REDIS\n", redisAddr, err)
+		return 1
+	}
 	dir, err := os.MkdirTemp("", "fd-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -138,6 +147,8 @@ func (tp topics) env() []string {
 		"FRAUD_KAFKA_TOPICS_HIGH_RISK=" + tp.highRisk,
 		"FRAUD_KAFKA_TOPICS_DLQ=" + tp.dlq,
 		"FRAUD_CARD_HMAC_KEY=" + hmacKey,
+		"FRAUD_REDIS_ADDRS=" + redisAddr,
+		"FRAUD_WINDOW_KEY_PREFIX=" + tp.group, // each test's windows apart from the others'
 	}
 }
 

@@ -15,11 +15,13 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/caarlos0/env/v11"
+	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 	"gopkg.in/yaml.v3"
 
 	"github.com/paysentry/fraud-detector/internal/detect"
 	"github.com/paysentry/fraud-detector/internal/rules"
+	"github.com/paysentry/fraud-detector/internal/window"
 )
 
 // envPrefix starts the name of every environment variable that overrides a setting: the setting
@@ -31,6 +33,8 @@ const envPrefix = "FRAUD_"
 type Config struct {
 	Kafka  KafkaConfig   `yaml:"kafka" envPrefix:"KAFKA_"`
 	Stream detect.Config `yaml:"stream" envPrefix:"STREAM_"`
+	Redis  RedisConfig   `yaml:"redis" envPrefix:"REDIS_"`
+	Window window.Config `yaml:"window" envPrefix:"WINDOW_"`
 	Rules  rules.Config  `yaml:"rules" envPrefix:"RULES_"`
 	Card   CardConfig    `yaml:"card" envPrefix:"CARD_"`
 	Log    LogConfig     `yaml:"log" envPrefix:"LOG_"`
@@ -57,6 +61,17 @@ type TopicsConfig struct {
 	Payments string `yaml:"payments" env:"PAYMENTS"`
 	HighRisk string `yaml:"high_risk" env:"HIGH_RISK"`
 	DLQ      string `yaml:"dlq" env:"DLQ"`
+}
+
+// RedisConfig says where the per-card state lives. Several addresses mean a Redis Cluster.
+type RedisConfig struct {
+	Addrs        []string      `yaml:"addrs" env:"ADDRS"`
+	Username     string        `yaml:"username" env:"USERNAME"`
+	Password     Secret        `yaml:"password" env:"PASSWORD"`
+	DB           int           `yaml:"db" env:"DB"`
+	DialTimeout  time.Duration `yaml:"dial_timeout" env:"DIAL_TIMEOUT"`
+	ReadTimeout  time.Duration `yaml:"read_timeout" env:"READ_TIMEOUT"`
+	WriteTimeout time.Duration `yaml:"write_timeout" env:"WRITE_TIMEOUT"`
 }
 
 // CardConfig holds the key that turns card numbers into card ids.
@@ -112,9 +127,18 @@ func defaultConfig() Config {
 			DLQMaxValueBytes:   900_000,
 			RetryBackoff:       250 * time.Millisecond,
 			DrainTimeout:       10 * time.Second,
+			StateRetryBudget:   2 * time.Second,
+			StateFailurePolicy: detect.FailOpen,
 		},
-		Rules: rules.Config{AmountThreshold: decimal.NewFromInt(100)},
-		Log:   LogConfig{Level: "info"},
+		Redis: RedisConfig{
+			Addrs:        []string{"localhost:6379"},
+			DialTimeout:  2 * time.Second,
+			ReadTimeout:  time.Second,
+			WriteTimeout: time.Second,
+		},
+		Window: window.Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: "fd"},
+		Rules:  rules.Config{AmountThreshold: decimal.NewFromInt(100)},
+		Log:    LogConfig{Level: "info"},
 	}
 }
 
@@ -210,6 +234,17 @@ func (c *Config) validate() error {
 	if err := c.Rules.Validate(); err != nil {
 		return err
 	}
+	if err := c.Window.Validate(); err != nil {
+		return err
+	}
+	switch r := c.Redis; {
+	case len(r.Addrs) == 0:
+		return errors.New("redis.addrs: must list at least one host:port")
+	case r.DialTimeout <= 0 || r.ReadTimeout <= 0 || r.WriteTimeout <= 0:
+		return errors.New("redis: dial_timeout, read_timeout and write_timeout must be positive")
+	case r.DB != 0 && len(r.Addrs) > 1:
+		return errors.New("redis.db: a Redis Cluster has only database 0")
+	}
 	if c.Card.HMACKeyFile != "" {
 		b, err := os.ReadFile(c.Card.HMACKeyFile)
 		if err != nil {
@@ -272,4 +307,19 @@ func (c *Config) saramaConfigs() (consumer, producer *sarama.Config) {
 	_ = producer.Producer.Compression.UnmarshalText([]byte(c.Kafka.Compression))
 	producer.ChannelBufferSize = 2 * c.Stream.BatchSize
 	return consumer, producer
+}
+
+// redisOptions are the client options for the state store.
+func (c *Config) redisOptions() *redis.UniversalOptions {
+	r := c.Redis
+	return &redis.UniversalOptions{
+		Addrs:        r.Addrs,
+		Username:     r.Username,
+		Password:     string(r.Password),
+		DB:           r.DB,
+		DialTimeout:  r.DialTimeout,
+		ReadTimeout:  r.ReadTimeout,
+		WriteTimeout: r.WriteTimeout,
+		MaxRetries:   1, // the stream retries with backoff itself (stream.state_retry_budget)
+	}
 }

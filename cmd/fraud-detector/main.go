@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/paysentry/fraud-detector/internal/detect"
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/rules"
+	"github.com/paysentry/fraud-detector/internal/window"
 )
 
 const defaultConfigPath = "configs/config.yaml"
@@ -95,9 +97,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	rdb := redis.NewUniversalClient(cfg.redisOptions())
+	defer rdb.Close()
+	pingCtx, cancel := context.WithTimeout(ctx, cfg.Redis.DialTimeout)
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		log.Warn("redis not reachable at start; the stream retries it", "addrs", cfg.Redis.Addrs,
+			"policy", cfg.Stream.StateFailurePolicy, "err", err)
+	}
+	cancel()
+	windows := window.NewStore(rdb, cfg.Window, time.Now)
 	handler := detect.NewHandler(cfg.Stream,
 		detect.Topics{HighRisk: cfg.Kafka.Topics.HighRisk, DLQ: cfg.Kafka.Topics.DLQ},
-		dec, amount, out, log)
+		dec, amount, windows, out, log)
 
 	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group, "rules_version", amount.Version())
 	g, gctx := errgroup.WithContext(ctx)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -38,6 +39,11 @@ type Config struct {
 	// DrainTimeout bounds how long a partition waits for its in-flight outputs when it is revoked
 	// or the service stops. What is not acknowledged by then is not marked, and is read again.
 	DrainTimeout time.Duration `yaml:"drain_timeout" env:"DRAIN_TIMEOUT"`
+	// StateRetryBudget is how long a batch retries Redis before StateFailurePolicy applies.
+	StateRetryBudget time.Duration `yaml:"state_retry_budget" env:"STATE_RETRY_BUDGET"`
+	// StateFailurePolicy: fail_open decides without the windows and adds degraded_state;
+	// fail_closed holds the partitions, marking nothing, until Redis answers.
+	StateFailurePolicy string `yaml:"state_failure_policy" env:"STATE_FAILURE_POLICY"`
 }
 
 // Validate reports the first setting that is out of range.
@@ -55,6 +61,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("stream.dlq_max_value_bytes: must be at least 1024, got %d", c.DLQMaxValueBytes)
 	case c.RetryBackoff <= 0:
 		return fmt.Errorf("stream.retry_backoff: must be positive, got %s", c.RetryBackoff)
+	case c.StateRetryBudget <= 0:
+		return fmt.Errorf("stream.state_retry_budget: must be positive, got %s", c.StateRetryBudget)
+	case c.StateFailurePolicy != FailOpen && c.StateFailurePolicy != FailClosed:
+		return fmt.Errorf("stream.state_failure_policy: must be fail_open or fail_closed, got %q", c.StateFailurePolicy)
 	case c.DrainTimeout <= 0 || c.DrainTimeout > 50*time.Second:
 		// A member that takes longer than the group's rebalance timeout (60 s) to let go of its
 		// partitions is evicted, and its last commits fail.
@@ -92,17 +102,20 @@ type Handler struct {
 	topics Topics
 	dec    *payment.Decoder
 	amount *rules.Amount
+	win    Windows
 	out    *Outputs
 	log    *slog.Logger
 	now    func() time.Time
+
+	stateDown atomic.Bool // Redis failed on the last try; the change is logged once
 }
 
 var _ sarama.ConsumerGroupHandler = (*Handler)(nil)
 
-// NewHandler returns a handler that decodes with dec, decides with the amount rule and writes
-// through out.
-func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, out *Outputs, log *slog.Logger) *Handler {
-	return &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, out: out, log: log, now: time.Now}
+// NewHandler returns a handler that decodes with dec, decides with the amount rule and the card
+// windows, and writes through out.
+func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, win Windows, out *Outputs, log *slog.Logger) *Handler {
+	return &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, out: out, log: log, now: time.Now}
 }
 
 // Setup is called when a new session starts.
@@ -143,7 +156,11 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		if len(buf) == 0 || ctx.Err() != nil {
 			return
 		}
-		inflight = append(inflight, &batch{last: buf[len(buf)-1], acks: h.out.send(ctx, h.process(buf))})
+		out, ok := h.process(ctx, buf)
+		if !ok {
+			return // the session ended before the batch could be decided: it is read again
+		}
+		inflight = append(inflight, &batch{last: buf[len(buf)-1], acks: h.out.send(ctx, out, h.cfg.DrainTimeout)})
 		clear(buf)
 		buf = buf[:0]
 		lingerC = nil
@@ -232,7 +249,7 @@ func (h *Handler) settle(ctx context.Context, sess sarama.ConsumerGroupSession, 
 			again[i] = h.bareDeadLetter(m, f.err)
 		}
 	}
-	b.acks = h.out.send(ctx, again)
+	b.acks = h.out.send(ctx, again, h.cfg.DrainTimeout)
 	return false
 }
 
@@ -262,16 +279,29 @@ func (h *Handler) drain(sess sarama.ConsumerGroupSession, claim sarama.ConsumerG
 
 // item is one record on its way through a batch.
 type item struct {
-	msg     *sarama.ConsumerMessage
-	p       payment.Payment
-	err     error // decoding error: the record is dead-lettered
-	reasons []decision.Reason
+	msg         *sarama.ConsumerMessage
+	p           payment.Payment
+	err         error // decoding error: the record is dead-lettered
+	reasons     []decision.Reason
+	windowCount *int64 // the card's count in the payment's window; nil if late or degraded
+	degraded    bool
+}
+
+// flagged reports whether a detector found a risk; late_event and degraded_state only explain.
+func (it *item) flagged() bool {
+	for _, r := range it.reasons {
+		if r.Code != decision.CodeLate && r.Code != decision.CodeDegraded {
+			return true
+		}
+	}
+	return false
 }
 
 // process decides on a batch and returns the records to produce: a decision for every flagged
 // payment and a dead-letter record for every invalid one. Each stage runs over the whole batch,
-// so that a stage that needs a round trip (Redis, the model) makes one per batch.
-func (h *Handler) process(msgs []*sarama.ConsumerMessage) []*sarama.ProducerMessage {
+// so that a stage that needs a round trip (Redis, the model) makes one per batch. It reports false
+// if the batch could not be decided before the session ended.
+func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) ([]*sarama.ProducerMessage, bool) {
 	items := make([]item, len(msgs))
 	for i, m := range msgs {
 		items[i].msg = m
@@ -286,6 +316,9 @@ func (h *Handler) process(msgs []*sarama.ConsumerMessage) []*sarama.ProducerMess
 			it.reasons = append(it.reasons, r)
 		}
 	}
+	if !h.windows(ctx, items) {
+		return nil, false
+	}
 	now := h.now().UTC()
 	var out []*sarama.ProducerMessage
 	for i := range items {
@@ -293,7 +326,7 @@ func (h *Handler) process(msgs []*sarama.ConsumerMessage) []*sarama.ProducerMess
 		switch {
 		case it.err != nil:
 			out = append(out, h.deadLetter(it.msg, it.err))
-		case len(it.reasons) > 0:
+		case it.flagged():
 			m, err := h.decision(it, now)
 			if err != nil {
 				// The payment decoded but cannot be re-encoded: a bug, not bad input. Keep it.
@@ -303,7 +336,7 @@ func (h *Handler) process(msgs []*sarama.ConsumerMessage) []*sarama.ProducerMess
 			out = append(out, m)
 		}
 	}
-	return out
+	return out, true
 }
 
 func (h *Handler) decision(it *item, now time.Time) (*sarama.ProducerMessage, error) {
@@ -316,6 +349,7 @@ func (h *Handler) decision(it *item, now time.Time) (*sarama.ProducerMessage, er
 		CardID:       it.p.CardID,
 		Flagged:      true,
 		Reasons:      it.reasons,
+		WindowCount:  it.windowCount,
 		RulesVersion: h.amount.Version(),
 		DecidedAt:    now,
 		Payment:      pj,

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/paysentry/fraud-detector/internal/decision"
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/rules"
+	"github.com/paysentry/fraud-detector/internal/window"
 )
 
 // These tests drive the handler through fakes of sarama's session, claim and producer so that the
@@ -133,7 +136,37 @@ func (c *fakeClaim) Topic() string                            { return "payments
 func (c *fakeClaim) Partition() int32                         { return 0 }
 func (c *fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
 
+// fakeWindows counts per card like the real store (without lateness), or fails while down is set.
+type fakeWindows struct {
+	mu     sync.Mutex
+	counts map[string]int64
+	down   atomic.Bool
+	calls  atomic.Int64
+}
+
+func (w *fakeWindows) Observe(_ context.Context, events []window.Event, out []window.Result) error {
+	w.calls.Add(1)
+	if w.down.Load() {
+		return errors.New("connection refused")
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, e := range events {
+		w.counts[e.Card]++
+		out[i] = window.Result{Window: e.Time.Truncate(time.Hour), Count: w.counts[e.Card]}
+	}
+	return nil
+}
+
+func (w *fakeWindows) Reasons(r window.Result) []decision.Reason {
+	if r.Count > 10 {
+		return []decision.Reason{{Code: decision.CodeVelocity, Detail: fmt.Sprint(r.Count)}}
+	}
+	return nil
+}
+
 type rig struct {
+	win   *fakeWindows
 	h     *Handler
 	prod  *fakeProducer
 	sess  *fakeSession
@@ -149,6 +182,7 @@ func newRig(t *testing.T, cfg Config) *rig {
 	prod := newFakeProducer()
 	out := NewOutputs(prod)
 	r := &rig{
+		win:   &fakeWindows{counts: map[string]int64{}},
 		prod:  prod,
 		out:   out,
 		sess:  &fakeSession{ctx: ctx, mark: make(chan int64, 100)},
@@ -160,7 +194,7 @@ func newRig(t *testing.T, cfg Config) *rig {
 	r.h = NewHandler(cfg, Topics{HighRisk: "high-risk", DLQ: "dlq"},
 		payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
 		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}),
-		out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		r.win, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(func() { cancel(); out.Close(time.Second) })
 	return r
 }
@@ -203,7 +237,8 @@ func (r *rig) marks() []int64 {
 
 func testConfig() Config {
 	return Config{BatchSize: 2, BatchLinger: time.Hour, MaxInFlightBatches: 4, MaxPaymentBytes: 64 << 10,
-		DLQMaxValueBytes: 1024, RetryBackoff: time.Millisecond, DrainTimeout: 10 * time.Second}
+		DLQMaxValueBytes: 1024, RetryBackoff: time.Millisecond, DrainTimeout: 10 * time.Second,
+		StateRetryBudget: 20 * time.Millisecond, StateFailurePolicy: FailOpen}
 }
 
 // Batches are marked in order and only once all of their outputs are acknowledged, whatever the
@@ -327,7 +362,7 @@ func TestDeadLetter(t *testing.T) {
 		{Topic: "payments", Partition: 3, Offset: 18, Value: long},
 		{Topic: "payments", Partition: 3, Offset: 19, Value: nil},
 	}
-	out := r.h.process(msgs)
+	out, _ := r.h.process(context.Background(), msgs)
 	if len(out) != 3 {
 		t.Fatalf("%d outputs, want 3", len(out))
 	}
@@ -364,7 +399,7 @@ func TestDeadLetter(t *testing.T) {
 
 func TestDecisionRecord(t *testing.T) {
 	r := newRig(t, testConfig())
-	out := r.h.process([]*sarama.ConsumerMessage{{Topic: "payments", Partition: 1, Offset: 5, Value: []byte(
+	out, _ := r.h.process(context.Background(), []*sarama.ConsumerMessage{{Topic: "payments", Partition: 1, Offset: 5, Value: []byte(
 		`{"payment_id":"p1","card_number":"4111111111111111","amount":"250.00","currency":"USD","timestamp":"2026-03-01T10:00:00Z"}`)}})
 	if len(out) != 1 || out[0].Topic != "high-risk" {
 		t.Fatalf("outputs %+v", out)
@@ -391,7 +426,7 @@ func TestDeadLetterHidesCardNumbersAndFits(t *testing.T) {
 	}
 	headers[0].Value = []byte("card " + pan)
 	value := []byte(`{"payment_id":"p","card_id":"c","amount":"1","currency":"EUR","timestamp":"` + pan + `"}`)
-	out := r.h.process([]*sarama.ConsumerMessage{{Topic: "payments", Key: append([]byte(pan), make([]byte, 8000)...), Value: value, Headers: headers}})
+	out, _ := r.h.process(context.Background(), []*sarama.ConsumerMessage{{Topic: "payments", Key: append([]byte(pan), make([]byte, 8000)...), Value: value, Headers: headers}})
 	m := out[0]
 	size := len(m.Key.(sarama.ByteEncoder)) + len(m.Value.(sarama.ByteEncoder))
 	for _, h := range m.Headers {
@@ -461,4 +496,116 @@ func TestRevokeWhileProducerIsBlocked(t *testing.T) {
 		t.Errorf("marks %v, want none", got)
 	}
 	r.prod.ack(first)
+}
+
+func payments(n int, card, amount string) []*sarama.ConsumerMessage {
+	var msgs []*sarama.ConsumerMessage
+	for i := range n {
+		msgs = append(msgs, &sarama.ConsumerMessage{Topic: "payments", Offset: int64(i), Value: fmt.Appendf(nil,
+			`{"payment_id":"p%d","card_id":"%s","amount":"%s","currency":"EUR","timestamp":"2026-03-01T10:00:00Z"}`, i, card, amount)})
+	}
+	return msgs
+}
+
+func decisions(t *testing.T, out []*sarama.ProducerMessage) []decision.Decision {
+	t.Helper()
+	var ds []decision.Decision
+	for _, m := range out {
+		d, err := decision.Unmarshal(m.Value.(sarama.ByteEncoder))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	return ds
+}
+
+func TestVelocityFlagsAndCountsAreInTheDecision(t *testing.T) {
+	r := newRig(t, testConfig())
+	out, ok := r.h.process(context.Background(), payments(12, "c1", "20"))
+	ds := decisions(t, out)
+	if !ok || len(ds) != 2 {
+		t.Fatalf("%d decisions, want the 11th and 12th", len(ds))
+	}
+	for i, d := range ds {
+		if d.PaymentID != fmt.Sprintf("p%d", 10+i) || d.WindowCount == nil || *d.WindowCount != int64(11+i) ||
+			len(d.Reasons) != 1 || d.Reasons[0].Code != decision.CodeVelocity {
+			t.Errorf("decision %+v", d)
+		}
+	}
+	if calls := r.win.calls.Load(); calls != 1 {
+		t.Errorf("%d calls to the windows for one batch", calls)
+	}
+}
+
+func TestFailOpenDecidesDegraded(t *testing.T) {
+	r := newRig(t, testConfig())
+	r.win.down.Store(true)
+	out, ok := r.h.process(context.Background(), payments(3, "c1", "500"))
+	ds := decisions(t, out)
+	if !ok || len(ds) != 3 {
+		t.Fatalf("ok %v, %d decisions", ok, len(ds))
+	}
+	for _, d := range ds {
+		codes := []string{d.Reasons[0].Code, d.Reasons[1].Code}
+		if !slices.Equal(codes, []string{decision.CodeAmount, decision.CodeDegraded}) || d.WindowCount != nil {
+			t.Errorf("decision %+v", d)
+		}
+	}
+	// Under the threshold and degraded: not flagged, so nothing is written.
+	if out, _ := r.h.process(context.Background(), payments(3, "c2", "5")); len(out) != 0 {
+		t.Errorf("%d outputs for payments nothing flagged", len(out))
+	}
+	// While Redis stays down a batch tries once; when it answers again, windows are back.
+	calls := r.win.calls.Load()
+	r.h.process(context.Background(), payments(1, "c3", "5"))
+	if n := r.win.calls.Load() - calls; n != 1 {
+		t.Errorf("%d tries while known down, want 1", n)
+	}
+	r.win.down.Store(false)
+	out, _ = r.h.process(context.Background(), payments(11, "c4", "5"))
+	if ds := decisions(t, out); len(ds) != 1 || ds[0].Reasons[0].Code != decision.CodeVelocity {
+		t.Errorf("after recovery: %+v", ds)
+	}
+}
+
+func TestFailClosedHoldsUntilRedisAnswers(t *testing.T) {
+	cfg := testConfig()
+	cfg.StateFailurePolicy = FailClosed
+	r := newRig(t, cfg)
+	r.win.down.Store(true)
+	r.feed(0, "500")
+	r.feed(1, "500")
+	r.run()
+	for r.win.calls.Load() < 3 { // it keeps trying; nothing is produced meanwhile
+		runtime.Gosched()
+	}
+	r.win.down.Store(false)
+	a, b := r.prod.next(t), r.prod.next(t)
+	r.prod.ack(a)
+	r.prod.ack(b)
+	if got := r.nextMark(t); got != 1 {
+		t.Fatalf("mark %d", got)
+	}
+	close(r.claim.msgs)
+	r.wait(t)
+}
+
+// With fail_closed, a session that ends while Redis is down marks nothing and returns.
+func TestFailClosedRevokeMarksNothing(t *testing.T) {
+	cfg := testConfig()
+	cfg.StateFailurePolicy = FailClosed
+	r := newRig(t, cfg)
+	r.win.down.Store(true)
+	r.feed(0, "500")
+	r.feed(1, "500")
+	r.run()
+	for r.win.calls.Load() < 2 {
+		runtime.Gosched()
+	}
+	r.stop()
+	r.wait(t)
+	if got := r.marks(); len(got) != 0 {
+		t.Errorf("marks %v", got)
+	}
 }

@@ -37,22 +37,35 @@ func NewOutputs(p sarama.AsyncProducer) *Outputs {
 	return o
 }
 
-// send hands msgs to the producer and returns what tracks their acknowledgements. If ctx ends
-// while the producer is not taking records, the rest count as failed: their batch is not marked.
-func (o *Outputs) send(ctx context.Context, msgs []*sarama.ProducerMessage) *acks {
+// send hands msgs to the producer and returns what tracks their acknowledgements. Once ctx ends
+// it keeps handing them over for up to patience, so that a batch is not cut in two (its first
+// records produced, its offsets never marked) just because the session ended; if the producer
+// takes nothing for that long, the rest count as failed and the batch is not marked.
+func (o *Outputs) send(ctx context.Context, msgs []*sarama.ProducerMessage, patience time.Duration) *acks {
 	a := &acks{done: make(chan struct{})}
 	a.left.Store(int64(len(msgs)))
 	if len(msgs) == 0 {
 		close(a.done)
 		return a
 	}
+	var giveUp <-chan time.Time
 	for i, m := range msgs {
 		m.Metadata = a
 		select {
 		case o.p.Input() <- m:
+			continue
 		case <-ctx.Done():
+		}
+		if giveUp == nil {
+			t := time.NewTimer(patience)
+			defer t.Stop()
+			giveUp = t.C
+		}
+		select {
+		case o.p.Input() <- m:
+		case <-giveUp:
 			for _, m := range msgs[i:] {
-				a.ack(m, fmt.Errorf("not sent: %w", ctx.Err()))
+				a.ack(m, fmt.Errorf("not sent: the session ended and the producer took nothing for %s", patience))
 			}
 			return a
 		}

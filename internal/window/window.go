@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/paysentry/fraud-detector/internal/decision"
 )
 
 // Config sets the windows.
@@ -199,4 +201,20 @@ func (s *Store) Counts(ctx context.Context, card string) (map[time.Time]int64, e
 		counts[time.Unix(idx*int64(s.cfg.Length/time.Second), 0).UTC()] = n
 	}
 	return counts, nil
+}
+
+// Reasons says what a result means for the decision: card_velocity_1h when the count is over the
+// threshold, late_event when the payment came too late to count.
+func (s *Store) Reasons(r Result) []decision.Reason {
+	switch {
+	case r.Late:
+		return []decision.Reason{{Code: decision.CodeLate, Detail: fmt.Sprintf(
+			"event time in the window from %s, which closed more than %s ago: not counted",
+			r.Window.UTC().Format(time.RFC3339), s.cfg.AllowedLateness)}}
+	case r.Count > s.cfg.Threshold:
+		return []decision.Reason{{Code: decision.CodeVelocity, Detail: fmt.Sprintf(
+			"%d payments on this card in the %s window from %s, over the limit of %d",
+			r.Count, s.cfg.Length, r.Window.UTC().Format(time.RFC3339), s.cfg.Threshold)}}
+	}
+	return nil
 }

@@ -1,0 +1,100 @@
+package detect
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/paysentry/fraud-detector/internal/decision"
+	"github.com/paysentry/fraud-detector/internal/window"
+)
+
+// Windows is the per-card state the stream keeps in Redis.
+type Windows interface {
+	// Observe counts events[i] and fills out[i], in one round trip.
+	Observe(ctx context.Context, events []window.Event, out []window.Result) error
+	// Reasons says what a result means for the decision.
+	Reasons(r window.Result) []decision.Reason
+}
+
+var _ Windows = (*window.Store)(nil)
+
+// Failure policies for when Redis cannot be reached within the retry budget.
+const (
+	FailOpen   = "fail_open"   // decide on what is available, with reason degraded_state
+	FailClosed = "fail_closed" // hold the partition until Redis answers
+)
+
+// windows runs the window stage over the valid items of a batch. It reports false when the
+// batch must not be decided: the policy is fail_closed and the session ended while waiting for
+// Redis.
+func (h *Handler) windows(ctx context.Context, items []item) bool {
+	var events []window.Event
+	var idx []int
+	for i := range items {
+		if items[i].err == nil {
+			events = append(events, window.Event{PaymentID: items[i].p.ID, Card: items[i].p.CardID, Time: items[i].p.Time})
+			idx = append(idx, i)
+		}
+	}
+	if len(events) == 0 {
+		return true
+	}
+	results := make([]window.Result, len(events))
+	err := h.observe(ctx, events, results)
+	if err != nil {
+		if h.cfg.StateFailurePolicy == FailClosed || ctx.Err() != nil {
+			return false
+		}
+		for _, i := range idx {
+			items[i].reasons = append(items[i].reasons, decision.Reason{Code: decision.CodeDegraded,
+				Detail: "decided without the card's window: Redis unavailable (" + err.Error() + ")"})
+			items[i].degraded = true
+		}
+		return true
+	}
+	for k, i := range idx {
+		r := results[k]
+		if !r.Late {
+			n := r.Count
+			items[i].windowCount = &n
+		}
+		items[i].reasons = append(items[i].reasons, h.win.Reasons(r)...)
+	}
+	return true
+}
+
+// observe calls Observe, retrying with backoff: with fail_open for up to the retry budget, with
+// fail_closed for as long as it takes or until the session ends. A fail_open batch that starts
+// while Redis is known to be down tries once: waiting out the budget on every batch would stall
+// the stream that fail_open is meant to keep moving. The state change is logged once.
+func (h *Handler) observe(ctx context.Context, events []window.Event, out []window.Result) error {
+	failOpen := h.cfg.StateFailurePolicy != FailClosed
+	wasDown := h.stateDown.Load()
+	deadline := time.Now().Add(h.cfg.StateRetryBudget)
+	wait := 50 * time.Millisecond
+	for {
+		err := h.win.Observe(ctx, events, out)
+		if err == nil {
+			if h.stateDown.CompareAndSwap(true, false) {
+				h.log.Info("redis answers again; windows back in use")
+			}
+			return nil
+		}
+		if failOpen && (wasDown || time.Now().Add(wait).After(deadline)) {
+			if h.stateDown.CompareAndSwap(false, true) {
+				h.log.Error("redis unavailable; deciding without windows (fail_open)", "err", err)
+			}
+			return fmt.Errorf("window state: %w", err)
+		}
+		if !failOpen && h.stateDown.CompareAndSwap(false, true) {
+			h.log.Error("redis unavailable; holding the partitions until it answers (fail_closed)", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
