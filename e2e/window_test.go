@@ -115,7 +115,7 @@ func TestCrashLeavesTheSameWindowCounts(t *testing.T) {
 	var lines []string
 	for i := range total {
 		card := fmt.Sprintf("card-%03d", int(300*rng.Float64()*rng.Float64()))
-		at := now.Add(-time.Duration(rng.IntN(int(time.Hour / time.Second))) * time.Second)
+		at := now.Add(-time.Duration(rng.IntN(int(time.Hour/time.Second))) * time.Second)
 		lines = append(lines, payment(fmt.Sprintf("w-%05d", i), card, fmt.Sprintf("%d.00", 1+rng.IntN(99)), at))
 	}
 	kcatProduce(t, calm.payments, lines, false)
