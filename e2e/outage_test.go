@@ -3,7 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -67,14 +67,19 @@ func (r *privateRedis) stop(t *testing.T) {
 	r.cmd = nil
 }
 
-// windowKey and windowField are the documented layout of the window state (internal/window),
-// written out again here so that the test checks it rather than shares it.
+// windowKey and windowField are the documented layout of the window state (internal/window):
+// bucket = first 4 bytes of SHA-256(card) mod window.buckets (65536); counter field = the next 6
+// bytes, then the hour number mod 65536, big-endian. Written out again here so that the test
+// checks the layout rather than shares it.
 func windowKey(prefix, card string) string {
 	sum := sha256.Sum256([]byte(card))
-	return prefix + ":{" + base64.RawURLEncoding.EncodeToString(sum[:9]) + "}"
+	return fmt.Sprintf("%s:{%d}", prefix, binary.BigEndian.Uint32(sum[:4])%65536)
 }
 
-func windowField(at time.Time) string { return "w" + strconv.FormatInt(at.Unix()/3600, 10) }
+func windowField(card string, at time.Time) string {
+	sum := sha256.Sum256([]byte(card))
+	return string(sum[4:10]) + string(binary.BigEndian.AppendUint16(nil, uint16(at.Unix()/3600%65536)))
+}
 
 type outagePayment struct {
 	id, card string
@@ -99,7 +104,7 @@ func checkCounts(t *testing.T, r *privateRedis, prefix string, counted []outageP
 	t.Helper()
 	want := map[[2]string]int64{}
 	for _, p := range counted {
-		want[[2]string{windowKey(prefix, p.card), windowField(p.at)}]++
+		want[[2]string{windowKey(prefix, p.card), windowField(p.card, p.at)}]++
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: r.addr})
 	defer rdb.Close()
@@ -111,7 +116,7 @@ func checkCounts(t *testing.T, r *privateRedis, prefix string, counted []outageP
 	for _, k := range keys {
 		fields, _ := rdb.HGetAll(context.Background(), k).Result()
 		for f, v := range fields {
-			if strings.HasPrefix(f, "w") {
+			if len(f) == 8 { // a counter; markers are longer
 				got[[2]string{k, f}], _ = strconv.ParseInt(v, 10, 64)
 			}
 		}

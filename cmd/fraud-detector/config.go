@@ -136,7 +136,7 @@ func defaultConfig() Config {
 			ReadTimeout:  time.Second,
 			WriteTimeout: time.Second,
 		},
-		Window: window.Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: "fd"},
+		Window: window.Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536},
 		Rules:  rules.Config{AmountThreshold: decimal.NewFromInt(100)},
 		Log:    LogConfig{Level: "info"},
 	}

@@ -2,22 +2,28 @@
 // in the window of each payment's own timestamp, counted once per payment id however often the
 // payment is delivered.
 //
-// Each card has one small hash, fd:{<card hash>}, so that all of a card's state lives in one Redis
-// Cluster slot and in Redis's compact hash encoding. Its fields are the window counters
-// (w<window index>) and a dedupe marker per payment (p<window index>:<8-byte payment hash>) that
-// holds the count the payment got. A Lua script reads the marker and, for a new payment, increments
-// the counter and writes the marker atomically; a batch's scripts go to Redis in one pipeline. The
-// key lives until the end of its newest window plus the allowed lateness plus a margin, and the
-// fields of windows that are over are dropped when a card opens a new window, so a card's memory
-// is bounded by its payments in the live windows.
+// Layout. A card belongs to one of Config.Buckets small hashes, fd:{<bucket>}: the hash tag keeps
+// all of a card's state in one Redis Cluster slot, and sharing a key among some dozen cards spreads
+// the ~130 bytes that Redis spends on every key (keyspace and expiry entries, object, name), while
+// a small hash stays in Redis's compact listpack encoding. Fields are binary: the window counter
+// is <card tag, 6 bytes><window, 2 bytes>; the dedupe marker of a payment is the counter's name
+// followed by 6 bytes of the payment id's hash, and holds the count the payment got. Window numbers
+// are kept modulo 65536, which is unambiguous because nothing older than a few windows is kept.
+//
+// A Lua script reads the marker and, for a new payment, increments the counter and writes the
+// marker, atomically; a batch's scripts go to Redis in one pipeline. When a card opens a new
+// window, the fields of every window of the bucket that can no longer take payments are dropped,
+// so memory is bounded by the payments of the open windows. The key lives until the newest window
+// written to it closes, plus the allowed lateness and a margin.
 package window
 
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -35,8 +41,12 @@ type Config struct {
 	// AllowedLateness: a payment still counts in its window until this long after the window's end
 	// (by the service's clock); later ones are decided without a window, as late events.
 	AllowedLateness time.Duration `yaml:"allowed_lateness" env:"ALLOWED_LATENESS"`
-	// KeyPrefix starts every key, before the card's hash tag.
+	// KeyPrefix starts every key, before the bucket's hash tag.
 	KeyPrefix string `yaml:"key_prefix" env:"KEY_PREFIX"`
+	// Buckets is how many hashes the cards share. About one per 16 cards active at once keeps
+	// each in Redis's compact encoding (hash-max-listpack-entries, 128 by default). Changing it
+	// moves cards to other buckets: their open windows start again from zero.
+	Buckets int `yaml:"buckets" env:"BUCKETS"`
 }
 
 // Validate reports the first setting that is out of range.
@@ -48,11 +58,18 @@ func (c Config) Validate() error {
 		return fmt.Errorf("window.threshold: must be at least 1, got %d", c.Threshold)
 	case c.AllowedLateness < 0:
 		return fmt.Errorf("window.allowed_lateness: must not be negative, got %s", c.AllowedLateness)
+	case (c.AllowedLateness+expiryMargin)/c.Length+3 >= windowWrap/2:
+		return fmt.Errorf("window.allowed_lateness: at most %d windows of %s", windowWrap/2-4, c.Length)
 	case c.KeyPrefix == "":
 		return errors.New("window.key_prefix: must not be empty")
+	case c.Buckets < 1 || c.Buckets > 1<<24:
+		return fmt.Errorf("window.buckets: must be from 1 to 16777216, got %d", c.Buckets)
 	}
 	return nil
 }
+
+// windowWrap: window numbers are stored modulo this.
+const windowWrap = 1 << 16
 
 // expiryMargin keeps a key a little past the time its last window can still be written, so that
 // a redelivery at the edge still finds its dedupe marker.
@@ -87,22 +104,23 @@ func NewStore(rdb redis.UniversalClient, cfg Config, now func() time.Time) *Stor
 }
 
 // observeScript counts one payment in its card's window, once.
-// KEYS[1] card hash; ARGV[1] window index, ARGV[2] payment hash, ARGV[3] how long the key must
-// live at least (ms), ARGV[4] the oldest window index still open. Returns the payment's count.
+// KEYS[1] the bucket; ARGV[1] counter field, ARGV[2] marker field, ARGV[3] how long the key must
+// live at least (ms), ARGV[4] the number (mod 65536) of the window that holds now, ARGV[5] how many
+// windows back from it can still take payments. Returns the payment's count.
 const observeScript = `
 local key = KEYS[1]
-local marker = 'p' .. ARGV[1] .. ':' .. ARGV[2]
-local seen = redis.call('HGET', key, marker)
+local seen = redis.call('HGET', key, ARGV[2])
 if seen then
   return tonumber(seen)
 end
-local n = redis.call('HINCRBY', key, 'w' .. ARGV[1], 1)
-redis.call('HSET', key, marker, n)
+local n = redis.call('HINCRBY', key, ARGV[1], 1)
+redis.call('HSET', key, ARGV[2], n)
 if n == 1 then
-  local oldest = tonumber(ARGV[4])
+  local now, open = tonumber(ARGV[4]), tonumber(ARGV[5])
   for _, f in ipairs(redis.call('HKEYS', key)) do
-    local w = tonumber(string.match(f, '^[wp](%d+)'))
-    if w and w < oldest then
+    local hi, lo = string.byte(f, 7, 8)
+    local age = (now - (hi * 256 + lo)) % 65536
+    if age > open and age < 32768 then
       redis.call('HDEL', key, f)
     end
   end
@@ -114,10 +132,23 @@ end
 return n
 `
 
-// Key is the Redis key of a card's windows.
+// Key is the Redis key of the bucket that holds a card's windows.
 func (s *Store) Key(card string) string {
 	sum := sha256.Sum256([]byte(card))
-	return s.cfg.KeyPrefix + ":{" + base64.RawURLEncoding.EncodeToString(sum[:9]) + "}"
+	return s.key(&sum)
+}
+
+func (s *Store) key(sum *[32]byte) string {
+	bucket := binary.BigEndian.Uint32(sum[:4]) % uint32(s.cfg.Buckets)
+	return s.cfg.KeyPrefix + ":{" + strconv.FormatUint(uint64(bucket), 10) + "}"
+}
+
+// counter is the field of a card's counter for window number w: the card's tag and w mod 65536.
+func counter(sum *[32]byte, w int64) []byte {
+	f := make([]byte, 8, 14)
+	copy(f, sum[4:10])
+	binary.BigEndian.PutUint16(f[6:], uint16(w%windowWrap))
+	return f
 }
 
 // Observe counts each event in its window and fills out[i] for events[i], in one round trip to
@@ -144,8 +175,10 @@ func (s *Store) Observe(ctx context.Context, events []Event, out []Result) error
 func (s *Store) observe(ctx context.Context, events []Event, out []Result) error {
 	now := s.now()
 	length := s.cfg.Length
-	// The oldest window that can still take a payment: its end plus the lateness is after now.
-	oldest := now.Add(-s.cfg.AllowedLateness).Add(-length).Truncate(length)
+	nowIdx := s.index(now.Truncate(length))
+	// How many windows back from now's a window can still take payments: its end plus the
+	// lateness is after now.
+	open := int64((s.cfg.AllowedLateness+length-1)/length) + 1
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(events))
 	for i, e := range events {
@@ -156,12 +189,15 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			out[i].Late = true
 			continue
 		}
-		ph := sha256.Sum256([]byte(e.PaymentID))
+		card := sha256.Sum256([]byte(e.Card))
+		pay := sha256.Sum256([]byte(e.PaymentID))
+		field := counter(&card, s.index(start))
+		marker := append(field[:8:14], pay[:6]...)
 		// The TTL is relative to the service's clock, not an instant: Redis judges instants by
 		// its own clock, which a replay of old payments (or a test's clock) does not share.
 		ttl := end.Add(s.cfg.AllowedLateness + expiryMargin).Sub(now)
-		cmds[i] = s.script.EvalSha(ctx, pipe, []string{s.Key(e.Card)},
-			s.index(start), ph[:8], ttl.Milliseconds(), s.index(oldest))
+		cmds[i] = s.script.EvalSha(ctx, pipe, []string{s.key(&card)},
+			field, marker, ttl.Milliseconds(), nowIdx%windowWrap, open)
 	}
 	if pipe.Len() == 0 {
 		return nil
@@ -185,20 +221,33 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 // index numbers the window that starts at start.
 func (s *Store) index(start time.Time) int64 { return start.Unix() / int64(s.cfg.Length/time.Second) }
 
-// Counts returns a card's open windows and their counts, newest first.
+// Counts returns the counts of a card's windows that Redis still holds, by window start.
 func (s *Store) Counts(ctx context.Context, card string) (map[time.Time]int64, error) {
-	fields, err := s.rdb.HGetAll(ctx, s.Key(card)).Result()
+	sum := sha256.Sum256([]byte(card))
+	fields, err := s.rdb.HGetAll(ctx, s.key(&sum)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("window counts: %w", err)
 	}
+	nowIdx := s.index(s.now().Truncate(s.cfg.Length))
 	counts := map[time.Time]int64{}
 	for f, v := range fields {
-		var idx, n int64
-		if _, err := fmt.Sscanf(f, "w%d", &idx); err != nil {
-			continue
+		if len(f) != 8 || f[:6] != string(sum[4:10]) {
+			continue // another card's, or a marker
 		}
-		fmt.Sscan(v, &n)
-		counts[time.Unix(idx*int64(s.cfg.Length/time.Second), 0).UTC()] = n
+		// The window number is stored mod 65536; the one meant is the nearest to now's.
+		w := int64(binary.BigEndian.Uint16([]byte(f[6:])))
+		back := (nowIdx - w) % windowWrap
+		if back < 0 {
+			back += windowWrap
+		}
+		if back >= windowWrap/2 {
+			back -= windowWrap
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("window counts: field of %s holds %q", card, v)
+		}
+		counts[time.Unix((nowIdx-back)*int64(s.cfg.Length/time.Second), 0).UTC()] = n
 	}
 	return counts, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,12 +49,12 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func newTestStore(t *testing.T, now time.Time) (*Store, *redis.Client, *pipelines, *clock) {
+func newTestStore(t *testing.T, now time.Time, buckets int) (*Store, *redis.Client, *pipelines, *clock) {
 	t.Helper()
 	rdb, p := testRedis(t)
 	c := &clock{now}
 	prefix := fmt.Sprintf("fdtest%d", rand.Int64())
-	s := NewStore(rdb, Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: prefix}, c.now)
+	s := NewStore(rdb, Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: prefix, Buckets: buckets}, c.now)
 	t.Cleanup(func() {
 		keys, _ := rdb.Keys(context.Background(), prefix+":*").Result()
 		if len(keys) > 0 {
@@ -81,7 +82,7 @@ func observe(t *testing.T, s *Store, events ...Event) []Result {
 }
 
 func TestEleventhPaymentOfTheHourIsOverTheThreshold(t *testing.T) {
-	s, _, p, _ := newTestStore(t, at("2026-03-01T10:30:00Z"))
+	s, _, p, _ := newTestStore(t, at("2026-03-01T10:30:00Z"), 1024)
 	var events []Event
 	for i := range 12 {
 		events = append(events, Event{PaymentID: fmt.Sprintf("p%d", i), Card: "c1", Time: at("2026-03-01T10:00:00Z").Add(time.Duration(i) * time.Minute)})
@@ -105,7 +106,7 @@ func TestEleventhPaymentOfTheHourIsOverTheThreshold(t *testing.T) {
 }
 
 func TestWindowsAreAlignedToTheHour(t *testing.T) {
-	s, _, _, _ := newTestStore(t, at("2026-03-01T11:30:00Z"))
+	s, _, _, _ := newTestStore(t, at("2026-03-01T11:30:00Z"), 1024)
 	res := observe(t, s,
 		Event{PaymentID: "a", Card: "c1", Time: at("2026-03-01T10:59:59Z")},
 		Event{PaymentID: "b", Card: "c1", Time: at("2026-03-01T11:00:00Z")},
@@ -119,7 +120,7 @@ func TestWindowsAreAlignedToTheHour(t *testing.T) {
 }
 
 func TestOutOfOrderAndLate(t *testing.T) {
-	s, _, _, _ := newTestStore(t, at("2026-03-01T12:30:00Z"))
+	s, _, _, _ := newTestStore(t, at("2026-03-01T12:30:00Z"), 1024)
 	res := observe(t, s,
 		Event{PaymentID: "now", Card: "c1", Time: at("2026-03-01T12:20:00Z")},
 		Event{PaymentID: "earlier", Card: "c1", Time: at("2026-03-01T11:10:00Z")},  // window ends 12:00, +1h lateness: counts
@@ -137,7 +138,7 @@ func TestOutOfOrderAndLate(t *testing.T) {
 // A replay of the same payments, in other batches and another order, counts nothing again and
 // gives every payment the count it got the first time.
 func TestReplayChangesNothing(t *testing.T) {
-	s, rdb, _, _ := newTestStore(t, at("2026-03-01T12:30:00Z"))
+	s, rdb, _, _ := newTestStore(t, at("2026-03-01T12:30:00Z"), 16) // 50 cards share 16 buckets
 	rng := rand.New(rand.NewPCG(1, 2))
 	var events []Event
 	for i := range 1000 {
@@ -192,28 +193,104 @@ func TestReplayChangesNothing(t *testing.T) {
 }
 
 func TestEveryKeyExpiresAndOldWindowsAreDropped(t *testing.T) {
-	s, rdb, _, c := newTestStore(t, at("2026-03-01T10:30:00Z"))
+	// One bucket for both cards: a card opening a new window clears the other's closed ones too.
+	s, rdb, _, c := newTestStore(t, at("2026-03-01T10:30:00Z"), 1)
 	observe(t, s, Event{PaymentID: "a", Card: "c1", Time: at("2026-03-01T10:10:00Z")}, Event{PaymentID: "b", Card: "c2", Time: at("2026-03-01T10:20:00Z")})
+	if n, _ := rdb.HLen(context.Background(), s.Key("c1")).Result(); n != 4 {
+		t.Fatalf("%d fields, want 2 counters and 2 markers", n)
+	}
 	c.t = at("2026-03-01T13:30:00Z") // 10:00's window is over, lateness included
 	observe(t, s, Event{PaymentID: "c", Card: "c1", Time: at("2026-03-01T13:10:00Z")})
 	keys, err := rdb.Keys(context.Background(), s.cfg.KeyPrefix+":*").Result()
-	if err != nil || len(keys) != 2 {
+	if err != nil || len(keys) != 1 {
 		t.Fatalf("keys %v, %v", keys, err)
 	}
-	for _, k := range keys {
-		ttl, err := rdb.PTTL(context.Background(), k).Result()
-		// c1's newest window is 13:00-14:00: it lives until 15:00 plus the margin, 1h40m from 13:30.
-		if err != nil || ttl <= 0 || ttl > 2*time.Hour {
-			t.Errorf("%s: TTL %s (%v)", k, ttl, err)
+	ttl, err := rdb.PTTL(context.Background(), keys[0]).Result()
+	// The newest window is 13:00-14:00: the key lives until 15:00 plus the margin, 1h40m from 13:30.
+	if err != nil || ttl <= 90*time.Minute || ttl > 100*time.Minute {
+		t.Errorf("TTL %s (%v)", ttl, err)
+	}
+	if n, _ := rdb.HLen(context.Background(), keys[0]).Result(); n != 2 {
+		t.Errorf("%d fields, want the 13:00 counter and its marker", n)
+	}
+	counts, err := s.Counts(context.Background(), "c1")
+	if err != nil || len(counts) != 1 || counts[at("2026-03-01T13:00:00Z")] != 1 {
+		t.Errorf("counts %v, %v", counts, err)
+	}
+}
+
+// BenchmarkMemoryPerCardHour writes FD_BENCH_CARDS cards (default 1,000,000) with
+// FD_BENCH_PER_CARD payments each (default 1) into one hour, and reports the Redis memory this
+// adds per active card-hour. Run it alone on a Redis with nothing else writing:
+//
+//	go test -run '^$' -bench MemoryPerCardHour -benchtime 1x ./internal/window
+func BenchmarkMemoryPerCardHour(b *testing.B) {
+	cards, perCard := envInt("FD_BENCH_CARDS", 1_000_000), envInt("FD_BENCH_PER_CARD", 1)
+	addr := os.Getenv("FD_TEST_REDIS")
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		b.Fatalf("redis at %s: %v (scripts/stack.sh up)", addr, err)
+	}
+	prefix := fmt.Sprintf("b%d", rand.IntN(10)) // as short as the default "fd": the key is part of what is measured
+	now := at("2026-03-01T10:30:00Z")
+	// One bucket per 16 cards, as configs/config.yaml advises.
+	s := NewStore(rdb, Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: prefix, Buckets: max(1, cards/16)}, func() time.Time { return now })
+	used := func() int64 {
+		info, _ := rdb.Info(ctx, "memory").Result()
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		return 0
+	}
+	for b.Loop() {
+		before := used()
+		events := make([]Event, 0, 500)
+		out := make([]Result, 500)
+		began := time.Now()
+		for i := range cards * perCard {
+			card := i % cards
+			events = append(events, Event{PaymentID: fmt.Sprintf("pay-%09d", i), Card: fmt.Sprintf("tok_%032x", card),
+				Time: at("2026-03-01T10:00:00Z").Add(time.Duration(i%3600) * time.Second)})
+			if len(events) == cap(events) || i == cards*perCard-1 {
+				if err := s.Observe(ctx, events, out[:len(events)]); err != nil {
+					b.Fatal(err)
+				}
+				events = events[:0]
+			}
+		}
+		took := time.Since(began)
+		after := used()
+		b.ReportMetric(float64(after-before)/float64(cards), "bytes/card-hour")
+		b.ReportMetric(float64(cards*perCard)/took.Seconds(), "payments/s")
+		b.Logf("%d cards x %d payments: %d bytes more in Redis", cards, perCard, after-before)
+	}
+	// Clean up in the background of the server.
+	var cursor uint64
+	for {
+		keys, next, err := rdb.Scan(ctx, cursor, prefix+":*", 10000).Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(keys) > 0 {
+			rdb.Unlink(ctx, keys...)
+		}
+		if cursor = next; cursor == 0 {
+			break
 		}
 	}
-	fields, _ := rdb.HKeys(context.Background(), s.Key("c1")).Result()
-	for _, f := range fields {
-		if !strings.HasPrefix(f, fmt.Sprint("w", s.index(at("2026-03-01T13:00:00Z")))) && !strings.HasPrefix(f, fmt.Sprint("p", s.index(at("2026-03-01T13:00:00Z")))) {
-			t.Errorf("field %q of a window that is over was kept", f)
-		}
+}
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
+		return v
 	}
-	if len(fields) != 2 {
-		t.Errorf("fields %q, want the 13:00 window and its one marker", fields)
-	}
+	return def
 }
