@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/paysentry/fraud-detector/internal/paygen"
 )
@@ -46,6 +47,7 @@ func main() {
 
 type options struct {
 	brokers    string
+	redis      string
 	bin        string
 	n          int
 	partitions int
@@ -62,6 +64,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var o options
 	fs := flag.NewFlagSet("streambench", flag.ContinueOnError)
 	fs.StringVar(&o.brokers, "brokers", "127.0.0.1:9092", "Kafka brokers")
+	fs.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis for the card windows")
 	fs.StringVar(&o.bin, "bin", ".cache/bin/fraud-detector", "the service binary")
 	fs.IntVar(&o.n, "n", 1_000_000, "payments to pre-load for the drain measurement")
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions of the payments topic")
@@ -133,12 +136,28 @@ func newBench(o options, name string) (*bench, error) {
 
 func ptr[T any](v T) *T { return &v }
 
-// close deletes the topics: a benchmark leaves nothing behind.
+// close deletes the topics and the window state: a benchmark leaves nothing behind.
 func (b *bench) close() {
 	for _, t := range []string{b.payments, b.highRisk, b.dlq} {
 		b.admin.DeleteTopic(t)
 	}
 	b.admin.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: b.o.redis})
+	defer rdb.Close()
+	ctx := context.Background()
+	var cursor uint64
+	for {
+		keys, next, err := rdb.Scan(ctx, cursor, b.group+":*", 10000).Result()
+		if err != nil {
+			return
+		}
+		if len(keys) > 0 {
+			rdb.Unlink(ctx, keys...)
+		}
+		if cursor = next; cursor == 0 {
+			return
+		}
+	}
 }
 
 type service struct {
@@ -162,6 +181,8 @@ func (b *bench) start(extraArgs ...string) (*service, error) {
 		"FRAUD_KAFKA_TOPICS_DLQ="+b.dlq,
 		"FRAUD_KAFKA_COMMIT_INTERVAL=100ms",
 		"FRAUD_CARD_HMAC_KEY=bench-card-key-0123456789",
+		"FRAUD_REDIS_ADDRS="+b.o.redis,
+		"FRAUD_WINDOW_KEY_PREFIX="+b.group,
 		"FRAUD_LOG_LEVEL=warn",
 	)
 	cmd.Env = append(cmd.Env, b.o.env...)
@@ -214,7 +235,7 @@ func (b *bench) committed() (committed, end int64, err error) {
 }
 
 // produce writes n generated payments, at rate per second (0: as fast as possible).
-func (b *bench) produce(ctx context.Context, n int, rate float64, clock bool) (time.Duration, error) {
+func (b *bench) produce(ctx context.Context, n int, rate float64) (time.Duration, error) {
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V2_8_0_0
 	cfg.Producer.RequiredAcks = sarama.WaitForLocal
@@ -235,10 +256,9 @@ func (b *bench) produce(ctx context.Context, n int, rate float64, clock bool) (t
 		}
 		errc <- first
 	}()
-	gc := paygen.Config{Seed: 7, Cards: 200_000, BurstShare: 0.002, CardNumberShare: 0.1}
-	if clock {
-		gc.Clock = time.Now
-	}
+	// Event times are the wall clock, so that every payment falls in an open window and the
+	// windows stage does its full work.
+	gc := paygen.Config{Seed: 7, Cards: 200_000, BurstShare: 0.002, CardNumberShare: 0.1, Clock: time.Now}
 	gen := paygen.New(gc)
 	began := time.Now()
 	for i := range n {
@@ -266,7 +286,7 @@ func drain(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	defer b.close()
-	took, err := b.produce(ctx, o.n, 0, false)
+	took, err := b.produce(ctx, o.n, 0)
 	if err != nil {
 		return err
 	}
@@ -337,7 +357,7 @@ func latency(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	n := int(o.rate * o.duration.Seconds())
-	took, err := b.produce(ctx, n, o.rate, true)
+	took, err := b.produce(ctx, n, o.rate)
 	if err != nil {
 		return err
 	}
