@@ -18,7 +18,7 @@ export FRAUD_KAFKA_BROKERS=${FRAUD_KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT:-9092}}
 
 .cache/bin/fraud-detector >.cache/demo/service.log 2>&1 &
 svc=$!
-.cache/bin/paygen -brokers "$FRAUD_KAFKA_BROKERS" -rate "${RATE:-50}" -n 0 -malformed 0.01 >.cache/demo/paygen.log 2>&1 &
+.cache/bin/paygen -brokers "$FRAUD_KAFKA_BROKERS" -rate "${RATE:-50}" -n 0 -malformed 0.01 -bursts 0.02 -cards 5000 -seed "$(date +%s)" >.cache/demo/paygen.log 2>&1 &
 gen=$!
 stop() {
   trap - INT TERM EXIT

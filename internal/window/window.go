@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -301,11 +302,23 @@ func (s *Store) Reasons(r Result) []decision.Reason {
 	case r.Late:
 		return []decision.Reason{{Code: decision.CodeLate, Detail: fmt.Sprintf(
 			"event time in the window from %s, which closed more than %s ago: not counted",
-			r.Window.UTC().Format(time.RFC3339), s.cfg.AllowedLateness)}}
+			r.Window.UTC().Format(time.RFC3339), short(s.cfg.AllowedLateness))}}
 	case r.Count > s.cfg.Threshold:
 		return []decision.Reason{{Code: decision.CodeVelocity, Detail: fmt.Sprintf(
 			"%d payments on this card in the %s window from %s, over the limit of %d",
-			r.Count, s.cfg.Length, r.Window.UTC().Format(time.RFC3339), s.cfg.Threshold)}}
+			r.Count, short(s.cfg.Length), r.Window.UTC().Format(time.RFC3339), s.cfg.Threshold)}}
 	}
 	return nil
+}
+
+// short writes a duration without its zero parts: 1h, not 1h0m0s.
+func short(d time.Duration) string {
+	str := d.String()
+	if strings.HasSuffix(str, "m0s") {
+		str = strings.TrimSuffix(str, "0s")
+	}
+	if strings.HasSuffix(str, "h0m") {
+		str = strings.TrimSuffix(str, "0m")
+	}
+	return str
 }

@@ -93,8 +93,12 @@ func TestEleventhPaymentOfTheHourIsOverTheThreshold(t *testing.T) {
 			t.Fatalf("payment %d: %+v", i, r)
 		}
 	}
-	if res[9].Count > s.cfg.Threshold || res[10].Count <= s.cfg.Threshold {
-		t.Errorf("10th count %d flagged or 11th count %d not", res[9].Count, res[10].Count)
+	if len(s.Reasons(res[9])) != 0 {
+		t.Errorf("10th payment flagged: %v", s.Reasons(res[9]))
+	}
+	if r := s.Reasons(res[10]); len(r) != 1 || r[0].Code != "card_velocity_1h" ||
+		r[0].Detail != "11 payments on this card in the 1h window from 2026-03-01T10:00:00Z, over the limit of 10" {
+		t.Errorf("11th payment: %v", r)
 	}
 	// A batch is one round trip. (Counted on a warm client: a new connection's handshake is a
 	// pipeline of its own.)
