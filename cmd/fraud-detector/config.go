@@ -66,6 +66,7 @@ type TopicsConfig struct {
 // RedisConfig says where the per-card state lives. Several addresses mean a Redis Cluster.
 type RedisConfig struct {
 	Addrs        []string      `yaml:"addrs" env:"ADDRS"`
+	Cluster      bool          `yaml:"cluster" env:"CLUSTER"`
 	Username     string        `yaml:"username" env:"USERNAME"`
 	Password     Secret        `yaml:"password" env:"PASSWORD"`
 	DB           int           `yaml:"db" env:"DB"`
@@ -321,5 +322,9 @@ func (c *Config) redisOptions() *redis.UniversalOptions {
 		ReadTimeout:  r.ReadTimeout,
 		WriteTimeout: r.WriteTimeout,
 		MaxRetries:   1, // the stream retries with backoff itself (stream.state_retry_budget)
+		// A try must not outlast its deadline: one dial attempt, and contexts' deadlines obeyed.
+		DialerRetries:         1,
+		ContextTimeoutEnabled: true,
+		IsClusterMode:         r.Cluster,
 	}
 }

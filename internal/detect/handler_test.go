@@ -144,10 +144,10 @@ type fakeWindows struct {
 	calls  atomic.Int64
 }
 
-func (w *fakeWindows) Observe(_ context.Context, events []window.Event, out []window.Result) error {
+func (w *fakeWindows) Observe(_ context.Context, events []window.Event, out []window.Result) (bool, error) {
 	w.calls.Add(1)
 	if w.down.Load() {
-		return errors.New("connection refused")
+		return true, errors.New("connection refused")
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -155,7 +155,7 @@ func (w *fakeWindows) Observe(_ context.Context, events []window.Event, out []wi
 		w.counts[e.Card]++
 		out[i] = window.Result{Window: e.Time.Truncate(time.Hour), Count: w.counts[e.Card]}
 	}
-	return nil
+	return true, nil
 }
 
 func (w *fakeWindows) Reasons(r window.Result) []decision.Reason {
@@ -539,9 +539,14 @@ func TestVelocityFlagsAndCountsAreInTheDecision(t *testing.T) {
 }
 
 func TestFailOpenDecidesDegraded(t *testing.T) {
-	r := newRig(t, testConfig())
+	cfg := testConfig()
+	cfg.StateRetryBudget = 300 * time.Millisecond // room for retries before the policy applies
+	r := newRig(t, cfg)
 	r.win.down.Store(true)
 	out, ok := r.h.process(context.Background(), payments(3, "c1", "500"))
+	if n := r.win.calls.Load(); n < 2 {
+		t.Errorf("%d tries within the retry budget, want retries", n)
+	}
 	ds := decisions(t, out)
 	if !ok || len(ds) != 3 {
 		t.Fatalf("ok %v, %d decisions", ok, len(ds))

@@ -11,8 +11,9 @@ import (
 
 // Windows is the per-card state the stream keeps in Redis.
 type Windows interface {
-	// Observe counts events[i] and fills out[i], in one round trip.
-	Observe(ctx context.Context, events []window.Event, out []window.Result) error
+	// Observe counts events[i] and fills out[i], in one round trip; asked reports whether it
+	// asked Redis anything (not when every event is too late or too far ahead).
+	Observe(ctx context.Context, events []window.Event, out []window.Result) (asked bool, err error)
 	// Reasons says what a result means for the decision.
 	Reasons(r window.Result) []decision.Reason
 }
@@ -65,21 +66,35 @@ func (h *Handler) windows(ctx context.Context, items []item) bool {
 }
 
 // observe calls Observe, retrying with backoff: with fail_open for up to the retry budget, with
-// fail_closed for as long as it takes or until the session ends. A fail_open batch that starts
-// while Redis is known to be down tries once: waiting out the budget on every batch would stall
-// the stream that fail_open is meant to keep moving. The state change is logged once.
+// fail_closed for as long as it takes or until the session ends. Each try has a deadline, so that
+// a Redis that does not answer at all costs no more than the budget. A fail_open batch that starts
+// while Redis is known to be down tries once, for a quarter of the budget: waiting out the budget
+// on every batch would stall the stream that fail_open is meant to keep moving. Only an answer
+// from Redis, or a failure to get one, changes the state, which is logged once each way.
 func (h *Handler) observe(ctx context.Context, events []window.Event, out []window.Result) error {
 	failOpen := h.cfg.StateFailurePolicy != FailClosed
 	wasDown := h.stateDown.Load()
-	deadline := time.Now().Add(h.cfg.StateRetryBudget)
+	budget := h.cfg.StateRetryBudget
+	deadline := time.Now().Add(budget)
+	if failOpen && wasDown {
+		deadline = time.Now().Add(budget / 4)
+	}
 	wait := 50 * time.Millisecond
 	for {
-		err := h.win.Observe(ctx, events, out)
+		if !failOpen {
+			deadline = time.Now().Add(budget) // every try of fail_closed gets the budget
+		}
+		try, cancel := context.WithDeadline(ctx, deadline)
+		asked, err := h.win.Observe(try, events, out)
+		cancel()
 		if err == nil {
-			if h.stateDown.CompareAndSwap(true, false) {
+			if asked && h.stateDown.CompareAndSwap(true, false) {
 				h.log.Info("redis answers again; windows back in use")
 			}
 			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		if failOpen && (wasDown || time.Now().Add(wait).After(deadline)) {
 			if h.stateDown.CompareAndSwap(false, true) {

@@ -54,8 +54,8 @@ type Config struct {
 // Validate reports the first setting that is out of range.
 func (c Config) Validate() error {
 	switch {
-	case c.Length < time.Second || time.Hour*24%c.Length != 0:
-		return fmt.Errorf("window.length: must be at least 1s and divide a day evenly, got %s", c.Length)
+	case c.Length < time.Second || c.Length%time.Second != 0 || time.Hour*24%c.Length != 0:
+		return fmt.Errorf("window.length: must be whole seconds, at least 1s, and divide a day evenly, got %s", c.Length)
 	case c.Threshold < 1:
 		return fmt.Errorf("window.threshold: must be at least 1, got %d", c.Threshold)
 	case c.AllowedLateness < 0:
@@ -94,6 +94,7 @@ type Result struct {
 	Window time.Time // start of the payment's window
 	Count  int64     // payments of the card in that window, this one included, as first counted
 	Late   bool      // too late to count: Count is 0
+	Ahead  bool      // too far ahead of the service's clock to count: Count is 0
 }
 
 // Store keeps the windows.
@@ -114,8 +115,9 @@ func NewStore(rdb redis.UniversalClient, cfg Config, now func() time.Time) *Stor
 
 // observeScript counts payments in their cards' windows, each once. For payment i: KEYS[i] its
 // bucket; ARGV[3i], ARGV[3i+1], ARGV[3i+2] its counter field, its marker field and how long the
-// key must live at least (ms). ARGV[1] is the number (mod 65536) of the window that holds now,
-// ARGV[2] how many windows back from it can still take payments. Returns the payments' counts.
+// key must live at least (ms), or -1 to only look the marker up (a late payment, which may have
+// been counted before it was late). ARGV[1] is the number (mod 65536) of the window that holds
+// now, ARGV[2] how many windows back from it are kept. Returns the payments' counts (0: none).
 // Several payments a call spread the cost of a call, which is most of a payment's cost in Redis.
 const observeScript = `
 local now, open = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -125,15 +127,19 @@ for i, key in ipairs(KEYS) do
   local seen = redis.call('HGET', key, marker)
   if seen then
     counts[i] = tonumber(seen)
+  elseif ttl < 0 then
+    counts[i] = 0 -- a late payment, only looked up: it was never counted
   else
     local n = redis.call('HINCRBY', key, field, 1)
     redis.call('HSET', key, marker, n)
     if n == 1 then
       for _, f in ipairs(redis.call('HKEYS', key)) do
-        local hi, lo = string.byte(f, 7, 8)
-        local age = (now - (hi * 256 + lo)) % 65536
-        if age > open and age < 32768 then
-          redis.call('HDEL', key, f)
+        if #f == 8 or #f == 14 then
+          local hi, lo = string.byte(f, 7, 8)
+          local age = (now - (hi * 256 + lo)) % 65536
+          if age > open and age < 32768 then
+            redis.call('HDEL', key, f)
+          end
         end
       end
     end
@@ -171,33 +177,37 @@ func counter(sum *[32]byte, w int64) []byte {
 }
 
 // Observe counts each event in its window and fills out[i] for events[i], in one round trip to
-// Redis. Events too late to count are not sent to Redis at all.
-func (s *Store) Observe(ctx context.Context, events []Event, out []Result) error {
+// Redis. Events long past their window, or far ahead of the clock, are not sent at all; asked
+// reports whether Redis was asked anything.
+func (s *Store) Observe(ctx context.Context, events []Event, out []Result) (asked bool, err error) {
 	if !s.loaded.Load() {
 		if err := s.script.Load(ctx, s.rdb).Err(); err != nil {
-			return fmt.Errorf("load window script: %w", err)
+			return true, fmt.Errorf("load window script: %w", err)
 		}
 		s.loaded.Store(true)
 	}
-	err := s.observe(ctx, events, out)
+	asked, err = s.observe(ctx, events, out)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// The server restarted, or failed over: load the script and go again.
 		// Counting is idempotent, so the calls that did run count nothing twice.
 		if err := s.script.Load(ctx, s.rdb).Err(); err != nil {
-			return fmt.Errorf("load window script: %w", err)
+			return true, fmt.Errorf("load window script: %w", err)
 		}
-		err = s.observe(ctx, events, out)
+		asked, err = s.observe(ctx, events, out)
 	}
-	return err
+	return asked, err
 }
 
-func (s *Store) observe(ctx context.Context, events []Event, out []Result) error {
+func (s *Store) observe(ctx context.Context, events []Event, out []Result) (bool, error) {
 	now := s.now()
 	length := s.cfg.Length
 	nowIdx := s.index(now.Truncate(length))
-	// How many windows back from now's a window can still take payments: its end plus the
-	// lateness is after now.
-	open := int64((s.cfg.AllowedLateness+length-1)/length) + 1
+	// How many windows back from now's are kept: those that can still take payments, and those
+	// whose markers a redelivery may still look up (the lateness plus the margin).
+	open := nowIdx - s.index(now.Add(-s.cfg.AllowedLateness-expiryMargin).Truncate(length))
+	// How far ahead of the clock an event time may be. Further ahead is a wrong clock: counting
+	// it would keep the key for as long, and wrap the stored window numbers.
+	ahead := now.Add(length + expiryMargin)
 
 	// One script call takes the payments of one bucket on a Redis Cluster (a script's keys must
 	// share a slot), and all of the batch's on a single Redis.
@@ -212,8 +222,13 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		start := e.Time.Truncate(length)
 		out[i] = Result{Window: start}
 		end := start.Add(length)
-		if !end.Add(s.cfg.AllowedLateness).After(now) {
-			out[i].Late = true
+		if e.Time.After(ahead) {
+			out[i].Ahead = true
+			continue
+		}
+		late := !end.Add(s.cfg.AllowedLateness).After(now)
+		if late && !end.Add(s.cfg.AllowedLateness+expiryMargin).After(now) {
+			out[i].Late = true // its marker, if any, is gone: it cannot have been counted since
 			continue
 		}
 		card := sha256.Sum256([]byte(e.Card))
@@ -234,12 +249,16 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			byKey[group] = c
 			calls = append(calls, c)
 		}
+		ms := ttl.Milliseconds()
+		if late {
+			ms = -1 // a redelivery of a payment counted before the window closed gets its count back
+		}
 		c.keys = append(c.keys, key)
-		c.args = append(c.args, field, marker, ttl.Milliseconds())
+		c.args = append(c.args, field, marker, ms)
 		c.idx = append(c.idx, i)
 	}
 	if len(calls) == 0 {
-		return nil
+		return false, nil
 	}
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
@@ -247,18 +266,19 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		cmds[k] = s.script.EvalSha(ctx, pipe, c.keys, c.args...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("observe %d payments: %w", len(events), err)
+		return true, fmt.Errorf("observe %d payments: %w", len(events), err)
 	}
 	for k, c := range calls {
 		counts, err := cmds[k].Int64Slice()
 		if err != nil || len(counts) != len(c.idx) {
-			return fmt.Errorf("observe %d payments: %d counts back, %v", len(c.idx), len(counts), err)
+			return true, fmt.Errorf("observe %d payments: %d counts back, %v", len(c.idx), len(counts), err)
 		}
 		for j, i := range c.idx {
 			out[i].Count = counts[j]
+			out[i].Late = counts[j] == 0
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // index numbers the window that starts at start.
@@ -299,6 +319,10 @@ func (s *Store) Counts(ctx context.Context, card string) (map[time.Time]int64, e
 // threshold, late_event when the payment came too late to count.
 func (s *Store) Reasons(r Result) []decision.Reason {
 	switch {
+	case r.Ahead:
+		return []decision.Reason{{Code: decision.CodeLate, Detail: fmt.Sprintf(
+			"event time in the window from %s, more than a window ahead of the service's clock: not counted",
+			r.Window.UTC().Format(time.RFC3339))}}
 	case r.Late:
 		return []decision.Reason{{Code: decision.CodeLate, Detail: fmt.Sprintf(
 			"event time in the window from %s, which closed more than %s ago: not counted",

@@ -75,7 +75,7 @@ func at(s string) time.Time {
 func observe(t *testing.T, s *Store, events ...Event) []Result {
 	t.Helper()
 	out := make([]Result, len(events))
-	if err := s.Observe(context.Background(), events, out); err != nil {
+	if _, err := s.Observe(context.Background(), events, out); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -264,7 +264,7 @@ func BenchmarkMemoryPerCardHour(b *testing.B) {
 			events = append(events, Event{PaymentID: fmt.Sprintf("pay-%09d", i), Card: fmt.Sprintf("tok_%032x", card),
 				Time: at("2026-03-01T10:00:00Z").Add(time.Duration(i%3600) * time.Second)})
 			if len(events) == cap(events) || i == cards*perCard-1 {
-				if err := s.Observe(ctx, events, out[:len(events)]); err != nil {
+				if _, err := s.Observe(ctx, events, out[:len(events)]); err != nil {
 					b.Fatal(err)
 				}
 				events = events[:0]
@@ -297,4 +297,53 @@ func envInt(k string, def int) int {
 		return v
 	}
 	return def
+}
+
+// A payment counted just before its window closed, redelivered just after, gets the same count
+// back (and so the same decision), not late_event.
+func TestRedeliveryAfterTheWindowClosedKeepsItsCount(t *testing.T) {
+	s, _, _, c := newTestStore(t, at("2026-03-01T11:59:00Z"), 1024)
+	var events []Event
+	for i := range 11 {
+		events = append(events, Event{PaymentID: fmt.Sprintf("p%d", i), Card: "c1", Time: at("2026-03-01T10:30:00Z")})
+	}
+	first := observe(t, s, events...)
+	c.t = at("2026-03-01T12:00:01Z") // 10:00's window closed, lateness included
+	again := observe(t, s, events[10], Event{PaymentID: "new", Card: "c1", Time: at("2026-03-01T10:31:00Z")})
+	if again[0] != first[10] || len(s.Reasons(again[0])) != 1 || s.Reasons(again[0])[0].Code != "card_velocity_1h" {
+		t.Errorf("redelivered: %+v, first %+v", again[0], first[10])
+	}
+	if !again[1].Late || again[1].Count != 0 {
+		t.Errorf("a new payment after the window closed: %+v, want late", again[1])
+	}
+}
+
+func TestEventsFarAheadAreNotCounted(t *testing.T) {
+	s, rdb, _, _ := newTestStore(t, at("2026-03-01T10:30:00Z"), 1024)
+	res := observe(t, s,
+		Event{PaymentID: "soon", Card: "c1", Time: at("2026-03-01T11:20:00Z")}, // a clock a little ahead: counted
+		Event{PaymentID: "far", Card: "c2", Time: at("2126-03-01T10:00:00Z")},  // a wrong clock
+		Event{PaymentID: "wrap", Card: "c3", Time: at("2033-08-27T10:30:00Z")}) // 65,536 hours ahead
+	if res[0].Count != 1 || res[0].Ahead || !res[1].Ahead || !res[2].Ahead || res[1].Count != 0 {
+		t.Errorf("results %+v", res)
+	}
+	if r := s.Reasons(res[1]); len(r) != 1 || r[0].Code != "late_event" {
+		t.Errorf("reasons %v", r)
+	}
+	if n, _ := rdb.Exists(context.Background(), s.Key("c2"), s.Key("c3")).Result(); n != 0 && s.Key("c2") != s.Key("c1") {
+		t.Errorf("state written for events far ahead")
+	}
+}
+
+// Redis restarted without its scripts: the store loads it again and counts once.
+func TestScriptLoadedAgain(t *testing.T) {
+	s, rdb, _, _ := newTestStore(t, at("2026-03-01T10:30:00Z"), 1024)
+	observe(t, s, Event{PaymentID: "a", Card: "c1", Time: at("2026-03-01T10:00:00Z")})
+	if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res := observe(t, s, Event{PaymentID: "a", Card: "c1", Time: at("2026-03-01T10:00:00Z")}, Event{PaymentID: "b", Card: "c1", Time: at("2026-03-01T10:00:00Z")})
+	if res[0].Count != 1 || res[1].Count != 2 {
+		t.Errorf("counts %d %d after the script was flushed, want 1 2", res[0].Count, res[1].Count)
+	}
 }
