@@ -171,7 +171,9 @@ func startService(t *testing.T, tp topics, extra ...string) *service {
 			<-s.done
 		}
 		if t.Failed() {
-			t.Logf("service log (last 4 KiB):\n%s", s.logs.tail(4096))
+			full := filepath.Join(os.TempDir(), fmt.Sprintf("fd-e2e-%s-%d.log", strings.ReplaceAll(t.Name(), "/", "-"), cmd.Process.Pid))
+			os.WriteFile(full, []byte(s.logs.String()), 0o644)
+			t.Logf("service log (last 4 KiB; all of it in %s):\n%s", full, s.logs.tail(4096))
 		}
 	})
 	return s

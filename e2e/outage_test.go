@@ -148,7 +148,7 @@ func TestRedisOutageFailClosed(t *testing.T) {
 	r := startPrivateRedis(t)
 	tp := newTopics(t, 3)
 	svc := startService(t, tp, "FRAUD_REDIS_ADDRS="+r.addr, "FRAUD_STREAM_STATE_FAILURE_POLICY=fail_closed",
-		"FRAUD_STREAM_STATE_RETRY_BUDGET=200ms")
+		"FRAUD_STREAM_STATE_RETRY_BUDGET=1s")
 	rng := rand.New(rand.NewPCG(5, 6))
 	before, lines := outagePayments(rng, "before", 1500)
 	kcatProduce(t, tp.payments, lines, false)
@@ -185,7 +185,7 @@ func TestRedisOutageFailOpen(t *testing.T) {
 	r := startPrivateRedis(t)
 	tp := newTopics(t, 3)
 	svc := startService(t, tp, "FRAUD_REDIS_ADDRS="+r.addr, "FRAUD_STREAM_STATE_FAILURE_POLICY=fail_open",
-		"FRAUD_STREAM_STATE_RETRY_BUDGET=200ms")
+		"FRAUD_STREAM_STATE_RETRY_BUDGET=1s")
 	rng := rand.New(rand.NewPCG(7, 8))
 	before, lines := outagePayments(rng, "before", 1500)
 	kcatProduce(t, tp.payments, lines, false)

@@ -314,17 +314,14 @@ func (c *Config) saramaConfigs() (consumer, producer *sarama.Config) {
 func (c *Config) redisOptions() *redis.UniversalOptions {
 	r := c.Redis
 	return &redis.UniversalOptions{
-		Addrs:        r.Addrs,
-		Username:     r.Username,
-		Password:     string(r.Password),
-		DB:           r.DB,
-		DialTimeout:  r.DialTimeout,
-		ReadTimeout:  r.ReadTimeout,
-		WriteTimeout: r.WriteTimeout,
-		MaxRetries:   1, // the stream retries with backoff itself (stream.state_retry_budget)
-		// A try must not outlast its deadline: one dial attempt, and contexts' deadlines obeyed.
-		DialerRetries:         1,
-		ContextTimeoutEnabled: true,
-		IsClusterMode:         r.Cluster,
+		Addrs:         r.Addrs,
+		Username:      r.Username,
+		Password:      string(r.Password),
+		DB:            r.DB,
+		DialTimeout:   r.DialTimeout,
+		ReadTimeout:   r.ReadTimeout,
+		WriteTimeout:  r.WriteTimeout,
+		MaxRetries:    1, // the stream retries with backoff itself (stream.state_retry_budget)
+		IsClusterMode: r.Cluster,
 	}
 }

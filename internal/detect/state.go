@@ -68,7 +68,7 @@ func (h *Handler) windows(ctx context.Context, items []item) bool {
 // observe calls Observe, retrying with backoff: with fail_open for up to the retry budget, with
 // fail_closed for as long as it takes or until the session ends. Each try has a deadline, so that
 // a Redis that does not answer at all costs no more than the budget. A fail_open batch that starts
-// while Redis is known to be down tries once, for a quarter of the budget: waiting out the budget
+// while Redis is known to be down tries once, for a quarter of the budget (at least 250 ms): waiting out the budget
 // on every batch would stall the stream that fail_open is meant to keep moving. Only an answer
 // from Redis, or a failure to get one, changes the state, which is logged once each way.
 func (h *Handler) observe(ctx context.Context, events []window.Event, out []window.Result) error {
@@ -77,7 +77,8 @@ func (h *Handler) observe(ctx context.Context, events []window.Event, out []wind
 	budget := h.cfg.StateRetryBudget
 	deadline := time.Now().Add(budget)
 	if failOpen && wasDown {
-		deadline = time.Now().Add(budget / 4)
+		// Enough for a dial, a script load and a batch on a busy machine; no more than the budget.
+		deadline = time.Now().Add(min(budget, max(budget/4, 250*time.Millisecond)))
 	}
 	wait := 50 * time.Millisecond
 	for {
@@ -96,6 +97,7 @@ func (h *Handler) observe(ctx context.Context, events []window.Event, out []wind
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		h.log.Debug("window state try failed", "err", err, "down", wasDown)
 		if failOpen && (wasDown || time.Now().Add(wait).After(deadline)) {
 			if h.stateDown.CompareAndSwap(false, true) {
 				h.log.Error("redis unavailable; deciding without windows (fail_open)", "err", err)
