@@ -327,23 +327,14 @@ func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) (
 		case it.err != nil:
 			out = append(out, h.deadLetter(it.msg, it.err))
 		case it.flagged():
-			m, err := h.decision(it, now)
-			if err != nil {
-				// The payment decoded but cannot be re-encoded: a bug, not bad input. Keep it.
-				h.log.Error("encode decision; dead-lettering the payment", "payment_id", it.p.ID, "err", err)
-				m = h.deadLetter(it.msg, fmt.Errorf("encode decision: %w", err))
-			}
-			out = append(out, m)
+			out = append(out, h.decision(it, now))
 		}
 	}
 	return out, true
 }
 
-func (h *Handler) decision(it *item, now time.Time) (*sarama.ProducerMessage, error) {
-	pj, err := it.p.JSON()
-	if err != nil {
-		return nil, err
-	}
+func (h *Handler) decision(it *item, now time.Time) *sarama.ProducerMessage {
+	pj := it.p.JSON()
 	d := decision.Decision{
 		PaymentID:    it.p.ID,
 		CardID:       it.p.CardID,
@@ -360,7 +351,7 @@ func (h *Handler) decision(it *item, now time.Time) (*sarama.ProducerMessage, er
 		Key:     sarama.StringEncoder(it.p.CardID),
 		Value:   sarama.ByteEncoder(v),
 		Headers: sourceHeaders(it.msg),
-	}, nil
+	}
 }
 
 // Limits that keep a dead letter within kafka.max_message_bytes whatever the record carried:

@@ -441,9 +441,9 @@ func clip(s string) string {
 // included, with the card number masked.
 //
 // Card numbers anywhere else in it, as in an unknown field, are masked too (see RedactJSON).
-func (p *Payment) JSON() (jsontext.Value, error) {
+func (p *Payment) JSON() jsontext.Value {
 	out, _ := RedactJSON(p.raw)
-	return out, nil
+	return out
 }
 
 // RedactPANs returns b with every card number in it masked as Mask does: a run of 13 to 19
