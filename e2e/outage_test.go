@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -67,18 +66,18 @@ func (r *privateRedis) stop(t *testing.T) {
 	r.cmd = nil
 }
 
-// windowKey and windowField are the documented layout of the window state (internal/window):
-// bucket = first 4 bytes of SHA-256(card) mod window.buckets (65536); counter field = the next 6
-// bytes, then the hour number mod 65536, big-endian. Written out again here so that the test
-// checks the layout rather than shares it.
+// windowKey and windowField are the documented layout of the card state (internal/window):
+// bucket = first 4 bytes of SHA-256(card) mod window.buckets (65536); the card's field = the next
+// 6 bytes; its value = 24 bytes a payment counted, starting with the event time in Unix seconds,
+// big-endian. Written out again here so that the test checks the layout rather than shares it.
 func windowKey(prefix, card string) string {
 	sum := sha256.Sum256([]byte(card))
 	return fmt.Sprintf("%s:{%d}", prefix, binary.BigEndian.Uint32(sum[:4])%65536)
 }
 
-func windowField(card string, at time.Time) string {
+func windowField(card string) string {
 	sum := sha256.Sum256([]byte(card))
-	return string(sum[4:10]) + string(binary.BigEndian.AppendUint16(nil, uint16(at.Unix()/3600%65536)))
+	return string(sum[4:10])
 }
 
 type outagePayment struct {
@@ -102,22 +101,26 @@ func outagePayments(rng *rand.Rand, set string, n int) ([]outagePayment, []strin
 // checkCounts requires the stored windows to equal a count by hand of the payments given.
 func checkCounts(t *testing.T, r *privateRedis, prefix string, counted []outagePayment) {
 	t.Helper()
-	want := map[[2]string]int64{}
+	type window struct {
+		key, field string
+		hour       int64
+	}
+	want := map[window]int64{}
 	for _, p := range counted {
-		want[[2]string{windowKey(prefix, p.card), windowField(p.card, p.at)}]++
+		want[window{windowKey(prefix, p.card), windowField(p.card), p.at.Unix() / 3600}]++
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: r.addr})
 	defer rdb.Close()
-	keys, err := rdb.Keys(context.Background(), prefix+":*").Result()
+	keys, err := rdb.Keys(context.Background(), prefix+":{*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[[2]string]int64{}
+	got := map[window]int64{}
 	for _, k := range keys {
 		fields, _ := rdb.HGetAll(context.Background(), k).Result()
-		for f, v := range fields {
-			if len(f) == 8 { // a counter; markers are longer
-				got[[2]string{k, f}], _ = strconv.ParseInt(v, 10, 64)
+		for f, history := range fields {
+			for off := 0; off+24 <= len(history); off += 24 {
+				got[window{k, f, int64(binary.BigEndian.Uint32([]byte(history[off:off+4]))) / 3600}]++
 			}
 		}
 	}

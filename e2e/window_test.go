@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,13 +78,14 @@ func (tp topics) sibling(t *testing.T) topics {
 	return other
 }
 
-// windowCounts reads every window counter under a key prefix: card hash tag and window -> count.
+// windowCounts counts the payments in every card's history under a key prefix, by window: bucket,
+// card field and hour -> count. (The layout: see windowKey in outage_test.go.)
 func windowCounts(t *testing.T, prefix string) map[string]string {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
 	ctx := context.Background()
-	keys, err := rdb.Keys(ctx, prefix+":*").Result()
+	keys, err := rdb.Keys(ctx, prefix+":{*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +95,15 @@ func windowCounts(t *testing.T, prefix string) map[string]string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for f, v := range fields {
-			if len(f) == 8 { // a counter; markers are longer
-				counts[strings.TrimPrefix(k, prefix)+" "+f] = v
+		n := map[string]int{}
+		for f, history := range fields {
+			for off := 0; off+24 <= len(history); off += 24 {
+				hour := binary.BigEndian.Uint32([]byte(history[off:off+4])) / 3600
+				n[fmt.Sprintf("%s %x %d", strings.TrimPrefix(k, prefix), f, hour)]++
 			}
+		}
+		for w, c := range n {
+			counts[w] = strconv.Itoa(c)
 		}
 	}
 	return counts

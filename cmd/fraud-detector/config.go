@@ -137,7 +137,7 @@ func defaultConfig() Config {
 			ReadTimeout:  time.Second,
 			WriteTimeout: time.Second,
 		},
-		Window: window.Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536},
+		Window: window.Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096},
 		Rules:  rules.Config{AmountThreshold: decimal.NewFromInt(100)},
 		Log:    LogConfig{Level: "info"},
 	}

@@ -34,7 +34,9 @@ func (h *Handler) windows(ctx context.Context, items []item) bool {
 	var idx []int
 	for i := range items {
 		if items[i].err == nil {
-			events = append(events, window.Event{PaymentID: items[i].p.ID, Card: items[i].p.CardID, Time: items[i].p.Time})
+			p := &items[i].p
+			events = append(events, window.Event{PaymentID: p.ID, Card: p.CardID, Time: p.Time, Amount: p.Amount,
+				Country: p.Country, Merchant: p.MerchantID, Device: p.DeviceID})
 			idx = append(idx, i)
 		}
 	}

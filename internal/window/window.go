@@ -1,27 +1,33 @@
-// Package window keeps per-card event-time tumbling windows in Redis: how many payments a card made
-// in the window of each payment's own timestamp, counted once per payment id however often the
-// payment is delivered.
+// Package window keeps per-card state in Redis: the event-time tumbling window count of each
+// payment, counted once per payment id however often the payment is delivered, and the
+// aggregates of a card's and a merchant's history that the model uses.
 //
-// Layout. A card belongs to one of Config.Buckets small hashes, fd:{<bucket>}: the hash tag keeps
-// all of a card's state in one Redis Cluster slot, and sharing a key among some dozen cards spreads
-// the ~130 bytes that Redis spends on every key (keyspace and expiry entries, object, name), while
-// a small hash stays in Redis's compact listpack encoding. Fields are binary: the window counter
-// is <card tag, 6 bytes><window, 2 bytes>; the dedupe marker of a payment is the counter's name
-// followed by 6 bytes of the payment id's hash, and holds the count the payment got. Window numbers
-// are kept modulo 65536, which is unambiguous because nothing older than a few windows is kept.
+// Layout. A card belongs to one of Config.Buckets hashes, <prefix>:{<bucket>}, where it has one
+// field, its 6-byte tag, holding its history: an entry of 24 bytes for every payment counted in
+// the last 30 days, in the order counted (see entrySize). The hash tag keeps all of a card's
+// state in one Redis Cluster slot, and sharing a key among cards spreads the ~130 bytes Redis
+// spends on every key. The entry holds the payment id's tag, which is the dedupe marker: a
+// payment whose tag is in its card's history is not counted again, and gets back the window
+// count and aggregates it got the first time, since both are computed from the entries before
+// its own. A merchant's key, <prefix>:m:{<merchant tag>}, holds its payment counts for the last
+// 32 days, a day a slot.
 //
-// A Lua script reads the marker and, for a new payment, increments the counter and writes the
-// marker, atomically. A batch is one round trip: one script call for all of it on a single Redis,
-// a pipeline of one call per bucket on a Redis Cluster. When a card opens a new
-// window, the fields of every window of the bucket that can no longer take payments are dropped,
-// so memory is bounded by the payments of the open windows. The key lives until the newest window
-// written to it closes, plus the allowed lateness and a margin.
+// A Lua script looks every payment up in its card's history, appends the new ones, and counts
+// them for their merchants, atomically; it returns the histories and the merchants' days, from
+// which Go computes the counts and the aggregates. A batch is one round trip: one script call
+// per 100 cards, pipelined, on a single Redis; one per bucket and one per merchant on a Redis
+// Cluster, whose scripts may only touch keys of one slot (there, a redelivered payment can count
+// twice for its merchant; nothing of the card's can). Entries older than 30 days and the
+// allowed lateness are dropped when their card is written; a card with no such entry is
+// dropped when its bucket is swept, once a day by each instance that writes to it; every key
+// expires after 30 days without writes.
 package window
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -30,6 +36,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/shopspring/decimal"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
 )
@@ -45,10 +52,12 @@ type Config struct {
 	AllowedLateness time.Duration `yaml:"allowed_lateness" env:"ALLOWED_LATENESS"`
 	// KeyPrefix starts every key, before the bucket's hash tag.
 	KeyPrefix string `yaml:"key_prefix" env:"KEY_PREFIX"`
-	// Buckets is how many hashes the cards share. About one per 16 cards active at once keeps
-	// each in Redis's compact encoding (hash-max-listpack-entries, 128 by default). Changing it
-	// moves cards to other buckets: their open windows start again from zero.
+	// Buckets is how many hashes the cards share. Changing it moves cards to other buckets: their
+	// history starts again from nothing.
 	Buckets int `yaml:"buckets" env:"BUCKETS"`
+	// MaxPaymentsPerCard bounds a card's history (24 bytes a payment): past it, the oldest
+	// payments are forgotten, and the aggregates undercount.
+	MaxPaymentsPerCard int `yaml:"max_payments_per_card" env:"MAX_PAYMENTS_PER_CARD"`
 }
 
 // Validate reports the first setting that is out of range.
@@ -60,26 +69,24 @@ func (c Config) Validate() error {
 		return fmt.Errorf("window.threshold: must be at least 1, got %d", c.Threshold)
 	case c.AllowedLateness < 0:
 		return fmt.Errorf("window.allowed_lateness: must not be negative, got %s", c.AllowedLateness)
-	case (c.AllowedLateness+expiryMargin)/c.Length+3 >= windowWrap/2:
-		return fmt.Errorf("window.allowed_lateness: at most %d windows of %s", windowWrap/2-4, c.Length)
+	case c.AllowedLateness > 7*24*time.Hour:
+		return fmt.Errorf("window.allowed_lateness: at most 168h, got %s", c.AllowedLateness)
 	case c.KeyPrefix == "":
 		return errors.New("window.key_prefix: must not be empty")
 	case c.Buckets < 1 || c.Buckets > 1<<24:
 		return fmt.Errorf("window.buckets: must be from 1 to 16777216, got %d", c.Buckets)
+	case c.MaxPaymentsPerCard < 16 || c.MaxPaymentsPerCard > 1<<20:
+		return fmt.Errorf("window.max_payments_per_card: must be from 16 to 1048576, got %d", c.MaxPaymentsPerCard)
 	}
 	return nil
 }
 
-// maxPerCall bounds the payments of one script call: Redis runs nothing else while a script
-// runs (about 8 ms for 500 payments on the benchmark machine), so a batch is cut into calls that
-// other clients can come in between. They still travel in one pipeline.
+// maxPerCall bounds the cards of one script call: Redis runs nothing else while a script runs,
+// so a batch is cut into calls that other clients can come in between. They still travel in one
+// pipeline.
 const maxPerCall = 100
 
-// windowWrap: window numbers are stored modulo this.
-const windowWrap = 1 << 16
-
-// expiryMargin keeps a key a little past the time its last window can still be written, so that
-// a redelivery at the edge still finds its dedupe marker.
+// expiryMargin keeps state a little past the time it can last be needed, for clocks that differ.
 const expiryMargin = 10 * time.Minute
 
 // Event is one payment as the windows see it.
@@ -87,6 +94,9 @@ type Event struct {
 	PaymentID string
 	Card      string
 	Time      time.Time // event time
+	Amount    decimal.Decimal
+	// Optional: "" when the payment does not say.
+	Country, Merchant, Device string
 }
 
 // Result is what the windows say about one payment.
@@ -95,6 +105,7 @@ type Result struct {
 	Count  int64     // payments of the card in that window, this one included, as first counted
 	Late   bool      // too late to count: Count is 0
 	Ahead  bool      // too far ahead of the service's clock to count: Count is 0
+	Aggregates
 }
 
 // Store keeps the windows.
@@ -104,213 +115,256 @@ type Store struct {
 	now     func() time.Time
 	script  *redis.Script
 	loaded  atomic.Bool // the script was loaded once; NOSCRIPT loads it again
-	cluster bool        // a Redis Cluster: one script call per bucket
+	cluster bool        // a Redis Cluster: one script call per slot
+	swept   sweeps
 }
 
 // NewStore returns a store on rdb. now is the clock that lateness is judged by.
 func NewStore(rdb redis.UniversalClient, cfg Config, now func() time.Time) *Store {
 	_, cluster := rdb.(*redis.ClusterClient)
-	return &Store{rdb: rdb, cfg: cfg, now: now, script: redis.NewScript(observeScript), cluster: cluster}
+	return &Store{rdb: rdb, cfg: cfg, now: now, script: redis.NewScript(observeScript), cluster: cluster,
+		swept: sweeps{bits: make([]atomic.Uint64, cfg.Buckets/64+1)}}
 }
 
-// observeScript counts payments in their cards' windows, each once. For payment i: KEYS[i] its
-// bucket; ARGV[3i], ARGV[3i+1], ARGV[3i+2] its counter field, its marker field and how long the
-// key must live at least (ms), or -1 to only look the marker up (a late payment, which may have
-// been counted before it was late). ARGV[1] is the number (mod 65536) of the window that holds
-// now, ARGV[2] how many windows back from it are kept. Returns the payments' counts (0: none).
-// Several payments a call spread the cost of a call, which is most of a payment's cost in Redis.
-const observeScript = `
-local now, open = tonumber(ARGV[1]), tonumber(ARGV[2])
-local counts, ttls = {}, {}
-for i, key in ipairs(KEYS) do
-  local field, marker, ttl = ARGV[3 * i], ARGV[3 * i + 1], tonumber(ARGV[3 * i + 2])
-  local seen = redis.call('HGET', key, marker)
-  if seen then
-    counts[i] = tonumber(seen)
-  elseif ttl < 0 then
-    counts[i] = 0 -- a late payment, only looked up: it was never counted
-  else
-    local n = redis.call('HINCRBY', key, field, 1)
-    redis.call('HSET', key, marker, n)
-    if n == 1 then
-      for _, f in ipairs(redis.call('HKEYS', key)) do
-        if #f == 8 or #f == 14 then
-          local hi, lo = string.byte(f, 7, 8)
-          local age = (now - (hi * 256 + lo)) % 65536
-          if age > open and age < 32768 then
-            redis.call('HDEL', key, f)
-          end
-        end
-      end
-    end
-    counts[i] = n
-    if (ttls[key] or 0) < ttl then
-      ttls[key] = ttl
-    end
-  end
-end
-for key, ttl in pairs(ttls) do
-  if redis.call('PTTL', key) < ttl then
-    redis.call('PEXPIRE', key, ttl)
-  end
-end
-return counts
-`
+// sweeps remembers the buckets this process swept today.
+type sweeps struct {
+	day  atomic.Int64
+	bits []atomic.Uint64
+}
 
-// Key is the Redis key of the bucket that holds a card's windows.
+// due reports whether bucket b is yet to be swept today, and takes it if so.
+func (w *sweeps) due(b uint32, today int64) bool {
+	if old := w.day.Load(); old != today && w.day.CompareAndSwap(old, today) {
+		for i := range w.bits {
+			w.bits[i].Store(0)
+		}
+	}
+	bit := uint64(1) << (b % 64)
+	return w.bits[b/64].Or(bit)&bit == 0
+}
+
+// Key is the Redis key of the bucket that holds a card's history.
 func (s *Store) Key(card string) string {
 	sum := sha256.Sum256([]byte(card))
-	return s.key(&sum)
+	key, _ := s.key(&sum)
+	return key
 }
 
-func (s *Store) key(sum *[32]byte) string {
+func (s *Store) key(sum *[32]byte) (string, uint32) {
 	bucket := binary.BigEndian.Uint32(sum[:4]) % uint32(s.cfg.Buckets)
-	return s.cfg.KeyPrefix + ":{" + strconv.FormatUint(uint64(bucket), 10) + "}"
+	return s.cfg.KeyPrefix + ":{" + strconv.FormatUint(uint64(bucket), 10) + "}", bucket
 }
 
-// counter is the field of a card's counter for window number w: the card's tag and w mod 65536.
-func counter(sum *[32]byte, w int64) []byte {
-	f := make([]byte, 8, 14)
-	copy(f, sum[4:10])
-	binary.BigEndian.PutUint16(f[6:], uint16(w%windowWrap))
-	return f
+func (s *Store) merchantKey(merchant string) string {
+	sum := sha256.Sum256([]byte(merchant))
+	return s.cfg.KeyPrefix + ":m:{" + hex.EncodeToString(sum[:8]) + "}"
 }
 
 // Observe counts each event in its window and fills out[i] for events[i], in one round trip to
-// Redis. Events long past their window, or far ahead of the clock, are not sent at all; asked
-// reports whether Redis was asked anything.
+// Redis. asked reports whether Redis was asked anything.
 func (s *Store) Observe(ctx context.Context, events []Event, out []Result) (asked bool, err error) {
+	if len(events) == 0 {
+		return false, nil
+	}
 	if !s.loaded.Load() {
 		if err := s.script.Load(ctx, s.rdb).Err(); err != nil {
 			return true, fmt.Errorf("load window script: %w", err)
 		}
 		s.loaded.Store(true)
 	}
-	asked, err = s.observe(ctx, events, out)
+	err = s.observe(ctx, events, out)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// The server restarted, or failed over: load the script and go again.
 		// Counting is idempotent, so the calls that did run count nothing twice.
 		if err := s.script.Load(ctx, s.rdb).Err(); err != nil {
 			return true, fmt.Errorf("load window script: %w", err)
 		}
-		asked, err = s.observe(ctx, events, out)
+		err = s.observe(ctx, events, out)
 	}
-	return asked, err
+	return true, err
 }
 
-func (s *Store) observe(ctx context.Context, events []Event, out []Result) (bool, error) {
+// A call is one script call: its cards, and the merchants of their payments.
+type call struct {
+	cards     []*cardCall
+	byCard    map[string]*cardCall
+	merchants []string       // keys
+	byKey     map[string]int // merchant key -> 1-based index
+	days      [][]int64      // per merchant: days counted unconditionally (Redis Cluster)
+}
+
+type cardCall struct {
+	key, field string
+	sweep      bool
+	events     []int    // indexes into the batch
+	entries    [][]byte // their entries
+	modes      []int    // -1 look up only; 0 count; m > 0 count, and for merchant m
+}
+
+func (c *call) merchant(key string) int {
+	m, ok := c.byKey[key]
+	if !ok {
+		c.merchants = append(c.merchants, key)
+		c.days = append(c.days, nil)
+		m = len(c.merchants)
+		c.byKey[key] = m
+	}
+	return m
+}
+
+func newCall() *call { return &call{byCard: map[string]*cardCall{}, byKey: map[string]int{}} }
+
+func (s *Store) observe(ctx context.Context, events []Event, out []Result) error {
 	now := s.now()
 	length := s.cfg.Length
-	nowIdx := s.index(now.Truncate(length))
-	// How many windows back from now's are kept: those that can still take payments, and those
-	// whose markers a redelivery may still look up (the lateness plus the margin).
-	open := nowIdx - s.index(now.Add(-s.cfg.AllowedLateness-expiryMargin).Truncate(length))
-	// How far ahead of the clock an event time may be. Further ahead is a wrong clock: counting
-	// it would keep the key for as long, and wrap the stored window numbers.
+	// How far ahead of the clock an event time may be and still count: further ahead is a
+	// wrong clock, and counting it would keep state for as long.
 	ahead := now.Add(length + expiryMargin)
+	today := now.Unix() / day
 
-	// One script call takes the payments of one bucket on a Redis Cluster (a script's keys must
-	// share a slot), and all of the batch's on a single Redis.
-	type call struct {
-		keys []string
-		args []any
-		idx  []int // the events it carries
-	}
 	var calls []*call
-	byKey := map[string]*call{}
-	for i, e := range events {
+	bySlot := map[string]*call{} // Redis Cluster: the call of each bucket
+	var single *call
+	var merchantCalls []*call // Redis Cluster: a call per merchant
+	byMerchant := map[string]*call{}
+	for i := range events {
+		e := &events[i]
 		start := e.Time.Truncate(length)
 		out[i] = Result{Window: start}
-		end := start.Add(length)
-		if e.Time.After(ahead) {
+		mode := 0
+		switch end := start.Add(length); {
+		case e.Time.After(ahead):
 			out[i].Ahead = true
-			continue
+			mode = -1
+		case !end.Add(s.cfg.AllowedLateness).After(now):
+			mode = -1 // late: counted only if it was counted before it was late
 		}
-		late := !end.Add(s.cfg.AllowedLateness).After(now)
-		if late && !end.Add(s.cfg.AllowedLateness+expiryMargin).After(now) {
-			out[i].Late = true // its marker, if any, is gone: it cannot have been counted since
-			continue
-		}
-		card := sha256.Sum256([]byte(e.Card))
-		pay := sha256.Sum256([]byte(e.PaymentID))
-		key := s.key(&card)
-		field := counter(&card, s.index(start))
-		marker := append(field[:8:14], pay[:6]...)
-		// The TTL is relative to the service's clock, not an instant: Redis judges instants by
-		// its own clock, which a replay of old payments (or a test's clock) does not share.
-		ttl := end.Add(s.cfg.AllowedLateness + expiryMargin).Sub(now)
-		group := ""
+		cardSum := sha256.Sum256([]byte(e.Card))
+		key, bucket := s.key(&cardSum)
+		var c *call
 		if s.cluster {
-			group = key
+			if c = bySlot[key]; c == nil {
+				c = newCall()
+				bySlot[key] = c
+				calls = append(calls, c)
+			}
+		} else {
+			if single == nil || (len(single.cards) == maxPerCall && single.byCard[e.Card] == nil) {
+				single = newCall()
+				calls = append(calls, single)
+			}
+			c = single
 		}
-		c := byKey[group]
-		if c == nil || len(c.idx) == maxPerCall {
-			c = &call{args: []any{nowIdx % windowWrap, open}}
-			byKey[group] = c
-			calls = append(calls, c)
+		cc := c.byCard[e.Card]
+		if cc == nil {
+			cc = &cardCall{key: key, field: string(cardSum[4:10]), sweep: s.swept.due(bucket, today)}
+			c.byCard[e.Card] = cc
+			c.cards = append(c.cards, cc)
 		}
-		ms := ttl.Milliseconds()
-		if late {
-			ms = -1 // a redelivery of a payment counted before the window closed gets its count back
+		pid := sha256.Sum256([]byte(e.PaymentID))
+		if e.Merchant != "" {
+			mkey := s.merchantKey(e.Merchant)
+			if s.cluster {
+				mc := byMerchant[mkey]
+				if mc == nil {
+					mc = newCall()
+					mc.merchant(mkey)
+					byMerchant[mkey] = mc
+					merchantCalls = append(merchantCalls, mc)
+				}
+				if mode == 0 {
+					mc.days[0] = append(mc.days[0], e.Time.Unix()/day)
+				}
+			} else if m := c.merchant(mkey); mode == 0 {
+				mode = m
+			}
 		}
-		c.keys = append(c.keys, key)
-		c.args = append(c.args, field, marker, ms)
-		c.idx = append(c.idx, i)
+		cc.events = append(cc.events, i)
+		cc.entries = append(cc.entries, entry(e, &pid))
+		cc.modes = append(cc.modes, mode)
 	}
-	if len(calls) == 0 {
-		return false, nil
-	}
+	calls = append(calls, merchantCalls...)
+
+	cutoff := now.Add(-month*time.Second - s.cfg.AllowedLateness - expiryMargin).Unix()
+	ttl := (month*time.Second + s.cfg.AllowedLateness + length + 2*expiryMargin).Milliseconds()
+	merchantTTL := ((merchantDays+1)*day*time.Second + s.cfg.AllowedLateness).Milliseconds()
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
 	for k, c := range calls {
-		cmds[k] = s.script.EvalSha(ctx, pipe, c.keys, c.args...)
+		keys := make([]string, 0, len(c.cards)+len(c.merchants))
+		args := []any{cutoff, s.cfg.MaxPaymentsPerCard, ttl, merchantTTL, len(c.cards)}
+		for _, cc := range c.cards {
+			keys = append(keys, cc.key)
+			sweep := 0
+			if cc.sweep {
+				sweep = 1
+			}
+			args = append(args, cc.field, len(cc.entries), sweep)
+			for j, en := range cc.entries {
+				args = append(args, en, cc.modes[j])
+			}
+		}
+		args = append(args, len(c.merchants))
+		for m, key := range c.merchants {
+			keys = append(keys, key)
+			args = append(args, len(c.days[m]))
+			for _, d := range c.days[m] {
+				args = append(args, d)
+			}
+		}
+		cmds[k] = s.script.EvalSha(ctx, pipe, keys, args...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return true, fmt.Errorf("observe %d payments: %w", len(events), err)
+		return fmt.Errorf("observe %d payments: %w", len(events), err)
 	}
+
+	lengthSec := int64(length / time.Second)
+	merchants := map[string]string{}
 	for k, c := range calls {
-		counts, err := cmds[k].Int64Slice()
-		if err != nil || len(counts) != len(c.idx) {
-			return true, fmt.Errorf("observe %d payments: %d counts back, %v", len(c.idx), len(counts), err)
+		res, err := cmds[k].Slice()
+		if err != nil || len(res) != len(c.cards)+len(c.merchants) {
+			return fmt.Errorf("observe %d payments: %d results for %d cards and %d merchants, %v",
+				len(events), len(res), len(c.cards), len(c.merchants), err)
 		}
-		for j, i := range c.idx {
-			out[i].Count = counts[j]
-			out[i].Late = counts[j] == 0
+		for m, key := range c.merchants {
+			blob, _ := res[len(c.cards)+m].(string)
+			merchants[key] = blob
+		}
+		for j, cc := range c.cards {
+			history, _ := res[j].(string)
+			for n, i := range cc.events {
+				agg, count, found := read(history, cc.entries[n], lengthSec, cutoff)
+				out[i].Aggregates = agg
+				switch {
+				case out[i].Ahead:
+				case found:
+					out[i].Count = count
+				default:
+					out[i].Late = true
+				}
+			}
 		}
 	}
-	return true, nil
+	for i := range events {
+		if events[i].Merchant != "" {
+			merchantCounts(&out[i].Aggregates, merchants[s.merchantKey(events[i].Merchant)], events[i].Time)
+		}
+	}
+	return nil
 }
 
-// index numbers the window that starts at start.
-func (s *Store) index(start time.Time) int64 { return start.Unix() / int64(s.cfg.Length/time.Second) }
-
-// Counts returns the counts of a card's windows that Redis still holds, by window start.
+// Counts returns the counts of a card's windows in its history, by window start.
 func (s *Store) Counts(ctx context.Context, card string) (map[time.Time]int64, error) {
 	sum := sha256.Sum256([]byte(card))
-	fields, err := s.rdb.HGetAll(ctx, s.key(&sum)).Result()
-	if err != nil {
+	key, _ := s.key(&sum)
+	history, err := s.rdb.HGet(ctx, key, string(sum[4:10])).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("window counts: %w", err)
 	}
-	nowIdx := s.index(s.now().Truncate(s.cfg.Length))
 	counts := map[time.Time]int64{}
-	for f, v := range fields {
-		if len(f) != 8 || f[:6] != string(sum[4:10]) {
-			continue // another card's, or a marker
-		}
-		// The window number is stored mod 65536; the one meant is the nearest to now's.
-		w := int64(binary.BigEndian.Uint16([]byte(f[6:])))
-		back := (nowIdx - w) % windowWrap
-		if back < 0 {
-			back += windowWrap
-		}
-		if back >= windowWrap/2 {
-			back -= windowWrap
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("window counts: field of %s holds %q", card, v)
-		}
-		counts[time.Unix((nowIdx-back)*int64(s.cfg.Length/time.Second), 0).UTC()] = n
+	for off := 0; off+entrySize <= len(history); off += entrySize {
+		t := time.Unix(int64(u32(history, off)), 0).UTC()
+		counts[t.Truncate(s.cfg.Length)]++
 	}
 	return counts, nil
 }

@@ -54,7 +54,7 @@ func newTestStore(t *testing.T, now time.Time, buckets int) (*Store, *redis.Clie
 	rdb, p := testRedis(t)
 	c := &clock{now}
 	prefix := fmt.Sprintf("fdtest%d", rand.Int64())
-	s := NewStore(rdb, Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: prefix, Buckets: buckets}, c.now)
+	s := NewStore(rdb, Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: prefix, Buckets: buckets, MaxPaymentsPerCard: 4096}, c.now)
 	t.Cleanup(func() {
 		keys, _ := rdb.Keys(context.Background(), prefix+":*").Result()
 		if len(keys) > 0 {
@@ -155,14 +155,14 @@ func TestReplayChangesNothing(t *testing.T) {
 			first[events[i+j].PaymentID] = r.Count
 		}
 	}
-	snapshot := func() map[string]map[string]string {
+	snapshot := func() map[string]string {
 		keys, err := rdb.Keys(context.Background(), s.cfg.KeyPrefix+":*").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		all := map[string]map[string]string{}
+		all := map[string]string{}
 		for _, k := range keys {
-			all[k], _ = rdb.HGetAll(context.Background(), k).Result()
+			all[k], _ = rdb.Dump(context.Background(), k).Result()
 		}
 		return all
 	}
@@ -196,29 +196,35 @@ func TestReplayChangesNothing(t *testing.T) {
 	}
 }
 
-func TestEveryKeyExpiresAndOldWindowsAreDropped(t *testing.T) {
-	// One bucket for both cards: a card opening a new window clears the other's closed ones too.
+func TestEveryKeyExpiresAndOldPaymentsAreDropped(t *testing.T) {
+	// One bucket for all cards: sweeping it drops the cards that paid nothing for 30 days.
 	s, rdb, _, c := newTestStore(t, at("2026-03-01T10:30:00Z"), 1)
-	observe(t, s, Event{PaymentID: "a", Card: "c1", Time: at("2026-03-01T10:10:00Z")}, Event{PaymentID: "b", Card: "c2", Time: at("2026-03-01T10:20:00Z")})
-	if n, _ := rdb.HLen(context.Background(), s.Key("c1")).Result(); n != 4 {
-		t.Fatalf("%d fields, want 2 counters and 2 markers", n)
+	ctx := context.Background()
+	observe(t, s, Event{PaymentID: "a", Card: "c1", Time: at("2026-03-01T10:10:00Z"), Merchant: "m1"},
+		Event{PaymentID: "b", Card: "c2", Time: at("2026-03-01T10:20:00Z")})
+	c.t = at("2026-03-20T10:30:00Z")
+	observe(t, s, Event{PaymentID: "c", Card: "c1", Time: at("2026-03-20T10:10:00Z")})
+	c.t = at("2026-03-31T13:00:00Z") // a, b are more than 30 days, the lateness and the margin old
+	observe(t, s, Event{PaymentID: "d", Card: "c1", Time: at("2026-03-31T12:50:00Z")})
+	keys, err := rdb.Keys(ctx, s.cfg.KeyPrefix+":*").Result()
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("keys %v, %v: want the bucket and the merchant's", keys, err)
 	}
-	c.t = at("2026-03-01T13:30:00Z") // 10:00's window is over, lateness included
-	observe(t, s, Event{PaymentID: "c", Card: "c1", Time: at("2026-03-01T13:10:00Z")})
-	keys, err := rdb.Keys(context.Background(), s.cfg.KeyPrefix+":*").Result()
-	if err != nil || len(keys) != 1 {
-		t.Fatalf("keys %v, %v", keys, err)
+	for _, k := range keys {
+		ttl, err := rdb.PTTL(ctx, k).Result()
+		if err != nil || ttl <= 0 {
+			t.Errorf("key %q: TTL %s (%v)", k, ttl, err)
+		}
 	}
-	ttl, err := rdb.PTTL(context.Background(), keys[0]).Result()
-	// The newest window is 13:00-14:00: the key lives until 15:00 plus the margin, 1h40m from 13:30.
-	if err != nil || ttl <= 90*time.Minute || ttl > 100*time.Minute {
-		t.Errorf("TTL %s (%v)", ttl, err)
+	if ttl := rdb.PTTL(ctx, s.Key("c1")).Val(); ttl < 30*24*time.Hour || ttl > 31*24*time.Hour {
+		t.Errorf("bucket TTL %s, want 30 days and the lateness, a window and margins", ttl)
 	}
-	if n, _ := rdb.HLen(context.Background(), keys[0]).Result(); n != 2 {
-		t.Errorf("%d fields, want the 13:00 counter and its marker", n)
+	// The bucket was swept on the first write of the 31st: c2's history is gone; c1's lost a.
+	if n := rdb.HLen(ctx, s.Key("c1")).Val(); n != 1 {
+		t.Errorf("%d cards in the bucket, want c1 alone", n)
 	}
-	counts, err := s.Counts(context.Background(), "c1")
-	if err != nil || len(counts) != 1 || counts[at("2026-03-01T13:00:00Z")] != 1 {
+	counts, err := s.Counts(ctx, "c1")
+	if err != nil || len(counts) != 2 || counts[at("2026-03-20T10:00:00Z")] != 1 || counts[at("2026-03-31T12:00:00Z")] != 1 {
 		t.Errorf("counts %v, %v", counts, err)
 	}
 }
@@ -243,7 +249,7 @@ func BenchmarkMemoryPerCardHour(b *testing.B) {
 	prefix := fmt.Sprintf("b%d", rand.IntN(10)) // as short as the default "fd": the key is part of what is measured
 	now := at("2026-03-01T10:30:00Z")
 	// One bucket per 16 cards, as configs/config.yaml advises.
-	s := NewStore(rdb, Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: prefix, Buckets: max(1, cards/16)}, func() time.Time { return now })
+	s := NewStore(rdb, Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: prefix, Buckets: max(1, cards/16), MaxPaymentsPerCard: 4096}, func() time.Time { return now })
 	used := func() int64 {
 		info, _ := rdb.Info(ctx, "memory").Result()
 		for _, line := range strings.Split(info, "\r\n") {

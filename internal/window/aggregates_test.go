@@ -1,0 +1,212 @@
+package window
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// TestAggregatesEqualBruteForce sends 45 days of payments of 30 cards at 12 merchants, in batches,
+// with payments out of order, late, far ahead and redelivered, and requires every result to
+// equal what a direct computation over the payments gives.
+func TestAggregatesEqualBruteForce(t *testing.T) {
+	start := at("2026-03-01T00:00:00Z")
+	s, _, _, c := newTestStore(t, start, 8)
+	rng := rand.New(rand.NewPCG(3, 4))
+	countries := []string{"", "DE", "FR", "US", "NL"}
+	var sent []Event
+	newEvent := func(clock time.Time, i int) Event {
+		delay := time.Duration(rng.IntN(60)) * time.Second
+		switch r := rng.IntN(100); {
+		case r < 10: // out of order, or late: up to the lateness, a window and the margin behind
+			delay = time.Duration(rng.IntN(int((2*time.Hour+expiryMargin)/time.Second))) * time.Second
+		case r < 11: // a wrong clock, far ahead
+			delay = -time.Duration(2+rng.IntN(100)) * time.Hour
+		}
+		e := Event{PaymentID: fmt.Sprintf("p%05d", i), Card: fmt.Sprintf("card-%02d", rng.IntN(30)),
+			Time: clock.Add(-delay), Amount: decimal.New(int64(1+rng.IntN(50000)), -2),
+			Country: countries[rng.IntN(len(countries))]}
+		if rng.IntN(10) > 0 {
+			e.Merchant = fmt.Sprintf("merchant-%d", rng.IntN(12))
+		}
+		if rng.IntN(10) > 2 {
+			e.Device = fmt.Sprintf("device-%d", rng.IntN(8))
+		}
+		return e
+	}
+
+	var b brute
+	clock := start
+	checked := 0
+	for i := 0; clock.Before(start.Add(45 * 24 * time.Hour)); {
+		var batch []Event
+		clock = clock.Add(time.Duration(rng.IntN(4*3600)) * time.Second)
+		for range 1 + rng.IntN(30) {
+			clock = clock.Add(time.Duration(rng.IntN(60)) * time.Second)
+			if len(sent) > 0 && rng.IntN(20) == 0 {
+				batch = append(batch, sent[rng.IntN(len(sent))]) // a redelivery
+				continue
+			}
+			e := newEvent(clock, i)
+			if len(sent) > 0 && rng.IntN(10) == 0 {
+				// On a horizon's edge, or a second inside it, from an earlier payment of the card.
+				h := []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 30 * 24 * time.Hour}[rng.IntN(4)]
+				for k := len(sent) - 1; k >= 0; k-- {
+					if p := sent[k]; p.Time.Add(h).Before(clock) {
+						e.Card, e.Time = p.Card, p.Time.Add(h-time.Duration(rng.IntN(2))*time.Second)
+						b.edges++
+						break
+					}
+				}
+			}
+			i++
+			sent = append(sent, e)
+			batch = append(batch, e)
+		}
+		c.t = clock
+		got := observe(t, s, batch...)
+		want := b.observe(s.cfg, clock, batch)
+		for j := range batch {
+			if got[j] != want[j] {
+				t.Fatalf("at %s, %s of %s at %s:\n got %+v\nwant %+v", clock.Format(time.RFC3339), batch[j].PaymentID,
+					batch[j].Card, batch[j].Time.Format(time.RFC3339), got[j], want[j])
+			}
+			checked++
+		}
+	}
+	if b.counted < 1000 || b.late < 20 || b.ahead < 20 || b.again < 50 || b.edges < 100 {
+		t.Errorf("the payments did not cover the cases: %d counted, %d late, %d ahead, %d redelivered, %d on an edge",
+			b.counted, b.late, b.ahead, b.again, b.edges)
+	}
+	t.Logf("%d results checked: %d payments counted, %d late, %d ahead, %d redelivered, %d on an edge",
+		checked, b.counted, b.late, b.ahead, b.again, b.edges)
+}
+
+// brute keeps every payment counted, in the order counted, and computes results directly from them.
+type brute struct {
+	edges                       int     // payments sent on an edge
+	history                     []Event // counted, and not yet forgotten
+	ever                        []Event // counted
+	counted, late, ahead, again int
+}
+
+func (b *brute) observe(cfg Config, now time.Time, batch []Event) []Result {
+	// Payments older than 30 days, the lateness and the margin are forgotten.
+	cutoff := now.Add(-30*24*time.Hour - cfg.AllowedLateness - expiryMargin).Truncate(time.Second)
+	kept := b.history[:0:0]
+	for _, p := range b.history {
+		if !p.Time.Before(cutoff) {
+			kept = append(kept, p)
+		}
+	}
+	b.history = kept
+	for _, e := range batch {
+		if b.find(e.PaymentID) >= 0 {
+			b.again++
+			continue
+		}
+		switch start := e.Time.Truncate(cfg.Length); {
+		case e.Time.After(now.Add(cfg.Length + expiryMargin)):
+			b.ahead++
+		case !start.Add(cfg.Length + cfg.AllowedLateness).After(now):
+			b.late++
+		default:
+			b.history = append(b.history, e)
+			b.ever = append(b.ever, e)
+			b.counted++
+		}
+	}
+	out := make([]Result, len(batch))
+	for i, e := range batch {
+		r := Result{Window: e.Time.Truncate(cfg.Length)}
+		prior := b.history // a payment not counted: all the card's payments counted so far
+		pos := b.find(e.PaymentID)
+		ahead := e.Time.After(now.Add(cfg.Length + expiryMargin))
+		if pos >= 0 {
+			prior = b.history[:pos]
+		}
+		switch {
+		case ahead:
+			r.Ahead = true
+		case pos < 0:
+			r.Late = true
+		default:
+			r.Count = 1
+			for _, p := range prior {
+				if p.Card == e.Card && p.Time.Truncate(cfg.Length).Equal(r.Window) {
+					r.Count++
+				}
+			}
+		}
+		r.Aggregates = aggregates(e, prior, b.ever)
+		out[i] = r
+	}
+	return out
+}
+
+func (b *brute) find(id string) int {
+	for i, p := range b.history {
+		if p.PaymentID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// aggregates computes a payment's aggregates from the card's prior payments and every payment
+// counted.
+func aggregates(e Event, prior, all []Event) Aggregates {
+	a := Aggregates{SincePrevious: -1}
+	counts := []*int64{&a.Count1h, &a.Count24h, &a.Count7d, &a.Count30d}
+	sum := [4]decimal.Decimal{}
+	seenCountry, seenMerchant, seenDevice := false, false, false
+	for _, p := range prior {
+		age := e.Time.Sub(p.Time)
+		if p.Card != e.Card || age < 0 || age >= 30*24*time.Hour {
+			continue
+		}
+		for k, h := range []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 30 * 24 * time.Hour} {
+			if age < h {
+				*counts[k]++
+				sum[k] = sum[k].Add(p.Amount)
+			}
+		}
+		if a.SincePrevious < 0 || int64(age/time.Second) < a.SincePrevious {
+			a.SincePrevious = int64(age / time.Second)
+		}
+		seenCountry = seenCountry || p.Country == e.Country
+		seenMerchant = seenMerchant || p.Merchant == e.Merchant
+		seenDevice = seenDevice || p.Device == e.Device
+	}
+	a.Sum1h, a.Sum24h, a.Sum7d, a.Sum30d = sum[0].InexactFloat64(), sum[1].InexactFloat64(), sum[2].InexactFloat64(), sum[3].InexactFloat64()
+	a.NewCountry = e.Country != "" && !seenCountry
+	a.NewMerchant = e.Merchant != "" && !seenMerchant
+	a.NewDevice = e.Device != "" && !seenDevice
+	if e.Merchant != "" {
+		// A merchant keeps a day slot for each day mod 32: a later day in the same slot replaced it.
+		days := func(t time.Time) int64 { return t.Unix() / 86400 }
+		newest := map[int64]int64{}
+		for _, p := range all {
+			if p.Merchant == e.Merchant {
+				newest[days(p.Time)%32] = max(newest[days(p.Time)%32], days(p.Time))
+			}
+		}
+		for _, p := range all {
+			back := days(e.Time) - days(p.Time)
+			if p.Merchant != e.Merchant || back < 1 || back > 30 || newest[days(p.Time)%32] != days(p.Time) {
+				continue
+			}
+			a.MerchantCount30d++
+			if back <= 7 {
+				a.MerchantCount7d++
+			}
+			if back == 1 {
+				a.MerchantCount1d++
+			}
+		}
+	}
+	return a
+}

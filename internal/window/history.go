@@ -1,0 +1,192 @@
+package window
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// A card's history is a string of fixed-size entries, one per payment counted, in the order they
+// were counted (arrival order). Each entry, big-endian:
+//
+//	0..4    event time, Unix seconds
+//	4..8    amount in hundredths of the currency unit, saturated at 2^32-1
+//	8..14   the payment id's tag: first 6 bytes of SHA-256(payment_id), the dedupe marker
+//	14..16  country (ISO 3166 alpha-2), or two zero bytes
+//	16..20  merchant tag: first 4 bytes of SHA-256(merchant_id), or zero
+//	20..24  device tag: first 4 bytes of SHA-256(device_id), or zero
+const entrySize = 24
+
+// Horizons of the aggregates.
+const (
+	hour  = 3600
+	day   = 24 * hour
+	week  = 7 * day
+	month = 30 * day
+)
+
+// merchantDays is how many day slots a merchant's counts keep: the 30 days before today, and today.
+const merchantDays = 32
+
+// Aggregates describe a card's and a merchant's history before a payment, for the model.
+//
+// A card's aggregates are over the card's earlier payments: those counted before this one (in
+// arrival order) whose event time is not after this one's and within the horizon, (t-h, t]. They
+// come from every payment's own entry, so the edges are exact to the second (event times are kept
+// in whole seconds, amounts in hundredths), up to Config.MaxPaymentsPerCard entries a card. A
+// payment not counted (late, ahead) gets the aggregates of all the card's payments counted so far.
+// Currencies are not converted: sums add the amounts as they are.
+//
+// A merchant's counts are of whole days before the day of the payment's event time (UTC): 1d is
+// yesterday, 7d the 7 days before today, 30d the 30 before today; today's payments are left out
+// so that a redelivered payment gets the same counts as the first time, unless late payments
+// for those days came in between.
+type Aggregates struct {
+	Count1h, Count24h, Count7d, Count30d int64
+	Sum1h, Sum24h, Sum7d, Sum30d         float64
+	// SincePrevious is the seconds from the card's previous payment to this one, -1 if none.
+	SincePrevious int64
+	// New*: the payment has the field and the card had no payment with that value in 30 days.
+	NewCountry, NewMerchant, NewDevice                 bool
+	MerchantCount1d, MerchantCount7d, MerchantCount30d int64
+}
+
+// tag4 is the 4-byte tag of an optional field: zero when the field is absent, never zero when
+// present.
+func tag4(s string) uint32 {
+	if s == "" {
+		return 0
+	}
+	sum := sha256.Sum256([]byte(s))
+	return max(binary.BigEndian.Uint32(sum[:4]), 1)
+}
+
+var (
+	hundred   = decimal.NewFromInt(100)
+	maxAmount = decimal.NewFromInt(1<<32 - 1)
+)
+
+// hundredths is an amount in hundredths of its unit, rounded, within a uint32.
+func hundredths(a decimal.Decimal) uint32 {
+	h := a.Mul(hundred).Round(0)
+	switch {
+	case h.Sign() <= 0:
+		return 0
+	case h.Cmp(maxAmount) >= 0:
+		return 1<<32 - 1
+	}
+	return uint32(h.IntPart())
+}
+
+// entry encodes an event's history entry; pid is the payment id's hash.
+func entry(e *Event, pid *[32]byte) []byte {
+	b := make([]byte, entrySize)
+	binary.BigEndian.PutUint32(b[0:], uint32(max(e.Time.Unix(), 0)))
+	binary.BigEndian.PutUint32(b[4:], hundredths(e.Amount))
+	copy(b[8:14], pid[:6])
+	if len(e.Country) == 2 {
+		copy(b[14:16], e.Country)
+	}
+	binary.BigEndian.PutUint32(b[16:], tag4(e.Merchant))
+	binary.BigEndian.PutUint32(b[20:], tag4(e.Device))
+	return b
+}
+
+// read finds an entry in a card's history and sums up what came before it. own is the payment's
+// entry; length the window length in seconds; entries older than cutoff are left out. found reports whether the
+// payment is in the history (it was counted); count is then its window count as first counted.
+func read(history string, own []byte, length, cutoff int64) (agg Aggregates, count int64, found bool) {
+	t := int64(binary.BigEndian.Uint32(own[0:]))
+	win := t / length
+	pid := string(own[8:14])
+	country, merchant, device := string(own[14:16]), binary.BigEndian.Uint32(own[16:]), binary.BigEndian.Uint32(own[20:])
+	var sums [4]int64 // hundredths
+	prev := int64(-1)
+	seenCountry, seenMerchant, seenDevice := false, false, false
+	for off := 0; off+entrySize <= len(history); off += entrySize {
+		e := history[off : off+entrySize]
+		et := int64(u32(e, 0))
+		if et < cutoff {
+			continue // past keeping: not yet dropped, but as good as
+		}
+		if e[8:14] == pid {
+			found = true
+			break
+		}
+		if et/length == win {
+			count++
+		}
+		if et > t {
+			continue
+		}
+		age := t - et
+		if age >= month {
+			continue
+		}
+		amount := int64(u32(e, 4))
+		agg.Count30d++
+		sums[3] += amount
+		if age < week {
+			agg.Count7d++
+			sums[2] += amount
+		}
+		if age < day {
+			agg.Count24h++
+			sums[1] += amount
+		}
+		if age < hour {
+			agg.Count1h++
+			sums[0] += amount
+		}
+		prev = max(prev, et)
+		seenCountry = seenCountry || e[14:16] == country
+		seenMerchant = seenMerchant || u32(e, 16) == merchant
+		seenDevice = seenDevice || u32(e, 20) == device
+	}
+	agg.Sum1h, agg.Sum24h, agg.Sum7d, agg.Sum30d = float64(sums[0])/100, float64(sums[1])/100, float64(sums[2])/100, float64(sums[3])/100
+	agg.SincePrevious = -1
+	if prev >= 0 {
+		agg.SincePrevious = t - prev
+	}
+	agg.NewCountry = country != "\x00\x00" && !seenCountry
+	agg.NewMerchant = merchant != 0 && !seenMerchant
+	agg.NewDevice = device != 0 && !seenDevice
+	if found {
+		count++
+	}
+	return agg, count, found
+}
+
+// merchantCounts sums a merchant's day slots over the days before the payment's day. blob is the
+// merchant's slots: merchantDays of <day, 4 bytes><count, 4 bytes>, slot = day mod merchantDays.
+func merchantCounts(agg *Aggregates, blob string, t time.Time) {
+	if len(blob) != merchantDays*8 {
+		return
+	}
+	today := t.Unix() / day
+	for back := int64(1); back <= 30; back++ {
+		d := today - back
+		if d < 0 {
+			break
+		}
+		off := int(d%merchantDays) * 8
+		if int64(u32(blob, off)) != d {
+			continue
+		}
+		n := int64(u32(blob, off+4))
+		agg.MerchantCount30d += n
+		if back <= 7 {
+			agg.MerchantCount7d += n
+		}
+		if back == 1 {
+			agg.MerchantCount1d += n
+		}
+	}
+}
+
+// u32 reads a big-endian uint32 at s[i:].
+func u32(s string, i int) uint32 {
+	return uint32(s[i])<<24 | uint32(s[i+1])<<16 | uint32(s[i+2])<<8 | uint32(s[i+3])
+}
