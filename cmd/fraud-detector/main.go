@@ -112,9 +112,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group, "rules_version", amount.Version())
 	g, gctx := errgroup.WithContext(ctx)
+	foldCtx, stopFold := context.WithCancel(gctx)
 	g.Go(func() error {
+		defer stopFold()
 		return detect.Consume(gctx, group, []string{cfg.Kafka.Topics.Payments}, handler, log)
 	})
+	g.Go(func() error { return windows.RunFold(foldCtx, 5*time.Second, log) })
 	err = g.Wait()
 	log.Info("stopped")
 	return err

@@ -80,18 +80,17 @@ func hundredths(a decimal.Decimal) uint32 {
 	return uint32(h.IntPart())
 }
 
-// entry encodes an event's history entry; pid is the payment id's hash.
-func entry(e *Event, pid *[32]byte) []byte {
-	b := make([]byte, entrySize)
+// encode writes an event's history entry into b; pid is the payment id's hash.
+func encode(b []byte, e *Event, pid *[32]byte) {
 	binary.BigEndian.PutUint32(b[0:], uint32(max(e.Time.Unix(), 0)))
 	binary.BigEndian.PutUint32(b[4:], hundredths(e.Amount))
 	copy(b[8:14], pid[:6])
+	b[14], b[15] = 0, 0
 	if len(e.Country) == 2 {
 		copy(b[14:16], e.Country)
 	}
 	binary.BigEndian.PutUint32(b[16:], tag4(e.Merchant))
 	binary.BigEndian.PutUint32(b[20:], tag4(e.Device))
-	return b
 }
 
 // read finds an entry in a card's history and sums up what came before it. own is the payment's

@@ -1,38 +1,36 @@
 package window
 
-// observeScript looks payments up in their cards' histories, appends the new ones and counts them
-// for their merchants. It returns each card's history and each merchant's day slots, as they are
-// after the call.
+// observeScript looks payments up in their cards' histories and appends the new ones; for each
+// new payment with a merchant it pushes an item for the merchant's day onto the pending list,
+// which foldScript adds to the merchants' counts later. It returns each card's history as it
+// is after the call.
 //
+//	KEYS[1..C] the cards' buckets, KEYS[C+1] the pending list
 //	ARGV[1] cutoff: entries with an older event time (Unix seconds) are dropped from the front
 //	ARGV[2] the most entries a history keeps
-//	ARGV[3] TTL of a card bucket, ms, set on every bucket written
-//	ARGV[4] TTL of a merchant's key, ms
-//	ARGV[5] number of cards C; KEYS[1..C] their buckets
+//	ARGV[3] TTL of a card bucket, ms: set when a card joins it, or it is swept
+//	ARGV[4] number of cards C
 //	then for each card: its field, its number of payments n, 1 to sweep its bucket first (drop
 //	    the cards whose newest entry is older than the cutoff) or 0, then for each payment its
-//	    entry and its mode: -1 look it up only, 0 count it, m > 0 count it and count it for
-//	    merchant m
-//	then the number of merchants M; KEYS[C+1..C+M] their keys; for each merchant a number k and
-//	    k days to count unconditionally (on a Redis Cluster, where merchants have calls of their own)
+//	    entry and its merchant item: "-" to look it up only, "" to count it, else to count it
+//	    and push the item
 //
-// Lua numbers are doubles: event times and counts stay far below 2^53.
+// Write commands are what a script spends most on (about 2 µs each here), so there is one per
+// card with new payments and one per call for the merchants.
 const observeScript = `
 local function u32(s, i)
   local a, b, c, d = string.byte(s, i, i + 3)
   return ((a * 256 + b) * 256 + c) * 256 + d
 end
-local function p32(n)
-  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
-end
 
-local cutoff, cap, ttl, mttl = tonumber(ARGV[1]), tonumber(ARGV[2]) * 24, ARGV[3], ARGV[4]
-local ncards = tonumber(ARGV[5])
-local a = 6
-local out, counted, written = {}, {}, {}
+local cutoff, cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]) * 24, ARGV[3]
+local ncards = tonumber(ARGV[4])
+local a = 5
+local out, items = {}, {}
 for c = 1, ncards do
   local key, field, n, sweep = KEYS[c], ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
   a = a + 3
+  local expire = false
   if sweep == '1' then
     local all = redis.call('HGETALL', key)
     for i = 1, #all, 2 do
@@ -41,11 +39,15 @@ for c = 1, ncards do
         redis.call('HDEL', key, f)
       end
     end
+    expire = true
   end
-  local history = redis.call('HGET', key, field) or ''
+  local history = redis.call('HGET', key, field)
+  if not history then
+    history, expire = '', true
+  end
   local new, seen = {}, {}
   for _ = 1, n do
-    local entry, mode = ARGV[a], tonumber(ARGV[a + 1])
+    local entry, item = ARGV[a], ARGV[a + 1]
     a = a + 2
     local pid = string.sub(entry, 9, 14)
     local found, from = seen[pid], 1
@@ -55,13 +57,11 @@ for c = 1, ncards do
       found = (p - 9) % 24 == 0
       from = p + 1
     end
-    if not found and mode >= 0 then
+    if not found and item ~= '-' then
       seen[pid] = true
       new[#new + 1] = entry
-      if mode > 0 then
-        local days = counted[mode] or {}
-        days[#days + 1] = math.floor(u32(entry, 1) / 86400)
-        counted[mode] = days
+      if item ~= '' then
+        items[#items + 1] = item
       end
     end
   end
@@ -76,42 +76,62 @@ for c = 1, ncards do
       history = string.sub(history, from)
     end
     redis.call('HSET', key, field, history)
-    written[key] = true
+    if expire then
+      redis.call('PEXPIRE', key, ttl)
+    end
   end
   out[c] = history
 end
-for key in pairs(written) do
-  redis.call('PEXPIRE', key, ttl)
-end
-
-local nmerchants = tonumber(ARGV[a])
-a = a + 1
-for m = 1, nmerchants do
-  local key, k = KEYS[ncards + m], tonumber(ARGV[a])
-  a = a + 1
-  local days = counted[m] or {}
-  for _ = 1, k do
-    days[#days + 1] = tonumber(ARGV[a])
-    a = a + 1
-  end
-  local slots = redis.call('GET', key) or ''
-  if #days > 0 then
-    if #slots ~= 256 then
-      slots = string.rep('\0', 256)
-    end
-    for _, d in ipairs(days) do
-      local off = (d % 32) * 8 + 1
-      local sd, count = u32(slots, off), u32(slots, off + 4)
-      if sd <= d then
-        if sd < d then
-          count = 0
-        end
-        slots = string.sub(slots, 1, off - 1) .. p32(d) .. p32(count + 1) .. string.sub(slots, off + 8)
-      end
-    end
-    redis.call('SET', key, slots, 'PX', mttl)
-  end
-  out[ncards + m] = slots
+if #items > 0 then
+  redis.call('RPUSH', KEYS[ncards + 1], unpack(items))
+  redis.call('PEXPIRE', KEYS[ncards + 1], ttl)
 end
 return out
+`
+
+// foldScript takes up to ARGV[2] items from the pending list KEYS[1] and adds them to their
+// merchants' day slots. An item is <day, 4 bytes big-endian><merchant tag, 16 hex digits>; the
+// merchant's key is ARGV[1]:m:{<tag>}, a string of 32 slots of <day, 4 bytes><count, 4 bytes>,
+// slot = day mod 32, with TTL ARGV[3] ms. A count for a day older than its slot's is dropped.
+// Returns the number of items taken. (It names keys that KEYS does not list, as only a single
+// Redis allows.)
+const foldScript = `
+local function u32(s, i)
+  local a, b, c, d = string.byte(s, i, i + 3)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+local function p32(n)
+  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+end
+
+local items = redis.call('LPOP', KEYS[1], ARGV[2])
+if not items then
+  return 0
+end
+local byKey = {}
+for _, item in ipairs(items) do
+  local key = ARGV[1] .. ':m:{' .. string.sub(item, 5) .. '}'
+  local days = byKey[key] or {}
+  local d = u32(item, 1)
+  days[d] = (days[d] or 0) + 1
+  byKey[key] = days
+end
+for key, days in pairs(byKey) do
+  local slots = redis.call('GET', key)
+  if not slots or #slots ~= 256 then
+    slots = string.rep('\0', 256)
+  end
+  for d, n in pairs(days) do
+    local off = (d % 32) * 8 + 1
+    local sd, count = u32(slots, off), u32(slots, off + 4)
+    if sd <= d then
+      if sd < d then
+        count = 0
+      end
+      slots = string.sub(slots, 1, off - 1) .. p32(d) .. p32(count + n) .. string.sub(slots, off + 8)
+    end
+  end
+  redis.call('SET', key, slots, 'PX', ARGV[3])
+end
+return #items
 `

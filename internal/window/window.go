@@ -30,8 +30,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -114,16 +116,35 @@ type Store struct {
 	cfg     Config
 	now     func() time.Time
 	script  *redis.Script
-	loaded  atomic.Bool // the script was loaded once; NOSCRIPT loads it again
-	cluster bool        // a Redis Cluster: one script call per slot
+	fold    *redis.Script
+	loaded  atomic.Bool // the scripts were loaded once; NOSCRIPT loads them again
+	cluster bool        // a Redis Cluster: one script call per slot, and no merchant counts
 	swept   sweeps
+
+	mu        sync.Mutex
+	merchants map[string]*merchant // by merchant id
+	// refresh is how old a merchant's counts may be before they are read again.
+	refresh time.Duration
 }
+
+// merchant is what the store knows of a merchant: its key, the item that counts it for a day
+// (without the day), and its day slots as last read.
+type merchant struct {
+	key, item string
+	slots     string
+	read      time.Time
+}
+
+// maxMerchants bounds the merchants remembered; past it, they are all forgotten and read again.
+const maxMerchants = 200_000
 
 // NewStore returns a store on rdb. now is the clock that lateness is judged by.
 func NewStore(rdb redis.UniversalClient, cfg Config, now func() time.Time) *Store {
 	_, cluster := rdb.(*redis.ClusterClient)
-	return &Store{rdb: rdb, cfg: cfg, now: now, script: redis.NewScript(observeScript), cluster: cluster,
-		swept: sweeps{bits: make([]atomic.Uint64, cfg.Buckets/64+1)}}
+	return &Store{rdb: rdb, cfg: cfg, now: now, cluster: cluster,
+		script: redis.NewScript(observeScript), fold: redis.NewScript(foldScript),
+		swept: sweeps{bits: make([]atomic.Uint64, cfg.Buckets/64+1)}, merchants: map[string]*merchant{},
+		refresh: 30 * time.Second}
 }
 
 // sweeps remembers the buckets this process swept today.
@@ -155,9 +176,34 @@ func (s *Store) key(sum *[32]byte) (string, uint32) {
 	return s.cfg.KeyPrefix + ":{" + strconv.FormatUint(uint64(bucket), 10) + "}", bucket
 }
 
-func (s *Store) merchantKey(merchant string) string {
-	sum := sha256.Sum256([]byte(merchant))
-	return s.cfg.KeyPrefix + ":m:{" + hex.EncodeToString(sum[:8]) + "}"
+func (s *Store) pendingKey() string { return s.cfg.KeyPrefix + ":pending" }
+
+// merchant returns what the store knows of a merchant, made up if it knows nothing yet.
+func (s *Store) merchant(id string) *merchant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.merchants[id]
+	if m == nil {
+		if len(s.merchants) >= maxMerchants {
+			clear(s.merchants)
+		}
+		sum := sha256.Sum256([]byte(id))
+		tag := hex.EncodeToString(sum[:8])
+		m = &merchant{key: s.cfg.KeyPrefix + ":m:{" + tag + "}", item: tag}
+		s.merchants[id] = m
+	}
+	return m
+}
+
+func (s *Store) load(ctx context.Context) error {
+	if err := s.script.Load(ctx, s.rdb).Err(); err != nil {
+		return fmt.Errorf("load window script: %w", err)
+	}
+	if err := s.fold.Load(ctx, s.rdb).Err(); err != nil {
+		return fmt.Errorf("load merchant script: %w", err)
+	}
+	s.loaded.Store(true)
+	return nil
 }
 
 // Observe counts each event in its window and fills out[i] for events[i], in one round trip to
@@ -167,30 +213,26 @@ func (s *Store) Observe(ctx context.Context, events []Event, out []Result) (aske
 		return false, nil
 	}
 	if !s.loaded.Load() {
-		if err := s.script.Load(ctx, s.rdb).Err(); err != nil {
-			return true, fmt.Errorf("load window script: %w", err)
+		if err := s.load(ctx); err != nil {
+			return true, err
 		}
-		s.loaded.Store(true)
 	}
 	err = s.observe(ctx, events, out)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// The server restarted, or failed over: load the script and go again.
 		// Counting is idempotent, so the calls that did run count nothing twice.
-		if err := s.script.Load(ctx, s.rdb).Err(); err != nil {
-			return true, fmt.Errorf("load window script: %w", err)
+		if err := s.load(ctx); err != nil {
+			return true, err
 		}
 		err = s.observe(ctx, events, out)
 	}
 	return true, err
 }
 
-// A call is one script call: its cards, and the merchants of their payments.
+// A call is one script call: some cards and their payments.
 type call struct {
-	cards     []*cardCall
-	byCard    map[string]*cardCall
-	merchants []string       // keys
-	byKey     map[string]int // merchant key -> 1-based index
-	days      [][]int64      // per merchant: days counted unconditionally (Redis Cluster)
+	cards  []*cardCall
+	byCard map[string]*cardCall
 }
 
 type cardCall struct {
@@ -198,21 +240,8 @@ type cardCall struct {
 	sweep      bool
 	events     []int    // indexes into the batch
 	entries    [][]byte // their entries
-	modes      []int    // -1 look up only; 0 count; m > 0 count, and for merchant m
+	items      []string // "-": look up only; "": count; else count, and for the merchant
 }
-
-func (c *call) merchant(key string) int {
-	m, ok := c.byKey[key]
-	if !ok {
-		c.merchants = append(c.merchants, key)
-		c.days = append(c.days, nil)
-		m = len(c.merchants)
-		c.byKey[key] = m
-	}
-	return m
-}
-
-func newCall() *call { return &call{byCard: map[string]*cardCall{}, byKey: map[string]int{}} }
 
 func (s *Store) observe(ctx context.Context, events []Event, out []Result) error {
 	now := s.now()
@@ -224,36 +253,37 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 
 	var calls []*call
 	bySlot := map[string]*call{} // Redis Cluster: the call of each bucket
-	var single *call
-	var merchantCalls []*call // Redis Cluster: a call per merchant
-	byMerchant := map[string]*call{}
+	var current *call
+	merchants := make([]*merchant, len(events))
+	var reads []*merchant // merchants to read in this round trip
+	buf := make([]byte, len(events)*entrySize)
 	for i := range events {
 		e := &events[i]
 		start := e.Time.Truncate(length)
 		out[i] = Result{Window: start}
-		mode := 0
+		count := true
 		switch end := start.Add(length); {
 		case e.Time.After(ahead):
 			out[i].Ahead = true
-			mode = -1
+			count = false
 		case !end.Add(s.cfg.AllowedLateness).After(now):
-			mode = -1 // late: counted only if it was counted before it was late
+			count = false // late: counted only if it was counted before it was late
 		}
 		cardSum := sha256.Sum256([]byte(e.Card))
 		key, bucket := s.key(&cardSum)
 		var c *call
 		if s.cluster {
 			if c = bySlot[key]; c == nil {
-				c = newCall()
+				c = &call{byCard: map[string]*cardCall{}}
 				bySlot[key] = c
 				calls = append(calls, c)
 			}
 		} else {
-			if single == nil || (len(single.cards) == maxPerCall && single.byCard[e.Card] == nil) {
-				single = newCall()
-				calls = append(calls, single)
+			if current == nil || (len(current.cards) == maxPerCall && current.byCard[e.Card] == nil) {
+				current = &call{byCard: map[string]*cardCall{}}
+				calls = append(calls, current)
 			}
-			c = single
+			c = current
 		}
 		cc := c.byCard[e.Card]
 		if cc == nil {
@@ -261,38 +291,40 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			c.byCard[e.Card] = cc
 			c.cards = append(c.cards, cc)
 		}
-		pid := sha256.Sum256([]byte(e.PaymentID))
-		if e.Merchant != "" {
-			mkey := s.merchantKey(e.Merchant)
-			if s.cluster {
-				mc := byMerchant[mkey]
-				if mc == nil {
-					mc = newCall()
-					mc.merchant(mkey)
-					byMerchant[mkey] = mc
-					merchantCalls = append(merchantCalls, mc)
-				}
-				if mode == 0 {
-					mc.days[0] = append(mc.days[0], e.Time.Unix()/day)
-				}
-			} else if m := c.merchant(mkey); mode == 0 {
-				mode = m
-			}
+		item := "-"
+		if count {
+			item = ""
 		}
+		if e.Merchant != "" && !s.cluster {
+			m := s.merchant(e.Merchant)
+			merchants[i] = m
+			if count {
+				var d [4]byte
+				binary.BigEndian.PutUint32(d[:], uint32(e.Time.Unix()/day))
+				item = string(d[:]) + m.item
+			}
+			s.mu.Lock()
+			if now.Sub(m.read) >= s.refresh || m.read.After(now) {
+				m.read = now // read it in this round trip
+				reads = append(reads, m)
+			}
+			s.mu.Unlock()
+		}
+		pid := sha256.Sum256([]byte(e.PaymentID))
+		en := buf[i*entrySize : (i+1)*entrySize : (i+1)*entrySize]
+		encode(en, e, &pid)
 		cc.events = append(cc.events, i)
-		cc.entries = append(cc.entries, entry(e, &pid))
-		cc.modes = append(cc.modes, mode)
+		cc.entries = append(cc.entries, en)
+		cc.items = append(cc.items, item)
 	}
-	calls = append(calls, merchantCalls...)
 
 	cutoff := now.Add(-month*time.Second - s.cfg.AllowedLateness - expiryMargin).Unix()
-	ttl := (month*time.Second + s.cfg.AllowedLateness + length + 2*expiryMargin).Milliseconds()
-	merchantTTL := ((merchantDays+1)*day*time.Second + s.cfg.AllowedLateness).Milliseconds()
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
 	for k, c := range calls {
-		keys := make([]string, 0, len(c.cards)+len(c.merchants))
-		args := []any{cutoff, s.cfg.MaxPaymentsPerCard, ttl, merchantTTL, len(c.cards)}
+		keys := make([]string, 0, len(c.cards)+1)
+		args := make([]any, 0, 4+3*len(c.cards)+2*len(events))
+		args = append(args, cutoff, s.cfg.MaxPaymentsPerCard, s.ttl().Milliseconds(), len(c.cards))
 		for _, cc := range c.cards {
 			keys = append(keys, cc.key)
 			sweep := 0
@@ -301,34 +333,30 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			}
 			args = append(args, cc.field, len(cc.entries), sweep)
 			for j, en := range cc.entries {
-				args = append(args, en, cc.modes[j])
+				args = append(args, en, cc.items[j])
 			}
 		}
-		args = append(args, len(c.merchants))
-		for m, key := range c.merchants {
-			keys = append(keys, key)
-			args = append(args, len(c.days[m]))
-			for _, d := range c.days[m] {
-				args = append(args, d)
-			}
-		}
+		keys = append(keys, s.pendingKey())
 		cmds[k] = s.script.EvalSha(ctx, pipe, keys, args...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	gets := make([]*redis.StringCmd, len(reads))
+	for k, m := range reads {
+		gets[k] = pipe.Get(ctx, m.key)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		for _, m := range reads {
+			s.mu.Lock()
+			m.read = time.Time{} // not read after all
+			s.mu.Unlock()
+		}
 		return fmt.Errorf("observe %d payments: %w", len(events), err)
 	}
 
 	lengthSec := int64(length / time.Second)
-	merchants := map[string]string{}
 	for k, c := range calls {
 		res, err := cmds[k].Slice()
-		if err != nil || len(res) != len(c.cards)+len(c.merchants) {
-			return fmt.Errorf("observe %d payments: %d results for %d cards and %d merchants, %v",
-				len(events), len(res), len(c.cards), len(c.merchants), err)
-		}
-		for m, key := range c.merchants {
-			blob, _ := res[len(c.cards)+m].(string)
-			merchants[key] = blob
+		if err != nil || len(res) != len(c.cards) {
+			return fmt.Errorf("observe %d payments: %d histories for %d cards, %v", len(events), len(res), len(c.cards), err)
 		}
 		for j, cc := range c.cards {
 			history, _ := res[j].(string)
@@ -345,12 +373,77 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			}
 		}
 	}
-	for i := range events {
-		if events[i].Merchant != "" {
-			merchantCounts(&out[i].Aggregates, merchants[s.merchantKey(events[i].Merchant)], events[i].Time)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, m := range reads {
+		m.slots = gets[k].Val() // "" when the merchant has no counts yet
+	}
+	for i, m := range merchants {
+		if m != nil {
+			merchantCounts(&out[i].Aggregates, m.slots, events[i].Time)
 		}
 	}
 	return nil
+}
+
+// ttl is how long a card bucket lives after it was last given a TTL: 30 days, the allowed
+// lateness, a window and margins, and a day, since a bucket's TTL is set when a card joins it
+// and when it is swept, at most daily, rather than on every write.
+func (s *Store) ttl() time.Duration {
+	return month*time.Second + s.cfg.AllowedLateness + s.cfg.Length + 2*expiryMargin + day*time.Second
+}
+
+// foldBatch is the most pending merchant items one fold takes.
+const foldBatch = 20_000
+
+// Fold adds the payments counted since the last fold to their merchants' day counts, and reports
+// how many it added. Any number of instances may fold at once.
+func (s *Store) Fold(ctx context.Context) (int, error) {
+	if s.cluster {
+		return 0, nil
+	}
+	if !s.loaded.Load() {
+		if err := s.load(ctx); err != nil {
+			return 0, err
+		}
+	}
+	ttl := ((merchantDays+1)*day*time.Second + s.cfg.AllowedLateness).Milliseconds()
+	total := 0
+	for {
+		n, err := s.fold.Run(ctx, s.rdb, []string{s.pendingKey()}, s.cfg.KeyPrefix, foldBatch, ttl).Int()
+		if err != nil {
+			return total, fmt.Errorf("fold merchant counts: %w", err)
+		}
+		total += n
+		if n < foldBatch {
+			return total, nil
+		}
+	}
+}
+
+// RunFold folds every interval until ctx ends. Items wait in Redis until a fold takes them, so a
+// failed fold loses nothing; it is logged when folding stops working and when it works again.
+func (s *Store) RunFold(ctx context.Context, interval time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		_, err := s.Fold(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && !failing:
+			log.Warn("merchant counts not folded; the payments wait in redis", "err", err)
+		case err == nil && failing:
+			log.Info("merchant counts folded again")
+		}
+		failing = err != nil
+	}
 }
 
 // Counts returns the counts of a card's windows in its history, by window start.
