@@ -216,3 +216,18 @@ func aggregates(e Event, prior, all []Event) Aggregates {
 	}
 	return a
 }
+
+func TestHundredths(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint32
+	}{
+		{"100", 10000}, {"0.01", 1}, {"0.005", 1}, {"0.0049", 0}, {"12.345", 1235}, {"1e3", 100000},
+		{"42949672.95", 1<<32 - 1}, {"42949672.94", 1<<32 - 2}, {"99999999999999999999.99", 1<<32 - 1},
+		{"0.000000000001", 0}, {"1.999999999999", 200}, {"1234567.891234567891", 123456789},
+	} {
+		if got := hundredths(decimal.RequireFromString(tc.in)); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}

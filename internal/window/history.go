@@ -1,7 +1,6 @@
 package window
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"time"
 
@@ -15,8 +14,8 @@ import (
 //	4..8    amount in hundredths of the currency unit, saturated at 2^32-1
 //	8..14   the payment id's tag: first 6 bytes of SHA-256(payment_id), the dedupe marker
 //	14..16  country (ISO 3166 alpha-2), or two zero bytes
-//	16..20  merchant tag: first 4 bytes of SHA-256(merchant_id), or zero
-//	20..24  device tag: first 4 bytes of SHA-256(device_id), or zero
+//	16..20  merchant tag: FNV-1a of merchant_id (never zero), or zero
+//	20..24  device tag: FNV-1a of device_id (never zero), or zero
 const entrySize = 24
 
 // Horizons of the aggregates.
@@ -53,23 +52,41 @@ type Aggregates struct {
 	MerchantCount1d, MerchantCount7d, MerchantCount30d int64
 }
 
-// tag4 is the 4-byte tag of an optional field: zero when the field is absent, never zero when
-// present.
+// tag4 is the 4-byte tag of an optional field, FNV-1a: zero when the field is absent, never zero
+// when present. Tags only tell one card's merchants (or devices) apart, so 32 bits are plenty.
 func tag4(s string) uint32 {
 	if s == "" {
 		return 0
 	}
-	sum := sha256.Sum256([]byte(s))
-	return max(binary.BigEndian.Uint32(sum[:4]), 1)
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return max(h, 1)
 }
 
 var (
 	hundred   = decimal.NewFromInt(100)
 	maxAmount = decimal.NewFromInt(1<<32 - 1)
+	pow10     = [...]int64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000}
 )
 
-// hundredths is an amount in hundredths of its unit, rounded, within a uint32.
+// hundredths is an amount in hundredths of its unit, rounded half away from zero, within a uint32.
 func hundredths(a decimal.Decimal) uint32 {
+	// The common case without big-number arithmetic: a coefficient of up to 18 digits and an
+	// exponent from -9 to 0.
+	if exp := a.Exponent(); exp <= 0 && exp >= -9 && a.Sign() > 0 && a.NumDigits() <= 18 {
+		c := a.CoefficientInt64()
+		var h int64
+		if exp >= -2 {
+			h = c * pow10[exp+2]
+		} else {
+			div := pow10[-exp-2]
+			h = (c + div/2) / div
+		}
+		return uint32(min(h, 1<<32-1))
+	}
 	h := a.Mul(hundred).Round(0)
 	switch {
 	case h.Sign() <= 0:

@@ -178,10 +178,9 @@ func (s *Store) key(sum *[32]byte) (string, uint32) {
 
 func (s *Store) pendingKey() string { return s.cfg.KeyPrefix + ":pending" }
 
-// merchant returns what the store knows of a merchant, made up if it knows nothing yet.
+// merchant returns what the store knows of a merchant, made up if it knows nothing yet. s.mu is
+// held.
 func (s *Store) merchant(id string) *merchant {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	m := s.merchants[id]
 	if m == nil {
 		if len(s.merchants) >= maxMerchants {
@@ -240,8 +239,13 @@ type cardCall struct {
 	sweep      bool
 	events     []int    // indexes into the batch
 	entries    [][]byte // their entries
-	items      []string // "-": look up only; "": count; else count, and for the merchant
+	items      [][]byte // "-": look up only; "": count; else count, and for the merchant
 }
+
+var (
+	lookUp = []byte("-")
+	count  = []byte{}
+)
 
 func (s *Store) observe(ctx context.Context, events []Event, out []Result) error {
 	now := s.now()
@@ -256,18 +260,33 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 	var current *call
 	merchants := make([]*merchant, len(events))
 	var reads []*merchant // merchants to read in this round trip
+	if !s.cluster {
+		s.mu.Lock()
+		for i := range events {
+			if id := events[i].Merchant; id != "" {
+				m := s.merchant(id)
+				merchants[i] = m
+				if now.Sub(m.read) >= s.refresh || m.read.After(now) {
+					m.read = now // read it in this round trip
+					reads = append(reads, m)
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
 	buf := make([]byte, len(events)*entrySize)
+	itemBuf := make([]byte, 0, len(events)*(4+16))
 	for i := range events {
 		e := &events[i]
 		start := e.Time.Truncate(length)
 		out[i] = Result{Window: start}
-		count := true
+		counted := true
 		switch end := start.Add(length); {
 		case e.Time.After(ahead):
 			out[i].Ahead = true
-			count = false
+			counted = false
 		case !end.Add(s.cfg.AllowedLateness).After(now):
-			count = false // late: counted only if it was counted before it was late
+			counted = false // late: counted only if it was counted before it was late
 		}
 		cardSum := sha256.Sum256([]byte(e.Card))
 		key, bucket := s.key(&cardSum)
@@ -291,24 +310,15 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			c.byCard[e.Card] = cc
 			c.cards = append(c.cards, cc)
 		}
-		item := "-"
-		if count {
-			item = ""
-		}
-		if e.Merchant != "" && !s.cluster {
-			m := s.merchant(e.Merchant)
-			merchants[i] = m
-			if count {
-				var d [4]byte
-				binary.BigEndian.PutUint32(d[:], uint32(e.Time.Unix()/day))
-				item = string(d[:]) + m.item
-			}
-			s.mu.Lock()
-			if now.Sub(m.read) >= s.refresh || m.read.After(now) {
-				m.read = now // read it in this round trip
-				reads = append(reads, m)
-			}
-			s.mu.Unlock()
+		item := lookUp
+		switch m := merchants[i]; {
+		case counted && m != nil:
+			from := len(itemBuf)
+			itemBuf = binary.BigEndian.AppendUint32(itemBuf, uint32(e.Time.Unix()/day))
+			itemBuf = append(itemBuf, m.item...)
+			item = itemBuf[from:len(itemBuf):len(itemBuf)]
+		case counted:
+			item = count
 		}
 		pid := sha256.Sum256([]byte(e.PaymentID))
 		en := buf[i*entrySize : (i+1)*entrySize : (i+1)*entrySize]
