@@ -192,17 +192,17 @@ func aggregates(e Event, prior, all []Event) Aggregates {
 	a.NewMerchant = e.Merchant != "" && !seenMerchant
 	a.NewDevice = e.Device != "" && !seenDevice
 	if e.Merchant != "" {
-		// A merchant keeps a day slot for each day mod 32: a later day in the same slot replaced it.
+		// A merchant keeps the days from 31 before its newest.
 		days := func(t time.Time) int64 { return t.Unix() / 86400 }
-		newest := map[int64]int64{}
+		newest := int64(0)
 		for _, p := range all {
 			if p.Merchant == e.Merchant {
-				newest[days(p.Time)%32] = max(newest[days(p.Time)%32], days(p.Time))
+				newest = max(newest, days(p.Time))
 			}
 		}
 		for _, p := range all {
 			back := days(e.Time) - days(p.Time)
-			if p.Merchant != e.Merchant || back < 1 || back > 30 || newest[days(p.Time)%32] != days(p.Time) {
+			if p.Merchant != e.Merchant || back < 1 || back > 30 || days(p.Time) < newest-31 {
 				continue
 			}
 			a.MerchantCount30d++

@@ -26,8 +26,6 @@ const (
 	month = 30 * day
 )
 
-// merchantDays is how many day slots a merchant's counts keep: the 30 days before today, and today.
-const merchantDays = 32
 
 // Aggregates describe a card's and a merchant's history before a payment, for the model.
 //
@@ -175,23 +173,15 @@ func read(history string, own []byte, length, cutoff int64) (agg Aggregates, cou
 	return agg, count, found
 }
 
-// merchantCounts sums a merchant's day slots over the days before the payment's day. blob is the
-// merchant's slots: merchantDays of <day, 4 bytes><count, 4 bytes>, slot = day mod merchantDays.
-func merchantCounts(agg *Aggregates, blob string, t time.Time) {
-	if len(blob) != merchantDays*8 {
-		return
-	}
+// merchantCounts sums a merchant's day counts over the days before the payment's day. days holds
+// the merchant's counts by day number (Unix days).
+func merchantCounts(agg *Aggregates, days map[int64]int64, t time.Time) {
 	today := t.Unix() / day
-	for back := int64(1); back <= 30; back++ {
-		d := today - back
-		if d < 0 {
-			break
-		}
-		off := int(d%merchantDays) * 8
-		if int64(u32(blob, off)) != d {
+	for d, n := range days {
+		back := today - d
+		if back < 1 || back > 30 {
 			continue
 		}
-		n := int64(u32(blob, off+4))
 		agg.MerchantCount30d += n
 		if back <= 7 {
 			agg.MerchantCount7d += n

@@ -90,48 +90,35 @@ return out
 `
 
 // foldScript takes up to ARGV[2] items from the pending list KEYS[1] and adds them to their
-// merchants' day slots. An item is <day, 4 bytes big-endian><merchant tag, 16 hex digits>; the
-// merchant's key is ARGV[1]:m:{<tag>}, a string of 32 slots of <day, 4 bytes><count, 4 bytes>,
-// slot = day mod 32, with TTL ARGV[3] ms. A count for a day older than its slot's is dropped.
-// Returns the number of items taken. (It names keys that KEYS does not list, as only a single
-// Redis allows.)
+// merchants' day counts. An item is <day, 4 bytes big-endian><merchant tag, 16 hex digits>; the
+// merchant's key is the hash ARGV[1]:m:{<tag>}, a field a day (the day number in decimal) holding
+// its count. A merchant's first count of a day drops its days more than 31 before it and sets
+// the key's TTL, ARGV[3] ms. Returns the number of items taken. (It names keys that KEYS does not
+// list, as only a single Redis allows.)
 const foldScript = `
 local function u32(s, i)
   local a, b, c, d = string.byte(s, i, i + 3)
   return ((a * 256 + b) * 256 + c) * 256 + d
-end
-local function p32(n)
-  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
 end
 
 local items = redis.call('LPOP', KEYS[1], ARGV[2])
 if not items then
   return 0
 end
-local byKey = {}
+local counts = {}
 for _, item in ipairs(items) do
-  local key = ARGV[1] .. ':m:{' .. string.sub(item, 5) .. '}'
-  local days = byKey[key] or {}
-  local d = u32(item, 1)
-  days[d] = (days[d] or 0) + 1
-  byKey[key] = days
+  counts[item] = (counts[item] or 0) + 1
 end
-for key, days in pairs(byKey) do
-  local slots = redis.call('GET', key)
-  if not slots or #slots ~= 256 then
-    slots = string.rep('\0', 256)
-  end
-  for d, n in pairs(days) do
-    local off = (d % 32) * 8 + 1
-    local sd, count = u32(slots, off), u32(slots, off + 4)
-    if sd <= d then
-      if sd < d then
-        count = 0
+for item, n in pairs(counts) do
+  local key, d = ARGV[1] .. ':m:{' .. string.sub(item, 5) .. '}', u32(item, 1)
+  if redis.call('HINCRBY', key, d, n) == n then
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      if tonumber(f) < d - 31 then
+        redis.call('HDEL', key, f)
       end
-      slots = string.sub(slots, 1, off - 1) .. p32(d) .. p32(count + n) .. string.sub(slots, off + 8)
     end
+    redis.call('PEXPIRE', key, ARGV[3])
   end
-  redis.call('SET', key, slots, 'PX', ARGV[3])
 end
 return #items
 `

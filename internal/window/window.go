@@ -128,10 +128,10 @@ type Store struct {
 }
 
 // merchant is what the store knows of a merchant: its key, the item that counts it for a day
-// (without the day), and its day slots as last read.
+// (without the day), and its day counts as last read.
 type merchant struct {
 	key, item string
-	slots     string
+	days      map[int64]int64
 	read      time.Time
 }
 
@@ -349,11 +349,11 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		keys = append(keys, s.pendingKey())
 		cmds[k] = s.script.EvalSha(ctx, pipe, keys, args...)
 	}
-	gets := make([]*redis.StringCmd, len(reads))
+	gets := make([]*redis.MapStringStringCmd, len(reads))
 	for k, m := range reads {
-		gets[k] = pipe.Get(ctx, m.key)
+		gets[k] = pipe.HGetAll(ctx, m.key)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	if _, err := pipe.Exec(ctx); err != nil {
 		for _, m := range reads {
 			s.mu.Lock()
 			m.read = time.Time{} // not read after all
@@ -386,11 +386,19 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, m := range reads {
-		m.slots = gets[k].Val() // "" when the merchant has no counts yet
+		days := make(map[int64]int64, len(gets[k].Val()))
+		for f, v := range gets[k].Val() {
+			d, err1 := strconv.ParseInt(f, 10, 64)
+			n, err2 := strconv.ParseInt(v, 10, 64)
+			if err1 == nil && err2 == nil {
+				days[d] = n
+			}
+		}
+		m.days = days
 	}
 	for i, m := range merchants {
 		if m != nil {
-			merchantCounts(&out[i].Aggregates, m.slots, events[i].Time)
+			merchantCounts(&out[i].Aggregates, m.days, events[i].Time)
 		}
 	}
 	return nil
@@ -417,7 +425,7 @@ func (s *Store) Fold(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
-	ttl := ((merchantDays+1)*day*time.Second + s.cfg.AllowedLateness).Milliseconds()
+	ttl := (33*day*time.Second + s.cfg.AllowedLateness).Milliseconds()
 	total := 0
 	for {
 		n, err := s.fold.Run(ctx, s.rdb, []string{s.pendingKey()}, s.cfg.KeyPrefix, foldBatch, ttl).Int()
