@@ -104,6 +104,14 @@ func newTopics(t *testing.T, partitions int32) topics {
 		for _, name := range []string{tp.payments, tp.highRisk, tp.dlq} {
 			admin.DeleteTopic(name)
 		}
+		// The test's card state (the service's key prefix is the group): it would live 31 days.
+		rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+		defer rdb.Close()
+		ctx := context.Background()
+		iter := rdb.Scan(ctx, 0, tp.group+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Unlink(ctx, iter.Val())
+		}
 	})
 	return tp
 }

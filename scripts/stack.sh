@@ -136,7 +136,7 @@ start_redis() {
   log "starting redis on 127.0.0.1:$redis_port"
   redis-server --bind 127.0.0.1 --port "$redis_port" --daemonize yes \
     --pidfile "$state/redis.pid" --logfile "$state/redis/redis.log" --dir "$state/redis" \
-    --save "" --appendonly no >/dev/null
+    --save "" --appendonly no --hash-max-listpack-value 512 >/dev/null
   local deadline=$((SECONDS + 20))
   until redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG; do
     [ $SECONDS -lt $deadline ] || die "redis did not answer on port $redis_port; see $state/redis/redis.log"

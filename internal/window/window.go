@@ -9,18 +9,23 @@
 // spends on every key. The entry holds the payment id's tag, which is the dedupe marker: a
 // payment whose tag is in its card's history is not counted again, and gets back the window
 // count and aggregates it got the first time, since both are computed from the entries before
-// its own. A merchant's key, <prefix>:m:{<merchant tag>}, holds its payment counts for the last
-// 32 days, a day a slot.
+// its own.
 //
-// A Lua script looks every payment up in its card's history, appends the new ones, and counts
-// them for their merchants, atomically; it returns the histories and the merchants' days, from
-// which Go computes the counts and the aggregates. A batch is one round trip: one script call
-// per 100 cards, pipelined, on a single Redis; one per bucket and one per merchant on a Redis
-// Cluster, whose scripts may only touch keys of one slot (there, a redelivered payment can count
-// twice for its merchant; nothing of the card's can). Entries older than 30 days and the
-// allowed lateness are dropped when their card is written; a card with no such entry is
-// dropped when its bucket is swept, once a day by each instance that writes to it; every key
-// expires after 30 days without writes.
+// A Lua script looks every payment up in its card's history and appends the new ones,
+// atomically, and returns the histories, from which Go computes the counts and the aggregates.
+// A batch is one round trip: one script call per 100 cards, pipelined (one per bucket on a Redis
+// Cluster, whose scripts may only touch keys of one slot). Entries older than 30 days and the
+// allowed lateness are dropped when their card is written; a card with no newer entry is dropped
+// when its bucket is swept, once a day by each instance that writes to it; a bucket expires 31
+// days after it was last swept or a card joined it.
+//
+// Merchants. The script also pushes, for every new payment with a merchant, an item <day,
+// merchant tag> onto the list <prefix>:pending, in the same atomic step; Fold (every few seconds,
+// any instance) adds the items up into the merchant's hash <prefix>:m:{<tag>}, a field a day. A
+// batch reads the merchants' days in its round trip when what the store holds is older than 30 s:
+// merchant counts are of whole days before the payment's, so that staleness only shows just after
+// midnight. On a Redis Cluster merchant counts are not kept (they are 0): the pending list and the
+// merchants' keys are in other slots than the cards'.
 package window
 
 import (
