@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer stopFold()
 		return detect.Consume(gctx, group, []string{cfg.Kafka.Topics.Payments}, handler, log)
 	})
-	g.Go(func() error { return windows.RunFold(foldCtx, 5*time.Second, log) })
+	g.Go(func() error { return windows.RunFold(foldCtx, time.Second, log) })
 	err = g.Wait()
 	log.Info("stopped")
 	return err

@@ -82,9 +82,8 @@ for c = 1, ncards do
   end
   out[c] = history
 end
-if #items > 0 then
-  redis.call('RPUSH', KEYS[ncards + 1], unpack(items))
-  redis.call('PEXPIRE', KEYS[ncards + 1], ttl)
+if #items > 0 and redis.call('RPUSH', KEYS[ncards + 1], unpack(items)) == #items then
+  redis.call('PEXPIRE', KEYS[ncards + 1], ttl) -- a new list
 end
 return out
 `
