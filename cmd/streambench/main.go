@@ -296,6 +296,12 @@ func drain(ctx context.Context, o options, stdout io.Writer) error {
 	if o.profile != "" {
 		args = append(args, "-cpuprofile", o.profile)
 	}
+	rdb := redis.NewClient(&redis.Options{Addr: o.redis})
+	defer rdb.Close()
+	redisBefore, err := redisCPU(ctx, rdb)
+	if err != nil {
+		return err
+	}
 	started := time.Now()
 	svc, err := b.start(args...)
 	if err != nil {
@@ -329,6 +335,10 @@ func drain(ctx context.Context, o options, stdout io.Writer) error {
 			return fmt.Errorf("not drained after 10 minutes: %d of %d", c, end)
 		}
 	}
+	redisAfter, err := redisCPU(ctx, rdb)
+	if err != nil {
+		return err
+	}
 	cpu, err := svc.stop()
 	if err != nil {
 		return err
@@ -337,6 +347,8 @@ func drain(ctx context.Context, o options, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "drain: %d payments committed; %.0f payments/s from the first commit (%d) to the last (%s); %s from start to the last commit\n",
 		o.n, rate, first, lastAt.Sub(firstAt).Round(time.Millisecond), lastAt.Sub(started).Round(time.Millisecond))
 	fmt.Fprintf(stdout, "drain: service CPU %s, %.2f µs per payment\n", cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(o.n))
+	fmt.Fprintf(stdout, "drain: Redis CPU %s, %.2f µs per payment (all of Redis's work while the service ran)\n",
+		(redisAfter - redisBefore).Round(time.Millisecond), float64((redisAfter-redisBefore).Microseconds())/float64(o.n))
 	if o.profile != "" {
 		fmt.Fprintf(stdout, "drain: CPU profile in %s (go tool pprof -top %s %s)\n", o.profile, o.bin, o.profile)
 	}
@@ -491,4 +503,22 @@ func machine() string {
 	}
 	return fmt.Sprintf("machine: %d cores (%s), %s, %s/%s; Kafka broker on the same machine",
 		runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// redisCPU is the CPU time the Redis server has used, from INFO cpu.
+func redisCPU(ctx context.Context, rdb *redis.Client) (time.Duration, error) {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis at %s (is the stack up? scripts/stack.sh up): %w", rdb.Options().Addr, err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, k := range []string{"used_cpu_sys:", "used_cpu_user:"} {
+			if v, ok := strings.CutPrefix(line, k); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				total += f
+			}
+		}
+	}
+	return time.Duration(total * float64(time.Second)), nil
 }
