@@ -26,7 +26,6 @@ const (
 	month = 30 * day
 )
 
-
 // Aggregates describe a card's and a merchant's history before a payment, for the model.
 //
 // A card's aggregates are over the card's earlier payments: those counted before this one (in
