@@ -71,9 +71,9 @@ var (
 
 // hundredths is an amount in hundredths of its unit, rounded half away from zero, within a uint32.
 func hundredths(a decimal.Decimal) uint32 {
-	// The common case without big-number arithmetic: a coefficient of up to 18 digits and an
-	// exponent from -9 to 0.
-	if exp := a.Exponent(); exp <= 0 && exp >= -9 && a.Sign() > 0 && a.NumDigits() <= 18 {
+	// The common case without big-number arithmetic: a coefficient of up to 10 digits (times
+	// 100 fits easily) and an exponent from -9 to 0.
+	if exp := a.Exponent(); exp <= 0 && exp >= -9 && a.Sign() > 0 && a.NumDigits() <= 10 {
 		c := a.CoefficientInt64()
 		var h int64
 		if exp >= -2 {

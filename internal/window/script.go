@@ -5,15 +5,20 @@ package window
 // which foldScript adds to the merchants' counts later. It returns each card's history as it
 // is after the call.
 //
-//	KEYS[1..C] the cards' buckets, KEYS[C+1] the pending list
+//	KEYS[1..C] the cards' buckets, KEYS[C+1] the pending list (absent on a Redis Cluster, where
+//	    no payment has a merchant item)
 //	ARGV[1] cutoff: entries with an older event time (Unix seconds) are dropped from the front
-//	ARGV[2] the most entries a history keeps
-//	ARGV[3] TTL of a card bucket, ms: set when a card joins it, or it is swept
-//	ARGV[4] number of cards C
-//	then for each card: its field, its number of payments n, 1 to sweep its bucket first (drop
-//	    the cards whose newest entry is older than the cutoff) or 0, then for each payment its
-//	    entry and its merchant item: "-" to look it up only, "" to count it, else to count it
-//	    and push the item
+//	ARGV[2] sweep cutoff: a sweep drops the cards whose last entry is older than this (an entry
+//	    that came earlier can be newer by at most two windows and the lateness, so this is the
+//	    cutoff less those)
+//	ARGV[3] countable: entries from this event time on may still be redelivered and must be kept
+//	ARGV[4] the most entries a history keeps; past it the oldest go, except countable ones
+//	ARGV[5] the most entries a history keeps, countable ones too
+//	ARGV[6] TTL of a card bucket, ms: set when a card joins it, or it is swept
+//	ARGV[7] number of cards C
+//	then for each card: its field, its number of payments n, 1 to sweep its bucket first or 0,
+//	    then for each payment its entry and its merchant item: "-" to look it up only, "" to
+//	    count it, else to count it and push the item
 //
 // Write commands are what a script spends most on (about 2 µs each here), so there is one per
 // card with new payments and one per call for the merchants.
@@ -23,9 +28,10 @@ local function u32(s, i)
   return ((a * 256 + b) * 256 + c) * 256 + d
 end
 
-local cutoff, cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]) * 24, ARGV[3]
-local ncards = tonumber(ARGV[4])
-local a = 5
+local cutoff, sweepCutoff, countable = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local cap, hardCap, ttl = tonumber(ARGV[4]) * 24, tonumber(ARGV[5]) * 24, ARGV[6]
+local ncards = tonumber(ARGV[7])
+local a = 8
 local out, items = {}, {}
 for c = 1, ncards do
   local key, field, n, sweep = KEYS[c], ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
@@ -35,7 +41,7 @@ for c = 1, ncards do
     local all = redis.call('HGETALL', key)
     for i = 1, #all, 2 do
       local f, v = all[i], all[i + 1]
-      if f ~= field and (#v < 24 or u32(v, #v - 23) < cutoff) then
+      if f ~= field and (#v < 24 or u32(v, #v - 23) < sweepCutoff) then
         redis.call('HDEL', key, f)
       end
     end
@@ -67,18 +73,23 @@ for c = 1, ncards do
   end
   if #new > 0 then
     history = history .. table.concat(new)
+    -- Drop what is past keeping, then the oldest past the cap that can no longer be redelivered
+    -- into a window, then past the hard cap whatever is oldest.
     local from = 1
     while from <= #history and u32(history, from) < cutoff do
       from = from + 24
     end
-    from = math.max(from, #history - cap + 1)
+    while #history - from + 1 > cap and u32(history, from) < countable do
+      from = from + 24
+    end
+    from = math.max(from, #history - hardCap + 1)
     if from > 1 then
       history = string.sub(history, from)
     end
     redis.call('HSET', key, field, history)
-    if expire then
-      redis.call('PEXPIRE', key, ttl)
-    end
+  end
+  if expire then
+    redis.call('PEXPIRE', key, ttl) -- a bucket that a card joined, or swept (none if it is empty)
   end
   out[c] = history
 end

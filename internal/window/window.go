@@ -63,7 +63,9 @@ type Config struct {
 	// history starts again from nothing.
 	Buckets int `yaml:"buckets" env:"BUCKETS"`
 	// MaxPaymentsPerCard bounds a card's history (24 bytes a payment): past it, the oldest
-	// payments are forgotten, and the aggregates undercount.
+	// payments are forgotten, and the aggregates undercount. Payments that may still be
+	// redelivered into their window are kept past it, up to four times it; past that, a card's
+	// redelivered payments may count again.
 	MaxPaymentsPerCard int `yaml:"max_payments_per_card" env:"MAX_PAYMENTS_PER_CARD"`
 }
 
@@ -82,8 +84,8 @@ func (c Config) Validate() error {
 		return errors.New("window.key_prefix: must not be empty")
 	case c.Buckets < 1 || c.Buckets > 1<<24:
 		return fmt.Errorf("window.buckets: must be from 1 to 16777216, got %d", c.Buckets)
-	case c.MaxPaymentsPerCard < 16 || c.MaxPaymentsPerCard > 1<<20:
-		return fmt.Errorf("window.max_payments_per_card: must be from 16 to 1048576, got %d", c.MaxPaymentsPerCard)
+	case c.MaxPaymentsPerCard < 256 || c.MaxPaymentsPerCard > 1<<18:
+		return fmt.Errorf("window.max_payments_per_card: must be from 256 to 262144, got %d", c.MaxPaymentsPerCard)
 	}
 	return nil
 }
@@ -95,6 +97,10 @@ const maxPerCall = 100
 
 // expiryMargin keeps state a little past the time it can last be needed, for clocks that differ.
 const expiryMargin = 10 * time.Minute
+
+// hardCap: a card's history keeps up to this many times Config.MaxPaymentsPerCard entries when
+// the ones past the cap can still be redelivered into their window; past it, even those go.
+const hardCap = 4
 
 // Event is one payment as the windows see it.
 type Event struct {
@@ -169,6 +175,9 @@ func (w *sweeps) due(b uint32, today int64) bool {
 	return w.bits[b/64].Or(bit)&bit == 0
 }
 
+// undo gives back bucket b's sweep of today.
+func (w *sweeps) undo(b uint32) { w.bits[b/64].And(^(uint64(1) << (b % 64))) }
+
 // Key is the Redis key of the bucket that holds a card's history.
 func (s *Store) Key(card string) string {
 	sum := sha256.Sum256([]byte(card))
@@ -241,6 +250,7 @@ type call struct {
 
 type cardCall struct {
 	key, field string
+	bucket     uint32
 	sweep      bool
 	events     []int    // indexes into the batch
 	entries    [][]byte // their entries
@@ -271,7 +281,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			if id := events[i].Merchant; id != "" {
 				m := s.merchant(id)
 				merchants[i] = m
-				if now.Sub(m.read) >= s.refresh || m.read.After(now) {
+				if m.days == nil || now.Sub(m.read) >= s.refresh || m.read.After(now) {
 					m.read = now // read it in this round trip
 					reads = append(reads, m)
 				}
@@ -311,7 +321,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		}
 		cc := c.byCard[e.Card]
 		if cc == nil {
-			cc = &cardCall{key: key, field: string(cardSum[4:10]), sweep: s.swept.due(bucket, today)}
+			cc = &cardCall{key: key, field: string(cardSum[4:10]), bucket: bucket, sweep: s.swept.due(bucket, today)}
 			c.byCard[e.Card] = cc
 			c.cards = append(c.cards, cc)
 		}
@@ -333,13 +343,18 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		cc.items = append(cc.items, item)
 	}
 
-	cutoff := now.Add(-month*time.Second - s.cfg.AllowedLateness - expiryMargin).Unix()
+	// Entries are kept while a payment that can still be counted may look back to them: its 30
+	// days, from a window and the lateness (and a margin for clocks) before now.
+	countable := now.Add(-length - s.cfg.AllowedLateness - expiryMargin)
+	cutoff := countable.Add(-month * time.Second).Unix()
+	sweepCutoff := cutoff - int64((2*length+s.cfg.AllowedLateness+expiryMargin)/time.Second)
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
 	for k, c := range calls {
 		keys := make([]string, 0, len(c.cards)+1)
-		args := make([]any, 0, 4+3*len(c.cards)+2*len(events))
-		args = append(args, cutoff, s.cfg.MaxPaymentsPerCard, s.ttl().Milliseconds(), len(c.cards))
+		args := make([]any, 0, 7+3*len(c.cards)+2*len(events))
+		args = append(args, cutoff, sweepCutoff, countable.Unix(), s.cfg.MaxPaymentsPerCard, hardCap*s.cfg.MaxPaymentsPerCard,
+			s.ttl().Milliseconds(), len(c.cards))
 		for _, cc := range c.cards {
 			keys = append(keys, cc.key)
 			sweep := 0
@@ -351,7 +366,9 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 				args = append(args, en, cc.items[j])
 			}
 		}
-		keys = append(keys, s.pendingKey())
+		if !s.cluster {
+			keys = append(keys, s.pendingKey())
+		}
 		cmds[k] = s.script.EvalSha(ctx, pipe, keys, args...)
 	}
 	gets := make([]*redis.MapStringStringCmd, len(reads))
@@ -359,10 +376,17 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		gets[k] = pipe.HGetAll(ctx, m.key)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
+		s.mu.Lock()
 		for _, m := range reads {
-			s.mu.Lock()
 			m.read = time.Time{} // not read after all
-			s.mu.Unlock()
+		}
+		s.mu.Unlock()
+		for _, c := range calls {
+			for _, cc := range c.cards {
+				if cc.sweep {
+					s.swept.undo(cc.bucket) // perhaps not swept after all
+				}
+			}
 		}
 		return fmt.Errorf("observe %d payments: %w", len(events), err)
 	}

@@ -2,6 +2,7 @@ package window
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -222,8 +223,10 @@ func TestEveryKeyExpiresAndOldPaymentsAreDropped(t *testing.T) {
 	}
 	c.t = at("2026-03-20T10:30:00Z")
 	observe(t, s, Event{PaymentID: "c", Card: "c1", Time: at("2026-03-20T10:10:00Z")})
-	c.t = at("2026-03-31T13:00:00Z") // a, b are more than 30 days, the lateness and the margin old
-	observe(t, s, Event{PaymentID: "d", Card: "c1", Time: at("2026-03-31T12:50:00Z")})
+	// a and b are older than 30 days before the oldest event time that can still be counted
+	// (14:50 on the 31st: 2h10m before now), and b older than what a sweep keeps, 3h10m more.
+	c.t = at("2026-03-31T17:00:00Z")
+	observe(t, s, Event{PaymentID: "d", Card: "c1", Time: at("2026-03-31T16:50:00Z")})
 	if n, err := s.Fold(ctx); n != 1 || err != nil {
 		t.Fatalf("folded %d merchant counts (%v), want a's", n, err)
 	}
@@ -245,7 +248,7 @@ func TestEveryKeyExpiresAndOldPaymentsAreDropped(t *testing.T) {
 		t.Errorf("%d cards in the bucket, want c1 alone", n)
 	}
 	counts, err := s.Counts(ctx, "c1")
-	if err != nil || len(counts) != 2 || counts[at("2026-03-20T10:00:00Z")] != 1 || counts[at("2026-03-31T12:00:00Z")] != 1 {
+	if err != nil || len(counts) != 2 || counts[at("2026-03-20T10:00:00Z")] != 1 || counts[at("2026-03-31T16:00:00Z")] != 1 {
 		t.Errorf("counts %v, %v", counts, err)
 	}
 }
@@ -439,4 +442,54 @@ func BenchmarkObserve(b *testing.B) {
 			break
 		}
 	}
+}
+
+// A bucket swept on a day when its cards only look payments up still gets its TTL again.
+func TestSweepSetsTheTTLWithoutNewPayments(t *testing.T) {
+	s, rdb, _, c := newTestStore(t, at("2026-03-01T10:30:00Z"), 1)
+	ctx := context.Background()
+	a := Event{PaymentID: "a", Card: "c1", Time: at("2026-03-01T10:10:00Z")}
+	observe(t, s, a)
+	rdb.PExpire(ctx, s.Key("c1"), time.Hour)
+	c.t = at("2026-03-02T00:05:00Z") // the next day: its first write sweeps
+	if r := observe(t, s, a); r[0].Late || r[0].Count != 1 {
+		t.Fatalf("redelivered: %+v", r[0])
+	}
+	if ttl := rdb.PTTL(ctx, s.Key("c1")).Val(); ttl < 30*24*time.Hour {
+		t.Errorf("bucket TTL %s after the day's sweep, want about 31 days", ttl)
+	}
+}
+
+// Past window.max_payments_per_card a history drops its oldest payments, but not those that
+// can still be redelivered into their window: those count once however often they come.
+func TestCapKeepsRedeliverablePayments(t *testing.T) {
+	s, rdb, _, c := newTestStore(t, at("2026-03-01T10:59:00Z"), 16)
+	s.cfg.MaxPaymentsPerCard = 256
+	ctx := context.Background()
+	var events []Event
+	for i := range 300 {
+		events = append(events, Event{PaymentID: fmt.Sprintf("p%03d", i), Card: "c1", Time: at("2026-03-01T10:00:00Z").Add(time.Duration(i) * time.Second)})
+	}
+	for round := range 2 {
+		for i := 0; i < len(events); i += 100 {
+			for j, r := range observe(t, s, events[i:i+100]...) {
+				if r.Count != int64(i+j+1) {
+					t.Fatalf("round %d, payment %d: count %d", round, i+j, r.Count)
+				}
+			}
+		}
+	}
+	if n := len(rdb.HGet(ctx, s.Key("c1"), string(cardTag("c1"))).Val()) / entrySize; n != 300 {
+		t.Errorf("%d payments kept, want all 300 while they can be redelivered", n)
+	}
+	c.t = at("2026-03-01T13:20:00Z") // 10:00's window can no longer take payments
+	observe(t, s, Event{PaymentID: "q", Card: "c1", Time: at("2026-03-01T13:10:00Z")})
+	if n := len(rdb.HGet(ctx, s.Key("c1"), string(cardTag("c1"))).Val()) / entrySize; n != 256 {
+		t.Errorf("%d payments kept, want the cap, 256", n)
+	}
+}
+
+func cardTag(card string) []byte {
+	sum := sha256.Sum256([]byte(card))
+	return sum[4:10]
 }
