@@ -56,7 +56,7 @@ func TestAggregatesEqualBruteForce(t *testing.T) {
 			if len(sent) > 0 && rng.IntN(10) == 0 {
 				// On a horizon's edge, or a second inside it, from an earlier payment of the card.
 				h := []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 30 * 24 * time.Hour}[rng.IntN(4)]
-				behind := time.Duration(rng.IntN(int((2*time.Hour + expiryMargin) / time.Second))) * time.Second
+				behind := time.Duration(rng.IntN(int((2*time.Hour+expiryMargin)/time.Second))) * time.Second
 				for k := len(sent) - 1; k >= 0; k-- {
 					if p := sent[k]; p.Time.Add(h).Before(clock.Add(-behind)) {
 						e.Card, e.Time = p.Card, p.Time.Add(h-time.Duration(rng.IntN(2))*time.Second)
