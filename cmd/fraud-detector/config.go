@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/paysentry/fraud-detector/internal/detect"
+	"github.com/paysentry/fraud-detector/internal/model"
 	"github.com/paysentry/fraud-detector/internal/rules"
 	"github.com/paysentry/fraud-detector/internal/window"
 )
@@ -35,6 +36,7 @@ type Config struct {
 	Stream detect.Config `yaml:"stream" envPrefix:"STREAM_"`
 	Redis  RedisConfig   `yaml:"redis" envPrefix:"REDIS_"`
 	Window window.Config `yaml:"window" envPrefix:"WINDOW_"`
+	Model  model.Config  `yaml:"model" envPrefix:"MODEL_"`
 	Rules  rules.Config  `yaml:"rules" envPrefix:"RULES_"`
 	Card   CardConfig    `yaml:"card" envPrefix:"CARD_"`
 	Log    LogConfig     `yaml:"log" envPrefix:"LOG_"`
@@ -138,6 +140,7 @@ func defaultConfig() Config {
 			WriteTimeout: time.Second,
 		},
 		Window: window.Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096},
+		Model:  model.Config{Threshold: 0.5, Library: ".cache/onnxruntime/libonnxruntime.so.1.24.1", ReloadCheck: 5 * time.Second},
 		Rules:  rules.Config{AmountThreshold: decimal.NewFromInt(100)},
 		Log:    LogConfig{Level: "info"},
 	}
@@ -236,6 +239,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if err := c.Window.Validate(); err != nil {
+		return err
+	}
+	if err := c.Model.Validate(); err != nil {
 		return err
 	}
 	switch r := c.Redis; {

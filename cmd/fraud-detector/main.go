@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/paysentry/fraud-detector/internal/detect"
+	"github.com/paysentry/fraud-detector/internal/model"
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/rules"
 	"github.com/paysentry/fraud-detector/internal/window"
@@ -106,9 +107,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cancel()
 	windows := window.NewStore(rdb, cfg.Window, time.Now)
+	var scorer detect.Scorer
+	var watch func(context.Context) error
+	if cfg.Model.Path != "" {
+		m, err := model.NewScorer(cfg.Model, log)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		scorer = m
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		watch = func(ctx context.Context) error { return m.Watch(ctx, hup) }
+	}
 	handler := detect.NewHandler(cfg.Stream,
 		detect.Topics{HighRisk: cfg.Kafka.Topics.HighRisk, DLQ: cfg.Kafka.Topics.DLQ},
-		dec, amount, windows, out, log)
+		dec, amount, windows, scorer, out, log)
 
 	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group, "rules_version", amount.Version())
 	g, gctx := errgroup.WithContext(ctx)
@@ -118,6 +133,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return detect.Consume(gctx, group, []string{cfg.Kafka.Topics.Payments}, handler, log)
 	})
 	g.Go(func() error { return windows.RunFold(foldCtx, time.Second, log) })
+	if watch != nil {
+		g.Go(func() error { return watch(foldCtx) })
+	}
 	err = g.Wait()
 	log.Info("stopped")
 	return err

@@ -9,6 +9,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -50,9 +51,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		keyed     = fs.Bool("keyed", false, "with a file: write KEY<TAB>VALUE lines, as kcat -K'\\t' reads them")
 		brokers   = fs.String("brokers", "localhost:9092", "Kafka brokers, comma-separated")
 		topic     = fs.String("topic", "payments", "Kafka topic")
+		world     = fs.Bool("world", false, "simulate a population of cards and merchants over -days with labelled fraud scenarios (card testing, account takeover, compromised merchants, amount anomalies), in event-time order; -n, -rate and -bursts do not apply")
+		days      = fs.Int("days", 56, "with -world: days to simulate from -start")
+		merchants = fs.Int("merchants", 2000, "with -world: merchants")
+		labels    = fs.String("labels", "", "with -world: write each payment's label and scenario to this JSONL file (never into the stream)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *world {
+		wc := paygen.DefaultWorld(*seed)
+		wc.Days, wc.Merchants = *days, *merchants
+		if explicit(fs, "cards") {
+			wc.Cards = *cards
+		}
+		if *start != "" {
+			t, err := time.Parse(time.RFC3339, *start)
+			if err != nil {
+				return fmt.Errorf("-start: %w", err)
+			}
+			wc.Start = t
+		}
+		return writeWorld(ctx, wc, *out, *labels, *keyed, strings.Split(*brokers, ","), *topic, stdout, stderr)
 	}
 	cfg := paygen.Config{Seed: *seed, Cards: *cards, BurstShare: *bursts, CardNumberShare: *numbers, MalformedShare: *malformed}
 	switch {
@@ -191,5 +211,65 @@ func (k *kafkaWriter) close() error {
 	if err := <-k.errs; err != nil {
 		return fmt.Errorf("produce: %w", err)
 	}
+	return nil
+}
+
+// explicit reports whether a flag was given on the command line.
+func explicit(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
+}
+
+// writeWorld simulates a world and writes its payments, and its labels to their own file.
+func writeWorld(ctx context.Context, cfg paygen.WorldConfig, out, labelsPath string, keyed bool, brokers []string, topic string, stdout, stderr io.Writer) error {
+	began := time.Now()
+	payments := paygen.World(cfg)
+	var w writer
+	var err error
+	if out == "kafka" {
+		w, err = newKafkaWriter(brokers, topic)
+	} else {
+		w, err = newFileWriter(out, keyed, stdout)
+	}
+	if err != nil {
+		return err
+	}
+	var lw *bufio.Writer
+	var lf *os.File
+	if labelsPath != "" {
+		if lf, err = os.Create(labelsPath); err != nil {
+			return err
+		}
+		defer lf.Close()
+		lw = bufio.NewWriterSize(lf, 1<<16)
+	}
+	fraud := map[string]int{}
+	for i, p := range payments {
+		if i%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := w.write(paygen.Record{Key: p.Key, Value: p.Value}); err != nil {
+			return err
+		}
+		if p.Label.Label == "fraud" {
+			fraud[p.Label.Scenario]++
+		}
+		if lw != nil {
+			b, _ := json.Marshal(p.Label)
+			lw.Write(b)
+			lw.WriteByte('\n')
+		}
+	}
+	if err := w.close(); err != nil {
+		return err
+	}
+	if lw != nil {
+		if err := lw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stderr, "paygen: %d payments of %d cards over %d days in %s; fraud by scenario: %v\n",
+		len(payments), cfg.Cards, cfg.Days, time.Since(began).Round(time.Millisecond), fraud)
 	return nil
 }

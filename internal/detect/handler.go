@@ -17,6 +17,7 @@ import (
 	"github.com/paysentry/fraud-detector/internal/decision"
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/rules"
+	"github.com/paysentry/fraud-detector/internal/window"
 )
 
 // Config sets how records are batched and drained.
@@ -103,6 +104,7 @@ type Handler struct {
 	dec    *payment.Decoder
 	amount *rules.Amount
 	win    Windows
+	model  Scorer // nil: no model
 	out    *Outputs
 	log    *slog.Logger
 	now    func() time.Time
@@ -112,10 +114,14 @@ type Handler struct {
 
 var _ sarama.ConsumerGroupHandler = (*Handler)(nil)
 
-// NewHandler returns a handler that decodes with dec, decides with the amount rule and the card
-// windows, and writes through out.
-func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, win Windows, out *Outputs, log *slog.Logger) *Handler {
-	return &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, out: out, log: log, now: time.Now}
+// NewHandler returns a handler that decodes with dec, decides with the amount rule, the card
+// windows and the model (nil: none), and writes through out.
+func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, win Windows, scorer Scorer, out *Outputs, log *slog.Logger) *Handler {
+	h := &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, out: out, log: log, now: time.Now}
+	if scorer != nil {
+		h.model = scorer
+	}
+	return h
 }
 
 // Setup is called when a new session starts.
@@ -283,8 +289,12 @@ type item struct {
 	p           payment.Payment
 	err         error // decoding error: the record is dead-lettered
 	reasons     []decision.Reason
-	windowCount *int64 // the card's count in the payment's window; nil if late or degraded
+	windowCount *int64         // the card's count in the payment's window; nil if late or degraded
+	state       *window.Result // what the windows said; nil if degraded
 	degraded    bool
+	features    []float32 // the model's inputs, when a model (or the replay) wants them
+	score       *float64
+	version     string // of the model that scored it
 }
 
 // flagged reports whether a detector found a risk; late_event and degraded_state only explain.
@@ -305,18 +315,8 @@ func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) (
 	items := make([]item, len(msgs))
 	for i, m := range msgs {
 		items[i].msg = m
-		items[i].p, items[i].err = h.dec.Decode(m.Value)
 	}
-	for i := range items {
-		it := &items[i]
-		if it.err != nil {
-			continue
-		}
-		if r, ok := h.amount.Check(it.p.Amount, it.p.Currency); ok {
-			it.reasons = append(it.reasons, r)
-		}
-	}
-	if !h.windows(ctx, items) {
+	if !h.decide(ctx, items, h.model != nil) {
 		return nil, false
 	}
 	now := h.now().UTC()
@@ -333,14 +333,39 @@ func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) (
 	return out, true
 }
 
+// decide runs the detectors over a batch: decode, the amount rule, the card windows, the model.
+// With features, every valid item gets its model features even without a model (the replay
+// wants them). It reports false if the batch could not be decided before the session ended.
+func (h *Handler) decide(ctx context.Context, items []item, features bool) bool {
+	for i := range items {
+		it := &items[i]
+		it.p, it.err = h.dec.Decode(it.msg.Value)
+		if it.err != nil {
+			continue
+		}
+		if r, ok := h.amount.Check(it.p.Amount, it.p.Currency); ok {
+			it.reasons = append(it.reasons, r)
+		}
+	}
+	if !h.windows(ctx, items) {
+		return false
+	}
+	if features {
+		h.score(items)
+	}
+	return true
+}
+
 func (h *Handler) decision(it *item, now time.Time) *sarama.ProducerMessage {
 	pj := it.p.JSON()
 	d := decision.Decision{
 		PaymentID:    it.p.ID,
 		CardID:       it.p.CardID,
 		Flagged:      true,
+		Score:        it.score,
 		Reasons:      it.reasons,
 		WindowCount:  it.windowCount,
+		ModelVersion: it.version,
 		RulesVersion: h.amount.Version(),
 		DecidedAt:    now,
 		Payment:      pj,

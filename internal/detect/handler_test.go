@@ -194,7 +194,7 @@ func newRig(t *testing.T, cfg Config) *rig {
 	r.h = NewHandler(cfg, Topics{HighRisk: "high-risk", DLQ: "dlq"},
 		payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
 		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}),
-		r.win, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		r.win, nil, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(func() { cancel(); out.Close(time.Second) })
 	return r
 }

@@ -57,12 +57,13 @@ func (h *Handler) windows(ctx context.Context, items []item) bool {
 		return true
 	}
 	for k, i := range idx {
-		r := results[k]
-		if !r.Late {
+		r := &results[k]
+		items[i].state = r
+		if !r.Late && !r.Ahead {
 			n := r.Count
 			items[i].windowCount = &n
 		}
-		items[i].reasons = append(items[i].reasons, h.win.Reasons(r)...)
+		items[i].reasons = append(items[i].reasons, h.win.Reasons(*r)...)
 	}
 	return true
 }

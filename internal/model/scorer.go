@@ -1,0 +1,139 @@
+package model
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// Config sets the model.
+type Config struct {
+	// Path of the ONNX model file; empty: no model (decisions on the rules and windows alone).
+	Path string `yaml:"path" env:"PATH"`
+	// Threshold: a fraud probability greater than this flags the payment with model_score.
+	Threshold float64 `yaml:"threshold" env:"THRESHOLD"`
+	// Library is the ONNX Runtime shared library (scripts/onnxruntime.sh fetches it).
+	Library string `yaml:"onnxruntime_library" env:"ONNXRUNTIME_LIBRARY"`
+	// ReloadCheck is how often the file is checked for a change (SIGHUP checks at once); 0: never.
+	ReloadCheck time.Duration `yaml:"reload_check" env:"RELOAD_CHECK"`
+}
+
+// Validate reports the first setting that is out of range.
+func (c Config) Validate() error {
+	switch {
+	case c.Threshold <= 0 || c.Threshold >= 1:
+		return fmt.Errorf("model.threshold: must be between 0 and 1, got %g", c.Threshold)
+	case c.ReloadCheck < 0:
+		return fmt.Errorf("model.reload_check: must not be negative, got %s", c.ReloadCheck)
+	case c.Path != "" && c.Library == "":
+		return fmt.Errorf("model.onnxruntime_library: must name the ONNX Runtime library when model.path is set")
+	}
+	return nil
+}
+
+// Scorer scores with the model file at Config.Path, and swaps in a new model when the file
+// changes. A batch is scored by one model from start to end: a swap waits for the batches in
+// flight and takes effect from the next.
+type Scorer struct {
+	cfg Config
+	log *slog.Logger
+
+	mu    sync.RWMutex
+	model *Model
+}
+
+// NewScorer loads the model at cfg.Path. A model that cannot be loaded, or whose features differ
+// from FeatureNames, is an error.
+func NewScorer(cfg Config, log *slog.Logger) (*Scorer, error) {
+	if err := Init(cfg.Library); err != nil {
+		return nil, err
+	}
+	m, err := Load(cfg.Path, FeatureNames)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("model loaded", "path", cfg.Path, "model_version", m.Version, "features", len(FeatureNames), "threshold", cfg.Threshold)
+	return &Scorer{cfg: cfg, log: log, model: m}, nil
+}
+
+// Score scores n rows of features into out with the current model.
+func (s *Scorer) Score(rows []float32, n int, out []float64) (version string, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.model.Version, s.model.Score(rows, n, out)
+}
+
+// Threshold is the probability above which a payment is flagged.
+func (s *Scorer) Threshold() float64 { return s.cfg.Threshold }
+
+// Version is the current model's version.
+func (s *Scorer) Version() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.model.Version
+}
+
+// Reload loads the file again if its content changed, and swaps the new model in. A file that
+// cannot be loaded leaves the current model in place; the error says why.
+func (s *Scorer) Reload() (bool, error) {
+	data, err := os.ReadFile(s.cfg.Path)
+	if err != nil {
+		return false, fmt.Errorf("reload model: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	s.mu.RLock()
+	same := s.model.Hash == hex.EncodeToString(sum[:])
+	s.mu.RUnlock()
+	if same {
+		return false, nil
+	}
+	m, err := load(data, FeatureNames)
+	if err != nil {
+		return false, fmt.Errorf("reload model %s: %w; the current model stays", s.cfg.Path, err)
+	}
+	s.mu.Lock()
+	old := s.model
+	s.model = m
+	s.mu.Unlock()
+	old.Close()
+	s.log.Info("model reloaded", "path", s.cfg.Path, "model_version", m.Version, "was", old.Version)
+	return true, nil
+}
+
+// Watch reloads the model when its file changes (checked every Config.ReloadCheck) or when
+// hup receives, until ctx ends.
+func (s *Scorer) Watch(ctx context.Context, hup <-chan os.Signal) error {
+	var tick <-chan time.Time
+	if s.cfg.ReloadCheck > 0 {
+		t := time.NewTicker(s.cfg.ReloadCheck)
+		defer t.Stop()
+		tick = t.C
+	}
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+		case <-hup:
+		}
+		if _, err := s.Reload(); err != nil && err.Error() != lastErr {
+			s.log.Error("model not reloaded", "err", err)
+			lastErr = err.Error()
+		} else if err == nil {
+			lastErr = ""
+		}
+	}
+}
+
+// Close frees the model.
+func (s *Scorer) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.model.Close()
+}
