@@ -260,4 +260,3 @@ func poisson(rng *rand.Rand, lambda float64) int {
 		k++
 	}
 }
-
