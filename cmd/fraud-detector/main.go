@@ -40,6 +40,9 @@ func main() {
 
 // run starts the service and returns when ctx is done and everything in flight is drained.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "replay" {
+		return runReplay(ctx, args[1:], getenv, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("fraud-detector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", defaultConfigPath, "the YAML configuration `file`; FRAUD_* environment variables override it")

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/paysentry/fraud-detector/internal/decision"
+	"github.com/paysentry/fraud-detector/internal/detect"
+	"github.com/paysentry/fraud-detector/internal/model"
+	"github.com/paysentry/fraud-detector/internal/payment"
+	"github.com/paysentry/fraud-detector/internal/rules"
+	"github.com/paysentry/fraud-detector/internal/window"
+)
+
+const replayUsage = `fraud-detector replay: run the service's decode, rules, windows and model over a file of
+payments in event-time order, and write every payment's features, score, decision and reasons as
+CSV: training data computed by the serving code, and backtests of a rule or model change.
+
+  fraud-detector replay -in payments.jsonl -labels labels.jsonl -out features.csv
+  fraud-detector replay -in payments.jsonl -labels labels.jsonl -model configs/model.onnx -out /dev/null
+
+Input: one payment (the topic's JSON) a line. Labels: one {"payment_id", "label": "fraud" |
+"legitimate", "scenario"} a line (what paygen -world -labels writes). With labels, precision,
+recall and average precision of the decisions (and of the model's scores) go to standard error.
+`
+
+// replayLine is a payment of the input with what the replay knows of it.
+type replayLine struct {
+	value []byte
+	at    time.Time
+	n     int // input order
+}
+
+type label struct {
+	PaymentID string `json:"payment_id"`
+	Label     string `json:"label"`
+	Scenario  string `json:"scenario"`
+}
+
+func runReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, replayUsage); fs.PrintDefaults() }
+	configPath := fs.String("config", defaultConfigPath, "the YAML configuration `file` (rules, windows, model); FRAUD_* variables override it")
+	in := fs.String("in", "", "payments, JSONL (- for standard input)")
+	labelsPath := fs.String("labels", "", "labels, JSONL (optional)")
+	out := fs.String("out", "-", "where to write the CSV (- for standard output)")
+	redisAddr := fs.String("redis", "", "a Redis to keep the card state in, under a key prefix of its own that is deleted after; default: an in-process Redis")
+	modelPath := fs.String("model", "", "score with this ONNX model (default: model.path of the configuration; \"none\" for no model)")
+	batch := fs.Int("batch", 500, "payments a batch, as the stream's stream.batch_size")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *in == "" {
+		fs.Usage()
+		return errors.New("replay: -in is required")
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	cfg, err := loadConfig(*configPath, explicit, getenv)
+	if err != nil {
+		return err
+	}
+	switch *modelPath {
+	case "":
+	case "none":
+		cfg.Model.Path = ""
+	default:
+		cfg.Model.Path = *modelPath
+	}
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	lines, invalid, err := readPayments(*in, payment.NewDecoder([]byte(cfg.Card.HMACKey), cfg.Stream.MaxPaymentBytes))
+	if err != nil {
+		return err
+	}
+	labels, err := readLabels(*labelsPath)
+	if err != nil {
+		return err
+	}
+
+	// The card state: Redis, with a clock that follows the payments' event time.
+	var rdb *redis.Client
+	if *redisAddr == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.Start(); err != nil {
+			return fmt.Errorf("in-process redis: %w", err)
+		}
+		defer mr.Close()
+		rdb = redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	} else {
+		rdb = redis.NewClient(&redis.Options{Addr: *redisAddr})
+		cfg.Window.KeyPrefix = fmt.Sprintf("replay-%d", time.Now().UnixNano())
+		defer deleteKeys(rdb, cfg.Window.KeyPrefix)
+	}
+	defer rdb.Close()
+	var clock time.Time
+	store := window.NewStore(rdb, cfg.Window, func() time.Time { return clock })
+
+	var scorer detect.Scorer
+	if cfg.Model.Path != "" {
+		m, err := model.NewScorer(cfg.Model, log)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		scorer = m
+	}
+	stream := cfg.Stream
+	stream.StateFailurePolicy = detect.FailClosed // a replay waits for Redis rather than decide without it
+	h := detect.NewHandler(stream, detect.Topics{}, payment.NewDecoder([]byte(cfg.Card.HMACKey), cfg.Stream.MaxPaymentBytes),
+		rules.NewAmount(cfg.Rules), store, scorer, nil, log)
+
+	w := os.Stdout
+	if f, ok := stdout.(*os.File); ok {
+		w = f
+	}
+	if *out != "-" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	cw := csv.NewWriter(bw)
+	cw.Write(append([]string{"payment_id", "event_time", "card_id", "label", "scenario", "rules_flagged", "flagged", "score", "reasons"}, model.FeatureNames...))
+
+	var ev evaluation
+	values := make([][]byte, 0, *batch)
+	began := time.Now()
+	for start, end := 0, 0; start < len(lines); start = end {
+		// A batch is what the stream would have read together: up to -batch payments, within a
+		// minute of event time. The clock that judges lateness is the batch's newest event time.
+		values = values[:0]
+		for end = start; end < len(lines) && end-start < *batch && lines[end].at.Sub(lines[start].at) <= time.Minute; end++ {
+			values = append(values, lines[end].value)
+			clock = maxTime(clock, lines[end].at)
+		}
+		outcomes, err := h.Decide(ctx, values)
+		if err != nil {
+			return err
+		}
+		if _, err := store.Fold(ctx); err != nil {
+			return err
+		}
+		for _, o := range outcomes {
+			if o.Err != nil {
+				continue // readPayments left out what does not decode
+			}
+			l := labels[o.Payment.ID]
+			rulesFlagged := slices.ContainsFunc(o.Reasons, func(r decision.Reason) bool {
+				return r.Code == decision.CodeAmount || r.Code == decision.CodeVelocity
+			})
+			ev.add(l.Label, o.Flagged, rulesFlagged, o.Score)
+			codes := make([]string, len(o.Reasons))
+			for i, r := range o.Reasons {
+				codes[i] = r.Code
+			}
+			row := []string{o.Payment.ID, strconv.FormatInt(o.Payment.Time.Unix(), 10), o.Payment.CardID,
+				labelValue(l.Label), l.Scenario, b01(rulesFlagged), b01(o.Flagged), score(o.Score), strings.Join(codes, "|")}
+			for _, f := range o.Features {
+				row = append(row, strconv.FormatFloat(float64(f), 'g', -1, 32))
+			}
+			cw.Write(row)
+		}
+	}
+	cw.Flush()
+	if err := errors.Join(cw.Error(), bw.Flush()); err != nil {
+		return fmt.Errorf("write %s: %w", *out, err)
+	}
+	fmt.Fprintf(stderr, "replay: %d payments in %s (%d invalid, left out)\n", len(lines), time.Since(began).Round(time.Millisecond), invalid)
+	if len(labels) > 0 {
+		ev.report(stderr)
+	}
+	return nil
+}
+
+// readPayments reads the payments of a JSONL file in event-time order (input order among equal
+// times). Lines that do not decode are counted and left out.
+func readPayments(path string, dec *payment.Decoder) ([]replayLine, int, error) {
+	var r io.Reader = os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, 0, err
+		}
+		defer f.Close()
+		r = f
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 4<<20)
+	var lines []replayLine
+	invalid := 0
+	for sc.Scan() {
+		v := slices.Clone(sc.Bytes())
+		p, err := dec.Decode(v)
+		if err != nil {
+			invalid++
+			continue
+		}
+		lines = append(lines, replayLine{value: v, at: p.Time, n: len(lines)})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	slices.SortStableFunc(lines, func(a, b replayLine) int { return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.n, b.n)) })
+	return lines, invalid, nil
+}
+
+func readLabels(path string) (map[string]label, error) {
+	labels := map[string]label{}
+	if path == "" {
+		return labels, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		var l label
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.PaymentID == "" || (l.Label != "fraud" && l.Label != "legitimate") {
+			return nil, fmt.Errorf("%s:%d: want {\"payment_id\", \"label\": \"fraud\" or \"legitimate\"} (%v)", path, n, err)
+		}
+		labels[l.PaymentID] = l
+	}
+	return labels, sc.Err()
+}
+
+func deleteKeys(rdb *redis.Client, prefix string) {
+	ctx := context.Background()
+	iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		rdb.Unlink(ctx, iter.Val())
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func labelValue(l string) string {
+	switch l {
+	case "fraud":
+		return "1"
+	case "legitimate":
+		return "0"
+	}
+	return ""
+}
+
+func b01(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func score(s *float64) string {
+	if s == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*s, 'g', 8, 64)
+}
