@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test: gofmt and go vet, the unit tests with the race detector, a short fuzz of the
 # payment decoder, and the end-to-end tests against the real local stack, which it starts with
-# scripts/stack.sh up (installing Kafka, Redis and kcat first if they are missing).
+# scripts/stack.sh up (installing Kafka, Redis and kcat first if they are missing); the model's
+# tests load ONNX Runtime, which scripts/onnxruntime.sh fetches (npm).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/stack.sh up
+# ONNX Runtime for the model's tests, from the onnxruntime-node npm package (cached in .cache/).
+FD_ORT_LIBRARY=$(scripts/onnxruntime.sh)
+export FD_ORT_LIBRARY
 
 echo "== gofmt, go vet"
 unformatted=$(gofmt -l cmd internal e2e)
