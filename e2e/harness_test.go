@@ -25,7 +25,9 @@ import (
 var (
 	brokers   = envOr("FD_E2E_BROKERS", "127.0.0.1:9092")
 	redisAddr = envOr("FD_E2E_REDIS", "127.0.0.1:6379")
-	binPath   string // the service, built once by TestMain
+	// ortLibrary is ONNX Runtime for the model's tests (scripts/onnxruntime.sh fetches it).
+	ortLibrary = envOr("FD_ORT_LIBRARY", "")
+	binPath    string // the service, built once by TestMain
 )
 
 const hmacKey = "e2e-card-key-0123456789"
@@ -59,6 +61,15 @@ func testMain(m *testing.M) int {
 	rdb.Close()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: Redis is not reachable at %s (%v): start the stack with scripts/stack.sh up, or set FD_E2E_REDIS\n", redisAddr, err)
+		return 1
+	}
+	if ortLibrary == "" {
+		if abs, err := filepath.Abs("../.cache/onnxruntime/libonnxruntime.so.1.24.1"); err == nil {
+			ortLibrary = abs
+		}
+	}
+	if _, err := os.Stat(ortLibrary); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: ONNX Runtime is not at %s (%v): fetch it with scripts/onnxruntime.sh, or set FD_ORT_LIBRARY\n", ortLibrary, err)
 		return 1
 	}
 	dir, err := os.MkdirTemp("", "fd-e2e-")
@@ -157,12 +168,15 @@ func (tp topics) env() []string {
 		"FRAUD_CARD_HMAC_KEY=" + hmacKey,
 		"FRAUD_REDIS_ADDRS=" + redisAddr,
 		"FRAUD_WINDOW_KEY_PREFIX=" + tp.group, // each test's windows apart from the others'
+		"FRAUD_MODEL_PATH=none",               // the rules and windows alone, unless a test says otherwise
+		"FRAUD_MODEL_ONNXRUNTIME_LIBRARY=" + ortLibrary,
 	}
 }
 
 func startService(t *testing.T, tp topics, extra ...string) *service {
 	t.Helper()
-	cmd := exec.Command(binPath, "-config", "../configs/config.yaml")
+	cmd := exec.Command(binPath, "-config", "configs/config.yaml")
+	cmd.Dir = ".." // the repository: the configuration's paths are relative to it
 	cmd.Env = append(append(os.Environ(), tp.env()...), extra...)
 	cmd.SysProcAttr = dieWithTest()
 	s := &service{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/stack.sh up
 mkdir -p .cache/bin
+scripts/onnxruntime.sh >/dev/null # the model runs on ONNX Runtime
 go build -o .cache/bin/fraud-detector ./cmd/fraud-detector
 go run ./cmd/streambench -brokers "127.0.0.1:${KAFKA_PORT:-9092}" -redis "127.0.0.1:${REDIS_PORT:-6379}" \
   -bin .cache/bin/fraud-detector "$@"

@@ -9,6 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/stack.sh up
 mkdir -p .cache/bin .cache/demo
+scripts/onnxruntime.sh >/dev/null # the model runs on ONNX Runtime
 go build -o .cache/bin/fraud-detector ./cmd/fraud-detector
 go build -o .cache/bin/paygen ./cmd/paygen
 

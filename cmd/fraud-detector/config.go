@@ -140,7 +140,7 @@ func defaultConfig() Config {
 			WriteTimeout: time.Second,
 		},
 		Window: window.Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096},
-		Model:  model.Config{Threshold: 0.5, Library: ".cache/onnxruntime/libonnxruntime.so.1.24.1", ReloadCheck: 5 * time.Second},
+		Model:  model.Config{Path: "configs/model.onnx", Threshold: 0.5, Library: ".cache/onnxruntime/libonnxruntime.so.1.24.1", ReloadCheck: 5 * time.Second},
 		Rules:  rules.Config{AmountThreshold: decimal.NewFromInt(100)},
 		Log:    LogConfig{Level: "info"},
 	}

@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	windows := window.NewStore(rdb, cfg.Window, time.Now)
 	var scorer detect.Scorer
 	var watch func(context.Context) error
-	if cfg.Model.Path != "" {
+	if cfg.Model.Enabled() {
 		m, err := model.NewScorer(cfg.Model, log)
 		if err != nil {
 			return err

@@ -77,11 +77,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	switch *modelPath {
-	case "":
-	case "none":
-		cfg.Model.Path = ""
-	default:
+	if *modelPath != "" {
 		cfg.Model.Path = *modelPath
 	}
 	if err := cfg.validate(); err != nil {
@@ -117,7 +113,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	store := window.NewStore(rdb, cfg.Window, func() time.Time { return clock })
 
 	var scorer detect.Scorer
-	if cfg.Model.Path != "" {
+	if cfg.Model.Enabled() {
 		m, err := model.NewScorer(cfg.Model, log)
 		if err != nil {
 			return err

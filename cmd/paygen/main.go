@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		bursts    = fs.Float64("bursts", 0.002, "share of payments that start a burst of 11-20 on one card")
 		numbers   = fs.Float64("card-numbers", 0.1, "share of payments that carry a card_number rather than a card_id")
 		malformed = fs.Float64("malformed", 0, "share of records that are malformed")
-		start     = fs.String("start", "", "event time of the first payment (RFC 3339); default: the wall clock when -rate is set, else 2026-01-05T00:00:00Z")
+		start     = fs.String("start", "", "event time of the first payment (RFC 3339); default: the wall clock when -rate is set, else 2026-01-05T00:00:00Z; with -world, \"now\" ends the simulated days now")
 		out       = fs.String("out", "kafka", "where to write: kafka, a file path, or - for standard output")
 		keyed     = fs.Bool("keyed", false, "with a file: write KEY<TAB>VALUE lines, as kcat -K'\\t' reads them")
 		brokers   = fs.String("brokers", "localhost:9092", "Kafka brokers, comma-separated")
@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		days      = fs.Int("days", 56, "with -world: days to simulate from -start")
 		merchants = fs.Int("merchants", 2000, "with -world: merchants")
 		labels    = fs.String("labels", "", "with -world: write each payment's label and scenario to this JSONL file (never into the stream)")
+		fraud     = fs.Float64("fraud-scale", 1, "with -world: multiply the chances of every fraud scenario by this")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -62,10 +63,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *world {
 		wc := paygen.DefaultWorld(*seed)
 		wc.Days, wc.Merchants = *days, *merchants
+		wc.CardTesting *= *fraud
+		wc.AccountTakeover *= *fraud
+		wc.AmountAnomaly *= *fraud
+		wc.CompromisedMerchants *= *fraud
 		if explicit(fs, "cards") {
 			wc.Cards = *cards
 		}
-		if *start != "" {
+		switch *start {
+		case "":
+		case "now":
+			wc.Start = time.Now().UTC().Add(-time.Duration(wc.Days) * 24 * time.Hour)
+		default:
 			t, err := time.Parse(time.RFC3339, *start)
 			if err != nil {
 				return fmt.Errorf("-start: %w", err)

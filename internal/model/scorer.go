@@ -13,7 +13,8 @@ import (
 
 // Config sets the model.
 type Config struct {
-	// Path of the ONNX model file; empty: no model (decisions on the rules and windows alone).
+	// Path of the ONNX model file, relative to the working directory; "none" (or empty): no model,
+	// decisions on the rules and windows alone.
 	Path string `yaml:"path" env:"PATH"`
 	// Threshold: a fraud probability greater than this flags the payment with model_score.
 	Threshold float64 `yaml:"threshold" env:"THRESHOLD"`
@@ -23,6 +24,9 @@ type Config struct {
 	ReloadCheck time.Duration `yaml:"reload_check" env:"RELOAD_CHECK"`
 }
 
+// Enabled reports whether a model is configured.
+func (c Config) Enabled() bool { return c.Path != "" && c.Path != "none" }
+
 // Validate reports the first setting that is out of range.
 func (c Config) Validate() error {
 	switch {
@@ -30,7 +34,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("model.threshold: must be between 0 and 1, got %g", c.Threshold)
 	case c.ReloadCheck < 0:
 		return fmt.Errorf("model.reload_check: must not be negative, got %s", c.ReloadCheck)
-	case c.Path != "" && c.Library == "":
+	case c.Enabled() && c.Library == "":
 		return fmt.Errorf("model.onnxruntime_library: must name the ONNX Runtime library when model.path is set")
 	}
 	return nil
