@@ -97,7 +97,9 @@ func TestModelFlagsFraudScenarios(t *testing.T) {
 		if d.Score == nil || d.ModelVersion == "" {
 			t.Fatalf("decision %s without a score or model version", d.PaymentID)
 		}
-		if slices.ContainsFunc(d.Reasons, func(r struct{ Code string `json:"code"` }) bool { return r.Code == "model_score" }) {
+		if slices.ContainsFunc(d.Reasons, func(r struct {
+			Code string `json:"code"`
+		}) bool { return r.Code == "model_score" }) {
 			byModel++
 			if labels[d.PaymentID] == "fraud" {
 				byModelFraud++
