@@ -91,8 +91,8 @@ func testMain(m *testing.M) int {
 // topics are one test's own topics and group, so that tests neither see each other's records nor
 // depend on what earlier runs left in the stack.
 type topics struct {
-	payments, highRisk, dlq, group string
-	partitions                     int32
+	payments, highRisk, dlq, labels, group string
+	partitions                             int32
 }
 
 func newTopics(t *testing.T, partitions int32) topics {
@@ -100,11 +100,11 @@ func newTopics(t *testing.T, partitions int32) topics {
 	suffix := fmt.Sprintf("%s-%d-%04d", strings.ToLower(t.Name()), time.Now().Unix(), rand.IntN(10000))
 	suffix = strings.NewReplacer("/", "-", "_", "-").Replace(suffix)
 	tp := topics{
-		payments: "payments-" + suffix, highRisk: "high-risk-" + suffix, dlq: "dlq-" + suffix,
+		payments: "payments-" + suffix, highRisk: "high-risk-" + suffix, dlq: "dlq-" + suffix, labels: "labels-" + suffix,
 		group: "fd-" + suffix, partitions: partitions,
 	}
 	admin := newAdmin(t)
-	for name, n := range map[string]int32{tp.payments: partitions, tp.highRisk: 3, tp.dlq: 1} {
+	for name, n := range map[string]int32{tp.payments: partitions, tp.highRisk: 3, tp.dlq: 1, tp.labels: 1} {
 		err := admin.CreateTopic(name, &sarama.TopicDetail{NumPartitions: n, ReplicationFactor: 1,
 			ConfigEntries: map[string]*string{"max.message.bytes": ptr("2097152")}}, false)
 		if err != nil {
@@ -112,7 +112,7 @@ func newTopics(t *testing.T, partitions int32) topics {
 		}
 	}
 	t.Cleanup(func() {
-		for _, name := range []string{tp.payments, tp.highRisk, tp.dlq} {
+		for _, name := range []string{tp.payments, tp.highRisk, tp.dlq, tp.labels} {
 			admin.DeleteTopic(name)
 		}
 		// The test's card state (the service's key prefix is the group): it would live 31 days.
@@ -165,6 +165,7 @@ func (tp topics) env() []string {
 		"FRAUD_KAFKA_TOPICS_PAYMENTS=" + tp.payments,
 		"FRAUD_KAFKA_TOPICS_HIGH_RISK=" + tp.highRisk,
 		"FRAUD_KAFKA_TOPICS_DLQ=" + tp.dlq,
+		"FRAUD_KAFKA_TOPICS_LABELS=" + tp.labels,
 		"FRAUD_CARD_HMAC_KEY=" + hmacKey,
 		"FRAUD_REDIS_ADDRS=" + redisAddr,
 		"FRAUD_WINDOW_KEY_PREFIX=" + tp.group, // each test's windows apart from the others'

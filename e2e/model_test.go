@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 const shippedModel = "configs/model.onnx" // relative to the repository, where the service runs
@@ -141,7 +145,7 @@ func TestMismatchedModelIsRefused(t *testing.T) {
 	if s.err == nil {
 		t.Error("the service exited 0 with a mismatched model")
 	}
-	if want := "the model lacks [amount_eur] and has [amount_usd]"; !strings.Contains(s.logs.String(), want) {
+	if want := "the model lacks [amount_eur] and has [amount_usd] that the service does not compute"; !strings.Contains(s.logs.String(), want) {
 		t.Errorf("the error does not say %q:\n%s", want, s.logs.tail(2048))
 	}
 }
@@ -221,4 +225,40 @@ func TestModelSwapMidStream(t *testing.T) {
 		t.Errorf("decisions by model version: %v", counts)
 	}
 	t.Logf("decisions by model version: %v", counts)
+}
+
+// An analyst's verdict on fraud-labels reaches the merchant's fraud counts in Redis, which the
+// model's features read (layout re-derived here: <prefix>:mf:{<FNV-1a of the merchant, hex>},
+// field <day of the payment>:<first 6 bytes of SHA-256 of the payment id, hex>).
+func TestLabelsReachMerchantFraudCounts(t *testing.T) {
+	tp := newTopics(t, 1)
+	at := time.Now().UTC().Add(-time.Minute)
+	kcatProduce(t, tp.payments, []string{`card-l1	{"payment_id":"lab-1","card_id":"card-l1","amount":"12.00","currency":"EUR","timestamp":"` +
+		at.Format(time.RFC3339) + `","merchant_id":"m-labelled"}`}, false)
+	s := startService(t, tp)
+	waitCaughtUp(t, s, tp, 30*time.Second)
+	kcatProduce(t, tp.labels, []string{`card-l1	{"payment_id":"lab-1","card_id":"card-l1","label":"fraud","analyst":"a1","note":"confirmed","decided_at":"` +
+		time.Now().UTC().Format(time.RFC3339) + `"}`, `x	not a label`}, false)
+
+	h := uint32(2166136261)
+	for _, c := range []byte("m-labelled") {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	pid := sha256.Sum256([]byte("lab-1"))
+	key := fmt.Sprintf("%s:mf:{%08x}", tp.group, h)
+	field := fmt.Sprintf("%d:%x", at.Unix()/86400, pid[:6])
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for !rdb.HExists(context.Background(), key, field).Val() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no field %s in %s after 30 s", field, key)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ttl := rdb.PTTL(context.Background(), key).Val(); ttl <= 0 {
+		t.Errorf("fraud counts without a TTL (%s)", ttl)
+	}
+	waitForLog(t, s, `"msg":"not a label; skipped"`)
+	s.stop(t)
 }

@@ -15,6 +15,7 @@ service refuses a model whose feature names differ from its own.
 """
 
 import argparse
+import warnings
 import csv
 import hashlib
 import json
@@ -27,6 +28,9 @@ import onnxruntime as ort
 from onnxmltools import convert_lightgbm
 from onnxmltools.convert.common.data_types import FloatTensorType
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+# LightGBM names its columns when it fits on an array; scikit-learn then warns on every predict.
+warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 FIXED = ["payment_id", "event_time", "card_id", "label", "scenario", "rules_flagged", "flagged", "score", "reasons"]
 

@@ -63,6 +63,7 @@ type TopicsConfig struct {
 	Payments string `yaml:"payments" env:"PAYMENTS"`
 	HighRisk string `yaml:"high_risk" env:"HIGH_RISK"`
 	DLQ      string `yaml:"dlq" env:"DLQ"`
+	Labels   string `yaml:"labels" env:"LABELS"`
 }
 
 // RedisConfig says where the per-card state lives. Several addresses mean a Redis Cluster.
@@ -113,7 +114,7 @@ func defaultConfig() Config {
 			ClientID:        "fraud-detector",
 			Version:         "2.8.0",
 			Group:           "fraud-detector",
-			Topics:          TopicsConfig{Payments: "payments", HighRisk: "high-risk-payments", DLQ: "payments-dlq"},
+			Topics:          TopicsConfig{Payments: "payments", HighRisk: "high-risk-payments", DLQ: "payments-dlq", Labels: "fraud-labels"},
 			InitialOffset:   "oldest",
 			CommitInterval:  time.Second,
 			SessionTimeout:  10 * time.Second,
@@ -202,8 +203,8 @@ func (c *Config) validate() error {
 		return errors.New("kafka.brokers: must list at least one host:port")
 	case k.Group == "":
 		return errors.New("kafka.group: must not be empty")
-	case k.Topics.Payments == "" || k.Topics.HighRisk == "" || k.Topics.DLQ == "":
-		return errors.New("kafka.topics: payments, high_risk and dlq must all be named")
+	case k.Topics.Payments == "" || k.Topics.HighRisk == "" || k.Topics.DLQ == "" || k.Topics.Labels == "":
+		return errors.New("kafka.topics: payments, high_risk, dlq and labels must all be named")
 	case k.Topics.Payments == k.Topics.HighRisk || k.Topics.Payments == k.Topics.DLQ:
 		return errors.New("kafka.topics: the service must not write to the topic it reads")
 	case k.InitialOffset != "oldest" && k.InitialOffset != "newest":

@@ -37,14 +37,23 @@ CSV: training data computed by the serving code, and backtests of a rule or mode
 
 Input: one payment (the topic's JSON) a line. Labels: one {"payment_id", "label": "fraud" |
 "legitimate", "scenario"} a line (what paygen -world -labels writes). With labels, precision,
-recall and average precision of the decisions (and of the model's scores) go to standard error.
+recall and average precision of the decisions (and of the model's scores) go to standard error,
+and each fraud label is applied to its merchant's fraud counts -label-delay after its payment,
+as verdicts come in live: no feature sees a label before it could have been known.
 `
 
 // replayLine is a payment of the input with what the replay knows of it.
 type replayLine struct {
-	value []byte
-	at    time.Time
-	n     int // input order
+	value    []byte
+	at       time.Time
+	id, card string
+	n        int // input order
+}
+
+// verdict is a label the replay applies once the clock passes its time.
+type verdict struct {
+	at       time.Time
+	id, card string
 }
 
 type label struct {
@@ -64,6 +73,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	redisAddr := fs.String("redis", "", "a Redis to keep the card state in, under a key prefix of its own that is deleted after; default: an in-process Redis")
 	modelPath := fs.String("model", "", "score with this ONNX model (default: model.path of the configuration; \"none\" for no model)")
 	batch := fs.Int("batch", 500, "payments a batch, as the stream's stream.batch_size")
+	delay := fs.Duration("label-delay", 7*24*time.Hour, "a fraud label becomes known (to the merchant's fraud counts) this long after its payment's event time, as analysts' verdicts come in")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -142,6 +152,15 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	cw := csv.NewWriter(bw)
 	cw.Write(append([]string{"payment_id", "event_time", "card_id", "label", "scenario", "rules_flagged", "flagged", "score", "reasons"}, model.FeatureNames...))
 
+	// Fraud labels, in the order they become known.
+	var verdicts []verdict
+	for _, l := range lines {
+		if labels[l.id].Label == "fraud" {
+			verdicts = append(verdicts, verdict{at: l.at.Add(*delay), id: l.id, card: l.card})
+		}
+	}
+	slices.SortStableFunc(verdicts, func(a, b verdict) int { return a.at.Compare(b.at) })
+
 	var ev evaluation
 	values := make([][]byte, 0, *batch)
 	began := time.Now()
@@ -152,6 +171,12 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 		for end = start; end < len(lines) && end-start < *batch && lines[end].at.Sub(lines[start].at) <= time.Minute; end++ {
 			values = append(values, lines[end].value)
 			clock = maxTime(clock, lines[end].at)
+		}
+		for len(verdicts) > 0 && !verdicts[0].at.After(clock) {
+			if _, err := store.Label(ctx, verdicts[0].card, verdicts[0].id, true); err != nil {
+				return err
+			}
+			verdicts = verdicts[1:]
 		}
 		outcomes, err := h.Decide(ctx, values)
 		if err != nil {
@@ -215,7 +240,7 @@ func readPayments(path string, dec *payment.Decoder) ([]replayLine, int, error) 
 			invalid++
 			continue
 		}
-		lines = append(lines, replayLine{value: v, at: p.Time, n: len(lines)})
+		lines = append(lines, replayLine{value: v, at: p.Time, id: p.ID, card: p.CardID, n: len(lines)})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, 0, fmt.Errorf("read %s: %w", path, err)

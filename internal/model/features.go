@@ -30,6 +30,8 @@ var FeatureNames = []string{
 	"merchant_count_1d",      // the merchant's payments (all cards) the day before
 	"merchant_count_7d",      // ... the 7 days before
 	"merchant_count_30d",     // ... the 30 days before
+	"merchant_fraud_7d",      // the merchant's payments of the 7 days before labelled fraud so far
+	"merchant_fraud_30d",     // ... of the 30 days before
 	"window_count",           // the card's payments in this payment's velocity window
 	"state_missing",          // 1: no card state (Redis unavailable, or the payment too late)
 }
@@ -83,7 +85,7 @@ func Features(p *payment.Payment, st *window.Result, row []float32) {
 		float32(a.Sum1h * rate), float32(a.Sum24h * rate), float32(a.Sum7d * rate), float32(a.Sum30d * rate),
 		avg, float32(a.SincePrevious), flag(a.NewCountry), flag(a.NewMerchant), flag(a.NewDevice),
 		float32(a.MerchantCount1d), float32(a.MerchantCount7d), float32(a.MerchantCount30d),
-		float32(st.Count), 0,
+		float32(a.MerchantFraud7d), float32(a.MerchantFraud30d), float32(st.Count), 0,
 	})
 }
 

@@ -169,10 +169,16 @@ func sameFeatures(model, code []string) error {
 			extra = append(extra, f)
 		}
 	}
+	var diff []string
+	if len(missing) > 0 {
+		diff = append(diff, fmt.Sprintf("the model lacks %v", missing))
+	}
+	if len(extra) > 0 {
+		diff = append(diff, fmt.Sprintf("has %v that the service does not compute", extra))
+	}
 	switch {
-	case len(missing) > 0 || len(extra) > 0:
-		return fmt.Errorf("its features differ from the service's: the model lacks %v and has %v that the service does not compute (retrain it with this version's replay)",
-			missing, extra)
+	case len(diff) > 0:
+		return fmt.Errorf("its features differ from the service's: %s (retrain it with this version's replay)", strings.Join(diff, " and "))
 	default:
 		for i := range code {
 			if model[i] != code[i] {

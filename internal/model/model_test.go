@@ -9,12 +9,16 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paysentry/fraud-detector/internal/payment"
+	"github.com/paysentry/fraud-detector/internal/window"
 )
 
 // The tests load configs/model.onnx through ONNX Runtime: scripts/onnxruntime.sh fetches the
@@ -100,8 +104,8 @@ func TestMismatchedModelIsRefused(t *testing.T) {
 	if _, err := Load(shippedModel, code); err == nil || !strings.Contains(err.Error(), "another order: position 3 is channel in the model, mcc in the service") {
 		t.Errorf("swapped features: %v", err)
 	}
-	code = append(append([]string{}, FeatureNames[1:]...), "merchant_fraud_7d")
-	if _, err := Load(shippedModel, code); err == nil || !strings.Contains(err.Error(), "lacks [merchant_fraud_7d] and has [amount_eur]") {
+	code = append(append([]string{}, FeatureNames[1:]...), "merchant_refunds_7d")
+	if _, err := Load(shippedModel, code); err == nil || !strings.Contains(err.Error(), "the model lacks [merchant_refunds_7d] and has [amount_eur] that the service does not compute") {
 		t.Errorf("other features: %v", err)
 	}
 	if _, err := Load("testdata/parity.csv", FeatureNames); err == nil || !strings.Contains(err.Error(), "not a model ONNX Runtime can load") {
@@ -230,4 +234,27 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+func TestFeaturesFillEveryColumn(t *testing.T) {
+	for _, st := range []*window.Result{nil, {Count: 3, Aggregates: window.Aggregates{Count30d: 2, Sum30d: 10, MerchantFraud30d: 4}}} {
+		row := make([]float32, len(FeatureNames))
+		for i := range row {
+			row[i] = float32(math.NaN())
+		}
+		p, err := payment.NewDecoder([]byte("feature-test-key-0123"), 1<<16).Decode([]byte(
+			`{"payment_id":"p","card_id":"c","amount":"20.00","currency":"USD","timestamp":"2026-03-01T10:00:00Z","channel":"ecom","merchant_category":"5411"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		Features(&p, st, row)
+		for i, v := range row {
+			if math.IsNaN(float64(v)) {
+				t.Errorf("state %v: %s not set", st, FeatureNames[i])
+			}
+		}
+		if st != nil && (row[slices.Index(FeatureNames, "merchant_fraud_30d")] != 4 || row[slices.Index(FeatureNames, "window_count")] != 3) {
+			t.Errorf("row %v", row)
+		}
+	}
 }

@@ -247,3 +247,36 @@ func TestHundredths(t *testing.T) {
 		}
 	}
 }
+
+// Verdicts count for the payment's merchant on the payment's day, once however often they come,
+// and a later verdict replaces an earlier one.
+func TestLabelsCountForTheMerchant(t *testing.T) {
+	s, _, _, c := newTestStore(t, at("2026-03-03T10:30:00Z"), 16)
+	s.refresh = 0
+	ctx := context.Background()
+	observe(t, s, Event{PaymentID: "a", Card: "c1", Time: at("2026-03-03T10:00:00Z"), Merchant: "m1"},
+		Event{PaymentID: "b", Card: "c2", Time: at("2026-03-03T10:10:00Z"), Merchant: "m1"},
+		Event{PaymentID: "n", Card: "c3", Time: at("2026-03-03T10:20:00Z")})
+	for _, tc := range []struct {
+		card, id string
+		fraud    bool
+		applied  bool
+	}{
+		{"c1", "a", true, true}, {"c1", "a", true, true}, {"c2", "b", true, true}, {"c2", "b", false, true},
+		{"c1", "unknown", true, false}, {"c3", "n", true, false}, // no such payment; no merchant
+	} {
+		if applied, err := s.Label(ctx, tc.card, tc.id, tc.fraud); err != nil || applied != tc.applied {
+			t.Fatalf("label %+v: %v, %v", tc, applied, err)
+		}
+	}
+	c.t = at("2026-03-05T10:30:00Z")
+	r := observe(t, s, Event{PaymentID: "later", Card: "c9", Time: at("2026-03-05T10:20:00Z"), Merchant: "m1"})[0]
+	if r.MerchantFraud7d != 1 || r.MerchantFraud30d != 1 || r.MerchantCount7d != 0 {
+		// MerchantCount7d is 0: a, b were never folded in this test.
+		t.Errorf("merchant fraud %d (7d), %d (30d), count %d; want a alone", r.MerchantFraud7d, r.MerchantFraud30d, r.MerchantCount7d)
+	}
+	r = observe(t, s, Event{PaymentID: "other", Card: "c9", Time: at("2026-03-05T10:21:00Z"), Merchant: "m2"})[0]
+	if r.MerchantFraud30d != 0 {
+		t.Errorf("another merchant has %d fraud", r.MerchantFraud30d)
+	}
+}

@@ -47,6 +47,9 @@ type Aggregates struct {
 	// New*: the payment has the field and the card had no payment with that value in 30 days.
 	NewCountry, NewMerchant, NewDevice                 bool
 	MerchantCount1d, MerchantCount7d, MerchantCount30d int64
+	// The merchant's payments of the 7 and 30 days before today that analysts have labelled
+	// fraud so far (see Store.Label).
+	MerchantFraud7d, MerchantFraud30d int64
 }
 
 // tag4 is the 4-byte tag of an optional field, FNV-1a: zero when the field is absent, never zero
@@ -173,8 +176,8 @@ func read(history string, own []byte, length, cutoff int64) (agg Aggregates, cou
 }
 
 // merchantCounts sums a merchant's day counts over the days before the payment's day. days holds
-// the merchant's counts by day number (Unix days).
-func merchantCounts(agg *Aggregates, days map[int64]int64, t time.Time) {
+// the merchant's payments by day number (Unix days), fraud its payments labelled fraud.
+func merchantCounts(agg *Aggregates, days, fraud map[int64]int64, t time.Time) {
 	today := t.Unix() / day
 	for d, n := range days {
 		back := today - d
@@ -187,6 +190,14 @@ func merchantCounts(agg *Aggregates, days map[int64]int64, t time.Time) {
 		}
 		if back == 1 {
 			agg.MerchantCount1d += n
+		}
+	}
+	for d, n := range fraud {
+		if back := today - d; back >= 1 && back <= 30 {
+			agg.MerchantFraud30d += n
+			if back <= 7 {
+				agg.MerchantFraud7d += n
+			}
 		}
 	}
 }

@@ -132,3 +132,55 @@ for item, n in pairs(counts) do
 end
 return #items
 `
+
+// labelScript records an analyst's verdict on a payment for its merchant: it finds the payment's
+// entry in its card's history (KEYS[1], field ARGV[1], payment id tag ARGV[2]) and, for "fraud"
+// (ARGV[3] = '1'), sets the field <day>:<payment tag, hex> of the merchant's fraud hash
+// ARGV[4]:mf:{<merchant tag, hex>}, with TTL ARGV[5] ms, dropping its days more than 31 before
+// the payment's; for "legitimate" it deletes that field. Idempotent. Returns 1, or 0 when the
+// payment is not in the history (unknown, or older than it keeps) or had no merchant.
+const labelScript = `
+local function u32(s, i)
+  local a, b, c, d = string.byte(s, i, i + 3)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+local function hex(s)
+  return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+
+local history = redis.call('HGET', KEYS[1], ARGV[1])
+if not history then
+  return 0
+end
+local from = 1
+while true do
+  local p = string.find(history, ARGV[2], from, true)
+  if not p then
+    return 0
+  end
+  if (p - 9) % 24 == 0 then
+    local e = p - 8
+    local merchant = string.sub(history, e + 16, e + 19)
+    if merchant == '\0\0\0\0' then
+      return 0
+    end
+    local day = math.floor(u32(history, e) / 86400)
+    local key = ARGV[4] .. ':mf:{' .. hex(merchant) .. '}'
+    local field = day .. ':' .. hex(ARGV[2])
+    if ARGV[3] ~= '1' then
+      redis.call('HDEL', key, field)
+      return 1
+    end
+    if redis.call('HSET', key, field, 1) == 1 then
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        if tonumber(string.match(f, '^%d+')) < day - 31 then
+          redis.call('HDEL', key, f)
+        end
+      end
+      redis.call('PEXPIRE', key, ARGV[5])
+    end
+    return 1
+  end
+  from = p + 1
+end
+`

@@ -128,6 +128,7 @@ type Store struct {
 	now     func() time.Time
 	script  *redis.Script
 	fold    *redis.Script
+	label   *redis.Script
 	loaded  atomic.Bool // the scripts were loaded once; NOSCRIPT loads them again
 	cluster bool        // a Redis Cluster: one script call per slot, and no merchant counts
 	swept   sweeps
@@ -142,7 +143,9 @@ type Store struct {
 // (without the day), and its day counts as last read.
 type merchant struct {
 	key, item string
-	days      map[int64]int64
+	fraudKey  string          // its fraud labels: <prefix>:mf:{<FNV tag of the id, hex>}
+	days      map[int64]int64 // payments by day
+	fraud     map[int64]int64 // payments labelled fraud by day (of the payment)
 	read      time.Time
 }
 
@@ -153,7 +156,7 @@ const maxMerchants = 200_000
 func NewStore(rdb redis.UniversalClient, cfg Config, now func() time.Time) *Store {
 	_, cluster := rdb.(*redis.ClusterClient)
 	return &Store{rdb: rdb, cfg: cfg, now: now, cluster: cluster,
-		script: redis.NewScript(observeScript), fold: redis.NewScript(foldScript),
+		script: redis.NewScript(observeScript), fold: redis.NewScript(foldScript), label: redis.NewScript(labelScript),
 		swept: sweeps{bits: make([]atomic.Uint64, cfg.Buckets/64+1)}, merchants: map[string]*merchant{},
 		refresh: 30 * time.Second}
 }
@@ -202,7 +205,8 @@ func (s *Store) merchant(id string) *merchant {
 		}
 		sum := sha256.Sum256([]byte(id))
 		tag := hex.EncodeToString(sum[:8])
-		m = &merchant{key: s.cfg.KeyPrefix + ":m:{" + tag + "}", item: tag}
+		m = &merchant{key: s.cfg.KeyPrefix + ":m:{" + tag + "}", item: tag,
+			fraudKey: fmt.Sprintf("%s:mf:{%08x}", s.cfg.KeyPrefix, tag4(id))}
 		s.merchants[id] = m
 	}
 	return m
@@ -372,8 +376,10 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		cmds[k] = s.script.EvalSha(ctx, pipe, keys, args...)
 	}
 	gets := make([]*redis.MapStringStringCmd, len(reads))
+	frauds := make([]*redis.StringSliceCmd, len(reads))
 	for k, m := range reads {
 		gets[k] = pipe.HGetAll(ctx, m.key)
+		frauds[k] = pipe.HKeys(ctx, m.fraudKey)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		s.mu.Lock()
@@ -424,10 +430,18 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			}
 		}
 		m.days = days
+		fraud := map[int64]int64{}
+		for _, f := range frauds[k].Val() {
+			day, _, _ := strings.Cut(f, ":")
+			if d, err := strconv.ParseInt(day, 10, 64); err == nil {
+				fraud[d]++
+			}
+		}
+		m.fraud = fraud
 	}
 	for i, m := range merchants {
 		if m != nil {
-			merchantCounts(&out[i].Aggregates, m.days, events[i].Time)
+			merchantCounts(&out[i].Aggregates, m.days, m.fraud, events[i].Time)
 		}
 	}
 	return nil
@@ -438,6 +452,30 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 // and when it is swept, at most daily, rather than on every write.
 func (s *Store) ttl() time.Duration {
 	return month*time.Second + s.cfg.AllowedLateness + s.cfg.Length + 2*expiryMargin + day*time.Second
+}
+
+// Label records an analyst's verdict on a payment, for the merchant's fraud counts: a payment
+// labelled fraud counts for its merchant on the payment's day, from the next time the merchant
+// is read; one labelled legitimate (after all) no longer does. Verdicts are idempotent. It
+// reports false when the store does not know the payment (its card's history no longer holds
+// it, or it had no merchant). On a Redis Cluster it does nothing (merchant counts are not kept).
+func (s *Store) Label(ctx context.Context, card, paymentID string, fraud bool) (bool, error) {
+	if s.cluster {
+		return false, nil
+	}
+	cardSum := sha256.Sum256([]byte(card))
+	pid := sha256.Sum256([]byte(paymentID))
+	key, _ := s.key(&cardSum)
+	ttl := (33*day*time.Second + s.cfg.AllowedLateness).Milliseconds()
+	flag := 0
+	if fraud {
+		flag = 1
+	}
+	n, err := s.label.Run(ctx, s.rdb, []string{key}, string(cardSum[4:10]), string(pid[:6]), flag, s.cfg.KeyPrefix, ttl).Int()
+	if err != nil {
+		return false, fmt.Errorf("label %s: %w", paymentID, err)
+	}
+	return n == 1, nil
 }
 
 // foldBatch is the most pending merchant items one script call of a fold takes: Redis runs nothing

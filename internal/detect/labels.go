@@ -1,0 +1,70 @@
+package detect
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Labeler records analysts' verdicts.
+type Labeler interface {
+	// Label records that a payment of card was found fraud (or not); false if the payment is
+	// unknown to the state.
+	Label(ctx context.Context, card, paymentID string, fraud bool) (bool, error)
+}
+
+// LabelHandler reads the labels topic (analysts' verdicts) into the merchants' fraud counts, which
+// the model's features read.
+type LabelHandler struct {
+	state Labeler
+	log   *slog.Logger
+}
+
+// NewLabelHandler returns a handler that records each label with state.
+func NewLabelHandler(state Labeler, log *slog.Logger) *LabelHandler {
+	return &LabelHandler{state: state, log: log}
+}
+
+var _ sarama.ConsumerGroupHandler = (*LabelHandler)(nil)
+
+func (h *LabelHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h *LabelHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim records each label, retrying while Redis fails, and marks it once recorded. A
+// record that is not a label is logged and skipped: verdicts have no dead-letter topic of their own.
+func (h *LabelHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	for m := range claim.Messages() {
+		var l struct {
+			PaymentID string `json:"payment_id"`
+			CardID    string `json:"card_id"`
+			Label     string `json:"label"`
+		}
+		if err := json.Unmarshal(m.Value, &l); err != nil || l.PaymentID == "" || l.CardID == "" || (l.Label != "fraud" && l.Label != "legitimate") {
+			h.log.Warn("not a label; skipped", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
+			s.MarkMessage(m, "")
+			continue
+		}
+		wait := 100 * time.Millisecond
+		for {
+			known, err := h.state.Label(s.Context(), l.CardID, l.PaymentID, l.Label == "fraud")
+			if err == nil {
+				if !known {
+					h.log.Info("label for a payment the state does not hold; not counted", "payment_id", l.PaymentID)
+				}
+				break
+			}
+			h.log.Warn("label not recorded; retrying", "payment_id", l.PaymentID, "err", err)
+			select {
+			case <-s.Context().Done():
+				return nil
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 5*time.Second)
+		}
+		s.MarkMessage(m, "")
+	}
+	return nil
+}
