@@ -103,7 +103,9 @@ func TestModelFlagsFraudScenarios(t *testing.T) {
 		}
 		if slices.ContainsFunc(d.Reasons, func(r struct {
 			Code string `json:"code"`
-		}) bool { return r.Code == "model_score" }) {
+		}) bool {
+			return r.Code == "model_score"
+		}) {
 			byModel++
 			if labels[d.PaymentID] == "fraud" {
 				byModelFraud++
