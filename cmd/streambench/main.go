@@ -106,6 +106,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 type bench struct {
 	o                       options
 	payments, highRisk, dlq string
+	labels                  string
 	group                   string
 	client                  sarama.Client
 	admin                   sarama.ClusterAdmin
@@ -124,9 +125,9 @@ func newBench(o options, name string) (*bench, error) {
 	}
 	id := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
 	b := &bench{o: o, client: client, admin: admin,
-		payments: "bench-payments-" + id, highRisk: "bench-high-risk-" + id, dlq: "bench-dlq-" + id, group: "bench-" + id}
+		payments: "bench-payments-" + id, highRisk: "bench-high-risk-" + id, dlq: "bench-dlq-" + id, labels: "bench-labels-" + id, group: "bench-" + id}
 	appendTime := map[string]*string{"message.timestamp.type": ptr("LogAppendTime")}
-	for name, parts := range map[string]int32{b.payments: int32(o.partitions), b.highRisk: 3, b.dlq: 1} {
+	for name, parts := range map[string]int32{b.payments: int32(o.partitions), b.highRisk: 3, b.dlq: 1, b.labels: 1} {
 		if err := admin.CreateTopic(name, &sarama.TopicDetail{NumPartitions: parts, ReplicationFactor: 1, ConfigEntries: appendTime}, false); err != nil {
 			return nil, fmt.Errorf("create %s: %w", name, err)
 		}
@@ -138,7 +139,7 @@ func ptr[T any](v T) *T { return &v }
 
 // close deletes the topics and the window state: a benchmark leaves nothing behind.
 func (b *bench) close() {
-	for _, t := range []string{b.payments, b.highRisk, b.dlq} {
+	for _, t := range []string{b.payments, b.highRisk, b.dlq, b.labels} {
 		b.admin.DeleteTopic(t)
 	}
 	b.admin.Close()
@@ -179,6 +180,7 @@ func (b *bench) start(extraArgs ...string) (*service, error) {
 		"FRAUD_KAFKA_TOPICS_PAYMENTS="+b.payments,
 		"FRAUD_KAFKA_TOPICS_HIGH_RISK="+b.highRisk,
 		"FRAUD_KAFKA_TOPICS_DLQ="+b.dlq,
+		"FRAUD_KAFKA_TOPICS_LABELS="+b.labels,
 		"FRAUD_KAFKA_COMMIT_INTERVAL=100ms",
 		"FRAUD_CARD_HMAC_KEY=bench-card-key-0123456789",
 		"FRAUD_REDIS_ADDRS="+b.o.redis,

@@ -316,8 +316,12 @@ func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) (
 	for i, m := range msgs {
 		items[i].msg = m
 	}
+	began := time.Now()
 	if !h.decide(ctx, items, h.model != nil) {
 		return nil, false
+	}
+	if took := time.Since(began); took > time.Second {
+		h.log.Warn("batch slow to decide", "payments", len(items), "took", took)
 	}
 	now := h.now().UTC()
 	var out []*sarama.ProducerMessage

@@ -3,6 +3,7 @@ package detect
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -46,7 +47,11 @@ func (h *Handler) score(items []item) {
 		return
 	}
 	scores := make([]float64, len(idx))
+	began := time.Now()
 	version, err := h.model.Score(rows, len(idx), scores)
+	if took := time.Since(began); took > 250*time.Millisecond {
+		h.log.Warn("model slow", "payments", len(idx), "took", took)
+	}
 	if err != nil {
 		h.log.Error("model failed; batch decided without it", "payments", len(idx), "err", err)
 		for _, i := range idx {
