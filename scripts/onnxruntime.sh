@@ -21,6 +21,13 @@ if [[ ! -f "$lib" ]]; then
   echo "onnxruntime: fetching onnxruntime-node@$version from the npm registry (about 85 MB)" >&2
   (cd "$tmp" && npm pack "onnxruntime-node@$version" --silent >/dev/null)
   tar -xzf "$tmp/onnxruntime-node-$version.tgz" -C "$tmp" "package/bin/napi-v6/linux/$arch/libonnxruntime.so.1"
+  # npm checks the tarball against the registry's integrity hash; the library is checked again here.
+  want_x64=53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
+  got=$(sha256sum "$tmp/package/bin/napi-v6/linux/$arch/libonnxruntime.so.1" | cut -d' ' -f1)
+  if [[ $arch == x64 && $got != "$want_x64" ]]; then
+    echo "onnxruntime: libonnxruntime.so from onnxruntime-node@$version has SHA-256 $got, want $want_x64" >&2
+    exit 1
+  fi
   mv "$tmp/package/bin/napi-v6/linux/$arch/libonnxruntime.so.1" "$lib"
 fi
 echo "$PWD/$lib"

@@ -9,7 +9,8 @@ flagged, score, reasons, then the model's features in the service's order. Rows 
 are left out.
 
 The split is by time: the model learns on the earlier weeks and is measured on the last
---test-weeks, as it would be used. The ONNX file carries in its metadata the feature names in
+--test-weeks, as it would be used; the --gap-days between are left out, since their labels
+would not be known yet when the model went live. The ONNX file carries in its metadata the feature names in
 order, the model version, a SHA-256 of the training data, the threshold and the test metrics; the
 service refuses a model whose feature names differ from its own.
 """
@@ -58,8 +59,10 @@ def load(path):
 
 
 def recall_at_fpr(y, s, fpr_max=0.01):
+    """The recall of the best threshold whose false-positive rate is at most fpr_max (a step, not
+    an interpolation: a score that cannot reach that rate gets 0)."""
     fpr, tpr, _ = roc_curve(y, s)
-    return float(np.interp(fpr_max, fpr, tpr))
+    return float(tpr[fpr <= fpr_max].max())
 
 
 def card_precision_top(times, cards, y, s, k=100, seed=0):
@@ -71,11 +74,12 @@ def card_precision_top(times, cards, y, s, k=100, seed=0):
     for d in np.unique(days):
         m = days == d
         best, fraud = {}, {}
-        tie = rng.random(m.sum())
-        for c, sc, t, yy in zip(cards[m], s[m], tie, y[m]):
-            best[c] = max(best.get(c, (-1, 0)), (sc, t))
+        for c, sc, yy in zip(cards[m], s[m], y[m]):
+            best[c] = max(best.get(c, -1.0), sc)
             fraud[c] = fraud.get(c, 0) | yy
-        top = sorted(best, key=lambda c: best[c], reverse=True)[:k]
+        # One random number a card breaks ties, so that busy cards do not win them.
+        tie = dict(zip(best, rng.random(len(best))))
+        top = sorted(best, key=lambda c: (best[c], tie[c]), reverse=True)[:k]
         out.append(sum(fraud[c] for c in top) / len(top))
     return float(np.mean(out))
 
@@ -96,13 +100,15 @@ def main():
     ap.add_argument("--report", required=True, help="the Markdown report to write")
     ap.add_argument("--parity", help="write 1,000 test rows and their ONNX Runtime scores here, for the Go parity test")
     ap.add_argument("--test-weeks", type=int, default=2)
+    ap.add_argument("--gap-days", type=int, default=7,
+                    help="leave out the days just before the test weeks: their labels would not be known yet when the model goes live (the replay's -label-delay)")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
 
     names, ids, times, cards, y, rules, X, digest = load(a.features)
     split = times.max() - a.test_weeks * 7 * 86400
-    train, test = times <= split, times > split
+    train, test = times <= split - a.gap_days * 86400, times > split
     if y[train].sum() == 0 or y[test].sum() == 0:
         sys.exit("need fraud in both the training and the test weeks")
     print(f"train: {train.sum()} payments, {y[train].sum()} fraud; test: {test.sum()} payments, {y[test].sum()} fraud", file=sys.stderr)
@@ -117,14 +123,14 @@ def main():
     p_test = model.predict_proba(X[test])[:, 1]
     m_model = metrics(times[test], cards[test], y[test], p_test)
     m_rules = metrics(times[test], cards[test], y[test], rules[test].astype(float))
-    version = "lgbm-" + hashlib.sha256((digest + json.dumps(params, sort_keys=True) + str(a.test_weeks)).encode()).hexdigest()[:12]
+    version = "lgbm-" + hashlib.sha256((digest + json.dumps(params, sort_keys=True) + f"{a.test_weeks}/{a.gap_days}").encode()).hexdigest()[:12]
     meta = {
         "feature_names": ",".join(names),
         "model_version": version,
         "training_data_sha256": digest,
         "threshold": str(a.threshold),
         "test_metrics": json.dumps({"model": m_model, "rules": m_rules}, sort_keys=True),
-        "train_until": str(int(split)),
+        "train_until": str(int(split - a.gap_days * 86400)),
     }
     for k, v in meta.items():
         onx.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
@@ -161,7 +167,8 @@ def report(a, names, version, digest, train, test, y, m_model, m_rules, diff):
         f"# Model report: {version}",
         "",
         f"Trained by `training/train.py` on `{a.features}` (SHA-256 `{digest[:16]}…`): "
-        f"{train.sum():,} payments ({y[train].sum():,} fraud) before the last {a.test_weeks} weeks; "
+        f"{train.sum():,} payments ({y[train].sum():,} fraud) up to {a.gap_days} days before the last {a.test_weeks} weeks "
+        f"(those days' labels would not be known yet); "
         f"measured on those {a.test_weeks} weeks: {test.sum():,} payments ({y[test].sum():,} fraud).",
         "",
         "| metric, test weeks | model | rules alone (amount, velocity) |",

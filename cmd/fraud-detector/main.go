@@ -135,15 +135,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer stopFold()
 		return detect.Consume(gctx, group, []string{cfg.Kafka.Topics.Payments}, handler, log)
 	})
-	labels, err := connect(ctx, cfg.Kafka, log, func() (sarama.ConsumerGroup, error) {
-		return sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Kafka.Group+"-labels", consumerCfg)
-	})
-	if err != nil {
-		return err
+	if windows.KeepsMerchants() {
+		labels, err := connect(ctx, cfg.Kafka, log, func() (sarama.ConsumerGroup, error) {
+			return sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Kafka.Group+"-labels", consumerCfg)
+		})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error {
+			return detect.Consume(foldCtx, labels, []string{cfg.Kafka.Topics.Labels}, detect.NewLabelHandler(windows, log), log)
+		})
+	} else {
+		log.Warn("redis cluster: merchant counts and verdicts are not kept; the labels topic is not read")
 	}
-	g.Go(func() error {
-		return detect.Consume(foldCtx, labels, []string{cfg.Kafka.Topics.Labels}, detect.NewLabelHandler(windows, log), log)
-	})
 	g.Go(func() error { return windows.RunFold(foldCtx, time.Second, log) })
 	if watch != nil {
 		g.Go(func() error { return watch(foldCtx) })

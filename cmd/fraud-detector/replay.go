@@ -172,7 +172,8 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 			values = append(values, lines[end].value)
 			clock = maxTime(clock, lines[end].at)
 		}
-		for len(verdicts) > 0 && !verdicts[0].at.After(clock) {
+		// Verdicts known by the batch's first payment: none is seen by a payment before its time.
+		for len(verdicts) > 0 && !verdicts[0].at.After(lines[start].at) {
 			if _, err := store.Label(ctx, verdicts[0].card, verdicts[0].id, true); err != nil {
 				return err
 			}

@@ -3,10 +3,12 @@ package detect
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
 )
 
 // Labeler records analysts' verdicts.
@@ -56,6 +58,10 @@ func (h *LabelHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.
 				}
 				break
 			}
+			if permanentState(err) {
+				h.log.Error("label not recorded; skipped", "payment_id", l.PaymentID, "err", err)
+				break
+			}
 			h.log.Warn("label not recorded; retrying", "payment_id", l.PaymentID, "err", err)
 			select {
 			case <-s.Context().Done():
@@ -67,4 +73,12 @@ func (h *LabelHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.
 		s.MarkMessage(m, "")
 	}
 	return nil
+}
+
+// permanentState reports whether Redis answered with an error, which trying again cannot change
+// (a script error, a key of the wrong type), as opposed to not answering.
+func permanentState(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !redis.HasErrorPrefix(err, "LOADING") && !redis.HasErrorPrefix(err, "BUSY") &&
+		!redis.HasErrorPrefix(err, "TRYAGAIN") && !redis.HasErrorPrefix(err, "CLUSTERDOWN") && !redis.HasErrorPrefix(err, "MASTERDOWN")
 }

@@ -46,6 +46,24 @@ func (h *Handler) score(items []item) {
 	if h.model == nil {
 		return
 	}
+	// The model scores only payments with their card's state: it learnt on payments that all
+	// had one, and without it would look confident and be blind. The others (late, ahead, Redis
+	// unavailable) are decided on the rules, with a reason that says so.
+	var scored []int
+	in := make([]float32, 0, len(rows))
+	for _, i := range idx {
+		if st := items[i].state; st != nil && !st.Late && !st.Ahead {
+			scored = append(scored, i)
+			in = append(in, items[i].features...)
+		} else if !items[i].degraded {
+			items[i].reasons = append(items[i].reasons, decision.Reason{Code: decision.CodeLate,
+				Detail: "not scored by the model: the payment is not in its card's state"})
+		}
+	}
+	idx, rows = scored, in
+	if len(idx) == 0 {
+		return
+	}
 	scores := make([]float64, len(idx))
 	began := time.Now()
 	version, err := h.model.Score(rows, len(idx), scores)

@@ -51,7 +51,7 @@ func (h *Handler) windows(ctx context.Context, items []item) bool {
 		}
 		for _, i := range idx {
 			items[i].reasons = append(items[i].reasons, decision.Reason{Code: decision.CodeDegraded,
-				Detail: "decided without the card's window: Redis unavailable (" + err.Error() + ")"})
+				Detail: "decided without the card's state (and so without the model): Redis unavailable (" + err.Error() + ")"})
 			items[i].degraded = true
 		}
 		return true

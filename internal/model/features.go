@@ -27,11 +27,10 @@ var FeatureNames = []string{
 	"new_country",            // 1: the card paid in no payment's country in 30 days
 	"new_merchant",           // 1: ... at this merchant
 	"new_device",             // 1: ... from this device
-	"merchant_count_1d",      // the merchant's payments (all cards) the day before
+	"merchant_count_1d",      // the merchant's payments (all cards) the day before; -1: not kept
 	"merchant_count_7d",      // ... the 7 days before
 	"merchant_count_30d",     // ... the 30 days before
-	"merchant_fraud_7d",      // the merchant's payments of the 7 days before labelled fraud so far
-	"merchant_fraud_30d",     // ... of the 30 days before
+	"merchant_fraud_30d",     // the merchant's payments of the 30 days before labelled fraud so far
 	"window_count",           // the card's payments in this payment's velocity window
 	"state_missing",          // 1: no card state (Redis unavailable, or the payment too late)
 }
@@ -43,6 +42,14 @@ var eurRates = map[string]float64{
 	"DKK": 0.134, "PLN": 0.23, "CZK": 0.04, "HUF": 0.0025, "CAD": 0.68, "AUD": 0.61, "CNY": 0.13,
 	"INR": 0.011, "BRL": 0.17, "MXN": 0.054, "KRW": 0.00068,
 }
+
+var column = func() map[string]int {
+	m := map[string]int{}
+	for i, n := range FeatureNames {
+		m[n] = i
+	}
+	return m
+}()
 
 var channels = map[string]float32{"pos": 0, "ecom": 1, "atm": 2, "moto": 3}
 
@@ -85,8 +92,13 @@ func Features(p *payment.Payment, st *window.Result, row []float32) {
 		float32(a.Sum1h * rate), float32(a.Sum24h * rate), float32(a.Sum7d * rate), float32(a.Sum30d * rate),
 		avg, float32(a.SincePrevious), flag(a.NewCountry), flag(a.NewMerchant), flag(a.NewDevice),
 		float32(a.MerchantCount1d), float32(a.MerchantCount7d), float32(a.MerchantCount30d),
-		float32(a.MerchantFraud7d), float32(a.MerchantFraud30d), float32(st.Count), 0,
+		float32(a.MerchantFraud30d), float32(st.Count), 0,
 	})
+	if a.NoMerchants { // a Redis Cluster keeps no merchant counts: unknown, not zero
+		for _, name := range []string{"merchant_count_1d", "merchant_count_7d", "merchant_count_30d", "merchant_fraud_30d"} {
+			row[column[name]] = -1
+		}
+	}
 }
 
 func flag(b bool) float32 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -62,6 +63,7 @@ func NewScorer(cfg Config, log *slog.Logger) (*Scorer, error) {
 		return nil, err
 	}
 	log.Info("model loaded", "path", cfg.Path, "model_version", m.Version, "features", len(FeatureNames), "threshold", cfg.Threshold)
+	warnThreshold(m, cfg.Threshold, log)
 	return &Scorer{cfg: cfg, log: log, model: m}, nil
 }
 
@@ -106,6 +108,7 @@ func (s *Scorer) Reload() (bool, error) {
 	s.mu.Unlock()
 	old.Close()
 	s.log.Info("model reloaded", "path", s.cfg.Path, "model_version", m.Version, "was", old.Version)
+	warnThreshold(m, s.cfg.Threshold, s.log)
 	return true, nil
 }
 
@@ -140,4 +143,12 @@ func (s *Scorer) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.model.Close()
+}
+
+// warnThreshold logs when the model was trained for another threshold than the one in force:
+// model.threshold decides, so that a model swapped in cannot change it unseen.
+func warnThreshold(m *Model, threshold float64, log *slog.Logger) {
+	if t, err := strconv.ParseFloat(m.Meta[MetaThreshold], 64); err == nil && t != threshold {
+		log.Warn("the model was trained for another threshold; model.threshold applies", "model_threshold", t, "threshold", threshold)
+	}
 }

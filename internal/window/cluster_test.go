@@ -73,7 +73,7 @@ func TestCluster(t *testing.T) {
 	for round := range 2 { // the second is a replay: the same counts
 		res := observe(t, s, events...)
 		for i, r := range res {
-			if want := int64(i/4 + 1); r.Count != want || r.MerchantCount30d != 0 {
+			if want := int64(i/4 + 1); r.Count != want || r.MerchantCount30d != 0 || !r.NoMerchants {
 				t.Fatalf("round %d, payment %d: %+v, want count %d", round, i, r, want)
 			}
 		}

@@ -47,9 +47,11 @@ type Aggregates struct {
 	// New*: the payment has the field and the card had no payment with that value in 30 days.
 	NewCountry, NewMerchant, NewDevice                 bool
 	MerchantCount1d, MerchantCount7d, MerchantCount30d int64
-	// The merchant's payments of the 7 and 30 days before today that analysts have labelled
-	// fraud so far (see Store.Label).
-	MerchantFraud7d, MerchantFraud30d int64
+	// The merchant's payments of the 30 days before today that analysts have labelled fraud so
+	// far (see Store.Label).
+	MerchantFraud30d int64
+	// NoMerchants: merchant counts are not kept (a Redis Cluster); the Merchant* fields mean nothing.
+	NoMerchants bool
 }
 
 // tag4 is the 4-byte tag of an optional field, FNV-1a: zero when the field is absent, never zero
@@ -195,9 +197,6 @@ func merchantCounts(agg *Aggregates, days, fraud map[int64]int64, t time.Time) {
 	for d, n := range fraud {
 		if back := today - d; back >= 1 && back <= 30 {
 			agg.MerchantFraud30d += n
-			if back <= 7 {
-				agg.MerchantFraud7d += n
-			}
 		}
 	}
 }

@@ -407,6 +407,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			history, _ := res[j].(string)
 			for n, i := range cc.events {
 				agg, count, found := read(history, cc.entries[n], lengthSec, cutoff)
+				agg.NoMerchants = s.cluster
 				out[i].Aggregates = agg
 				switch {
 				case out[i].Ahead:
@@ -453,6 +454,9 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 func (s *Store) ttl() time.Duration {
 	return month*time.Second + s.cfg.AllowedLateness + s.cfg.Length + 2*expiryMargin + day*time.Second
 }
+
+// KeepsMerchants reports whether the store keeps merchant counts and labels (not on a Redis Cluster).
+func (s *Store) KeepsMerchants() bool { return !s.cluster }
 
 // Label records an analyst's verdict on a payment, for the merchant's fraud counts: a payment
 // labelled fraud counts for its merchant on the payment's day, from the next time the merchant
