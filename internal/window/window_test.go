@@ -306,20 +306,7 @@ func BenchmarkMemoryPerCardHour(b *testing.B) {
 		b.ReportMetric(float64(cards*perCard)/took.Seconds(), "payments/s")
 		b.Logf("%d cards x %d payments: %d bytes more in Redis", cards, perCard, after-before)
 	}
-	// Clean up in the background of the server.
-	var cursor uint64
-	for {
-		keys, next, err := rdb.Scan(ctx, cursor, prefix+":*", 10000).Result()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(keys) > 0 {
-			rdb.Unlink(ctx, keys...)
-		}
-		if cursor = next; cursor == 0 {
-			break
-		}
-	}
+	unlinkPrefix(b, rdb, prefix)
 }
 
 func envInt(k string, def int) int {
@@ -429,19 +416,7 @@ func BenchmarkObserve(b *testing.B) {
 	}
 	b.ReportMetric((cpu()-before)*1e6/float64(n), "redis-µs/payment")
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n), "µs/payment")
-	var cursor uint64
-	for {
-		keys, next, err := rdb.Scan(ctx, cursor, prefix+":*", 10000).Result()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(keys) > 0 {
-			rdb.Unlink(ctx, keys...)
-		}
-		if cursor = next; cursor == 0 {
-			break
-		}
-	}
+	unlinkPrefix(b, rdb, prefix)
 }
 
 // A bucket swept on a day when its cards only look payments up still gets its TTL again.
@@ -492,4 +467,16 @@ func TestCapKeepsRedeliverablePayments(t *testing.T) {
 func cardTag(card string) []byte {
 	sum := sha256.Sum256([]byte(card))
 	return sum[4:10]
+}
+
+// unlinkPrefix deletes, in the background of the server, every key under a prefix.
+func unlinkPrefix(b *testing.B, rdb *redis.Client, prefix string) {
+	ctx := context.Background()
+	iter := rdb.Scan(ctx, 0, prefix+":*", 10000).Iterator()
+	for iter.Next(ctx) {
+		rdb.Unlink(ctx, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		b.Fatal(err)
+	}
 }
