@@ -135,6 +135,7 @@ def main():
     for k, v in meta.items():
         onx.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
     onx.producer_name = "fraud-detector training/train.py"
+    onx.graph.name = version  # the converter names the graph at random: the file would differ run to run
     with open(a.out, "wb") as f:
         f.write(onx.SerializeToString())
 
