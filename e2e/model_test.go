@@ -183,7 +183,7 @@ func TestModelSwapMidStream(t *testing.T) {
 			first := modelDecisions(t, tp.highRisk)[0]
 			oldVersion = first.ModelVersion
 			newVersion = "swap-" + oldVersion[5:]
-			other := bytes.Replace(data, []byte(oldVersion), []byte(newVersion), 1)
+			other := bytes.ReplaceAll(data, []byte(oldVersion), []byte(newVersion))
 			if err := os.WriteFile(path+".new", other, 0o644); err != nil {
 				t.Fatal(err)
 			}

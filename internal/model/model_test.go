@@ -134,7 +134,7 @@ func TestReloadSwapsAChangedModel(t *testing.T) {
 	first := s.Version()
 
 	// The same model under another version: the version string is rewritten in place, same length.
-	other := bytes.Replace(data, []byte(first), []byte("test-"+first[5:]), 1)
+	other := bytes.ReplaceAll(data, []byte(first), []byte("test-"+first[5:]))
 	if bytes.Equal(other, data) {
 		t.Fatalf("model_version %q not found in the file", first)
 	}
