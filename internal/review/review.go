@@ -1,0 +1,426 @@
+// Package review keeps the analysts' queue in Redis: one review per flagged payment, found by
+// status, card, reason and time and sorted by time or by risk, with a verdict recorded once and
+// an audit trail.
+//
+// Layout. Every key carries the hash tag {rv}, so that a review and its indexes share a Redis
+// Cluster slot and one script can change them together:
+//
+//	<prefix>:{rv}:r:<payment_id>   hash: the decision (JSON), status, created (Unix ms), score,
+//	                               card, reasons, and once decided: analyst, note, decided_at
+//	<prefix>:{rv}:a:<payment_id>   list: the audit trail, one JSON entry per event
+//	<prefix>:{rv}:t                sorted set of every review by created
+//	<prefix>:{rv}:k                ... by score (riskiest first)
+//	<prefix>:{rv}:s:<status>       ... of one status, by created; :ks:<status> by score
+//	<prefix>:{rv}:c:<card>         ... of one card, by created
+//	<prefix>:{rv}:x:<reason code>  ... with one reason, by created
+//
+// Retention: a review and its audit trail expire Config.Retention after it was opened, and index
+// entries older than that are dropped whenever an index is written.
+package review
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/paysentry/fraud-detector/internal/decision"
+)
+
+// Sentinel errors; the API maps them to statuses.
+var (
+	ErrNotFound        = errors.New("review not found")
+	ErrAlreadyDecided  = errors.New("review already decided")
+	ErrInvalidCursor   = errors.New("invalid cursor")
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+// Statuses and verdicts.
+const (
+	StatusOpen       = "open"
+	StatusFraud      = "fraud"
+	StatusLegitimate = "legitimate"
+)
+
+// Config sets the store.
+type Config struct {
+	KeyPrefix string        `yaml:"key_prefix" env:"KEY_PREFIX"`
+	Retention time.Duration `yaml:"retention" env:"RETENTION"`
+}
+
+// Validate reports the first setting that is out of range.
+func (c Config) Validate() error {
+	switch {
+	case c.KeyPrefix == "":
+		return errors.New("review.key_prefix: must not be empty")
+	case c.Retention < time.Hour:
+		return fmt.Errorf("review.retention: must be at least 1h, got %s", c.Retention)
+	}
+	return nil
+}
+
+// Review is one flagged payment under review.
+type Review struct {
+	PaymentID string            `json:"payment_id"`
+	CardID    string            `json:"card_id"`
+	Status    string            `json:"status"`
+	Score     *float64          `json:"score"`
+	Reasons   []string          `json:"reasons"` // reason codes
+	CreatedAt time.Time         `json:"created_at"`
+	Decision  decision.Decision `json:"decision"`
+	Verdict   *Verdict          `json:"verdict,omitempty"`
+}
+
+// Verdict is an analyst's finding on a review.
+type Verdict struct {
+	Label     string    `json:"label"` // fraud or legitimate
+	Analyst   string    `json:"analyst"`
+	Note      string    `json:"note"`
+	DecidedAt time.Time `json:"decided_at"`
+}
+
+// AuditEntry is one event in a review's life.
+type AuditEntry struct {
+	Event   string    `json:"event"` // opened, decided
+	At      time.Time `json:"at"`
+	Analyst string    `json:"analyst,omitempty"`
+	Label   string    `json:"label,omitempty"`
+	Note    string    `json:"note,omitempty"`
+}
+
+// Store keeps the reviews.
+type Store struct {
+	rdb    redis.UniversalClient
+	cfg    Config
+	now    func() time.Time
+	upsert *redis.Script
+	decide *redis.Script
+}
+
+// NewStore returns a store on rdb.
+func NewStore(rdb redis.UniversalClient, cfg Config, now func() time.Time) *Store {
+	return &Store{rdb: rdb, cfg: cfg, now: now, upsert: redis.NewScript(upsertScript), decide: redis.NewScript(decideScript)}
+}
+
+func (s *Store) key(parts ...string) string {
+	return s.cfg.KeyPrefix + ":{rv}:" + strings.Join(parts, ":")
+}
+
+// upsertScript opens a review unless its payment has one. KEYS: record, audit, then the indexes
+// by time (all, open, card, each reason), then by score (all, open). ARGV: created (ms), score,
+// retention (ms), the decision JSON, the card, the reasons (comma-separated), the payment id,
+// the audit entry. Returns 1 if it opened the review, 0 if there was one.
+const upsertScript = `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+local created, score, retention = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'decision', ARGV[4], 'status', 'open', 'created', created, 'score', score,
+  'card', ARGV[5], 'reasons', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], retention) -- relative: Redis's clock need not be the service's
+redis.call('RPUSH', KEYS[2], ARGV[8])
+redis.call('PEXPIRE', KEYS[2], retention)
+local n = #KEYS
+for i = 3, n - 2 do
+  redis.call('ZADD', KEYS[i], created, ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (created - retention))
+  redis.call('PEXPIRE', KEYS[i], retention)
+end
+for i = n - 1, n do
+  redis.call('ZADD', KEYS[i], score, ARGV[7])
+  redis.call('PEXPIRE', KEYS[i], retention)
+end
+return 1
+`
+
+// Open opens a review for a flagged decision, once: a redelivered decision finds its review and
+// changes nothing. It reports whether it opened one.
+func (s *Store) Open(ctx context.Context, d decision.Decision) (bool, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return false, fmt.Errorf("open review %s: %w", d.PaymentID, err)
+	}
+	now := s.now()
+	score := -1.0 // no model score: last in riskiest-first
+	if d.Score != nil {
+		score = *d.Score
+	}
+	codes := make([]string, len(d.Reasons))
+	for i, r := range d.Reasons {
+		codes[i] = r.Code
+	}
+	audit, _ := json.Marshal(AuditEntry{Event: "opened", At: now.UTC()})
+	keys := []string{s.key("r", d.PaymentID), s.key("a", d.PaymentID), s.key("t"), s.key("s", StatusOpen), s.key("c", d.CardID)}
+	for _, c := range codes {
+		keys = append(keys, s.key("x", c))
+	}
+	keys = append(keys, s.key("k"), s.key("ks", StatusOpen))
+	n, err := s.upsert.Run(ctx, s.rdb, keys, now.UnixMilli(), score, s.cfg.Retention.Milliseconds(), string(b), d.CardID,
+		strings.Join(codes, ","), d.PaymentID, string(audit)).Int()
+	if err != nil {
+		return false, fmt.Errorf("open review %s: %w", d.PaymentID, err)
+	}
+	return n == 1, nil
+}
+
+// Get returns one review with its audit trail.
+func (s *Store) Get(ctx context.Context, paymentID string) (Review, []AuditEntry, error) {
+	pipe := s.rdb.Pipeline()
+	rec := pipe.HGetAll(ctx, s.key("r", paymentID))
+	trail := pipe.LRange(ctx, s.key("a", paymentID), 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Review{}, nil, fmt.Errorf("get review %s: %w", paymentID, err)
+	}
+	if len(rec.Val()) == 0 {
+		return Review{}, nil, ErrNotFound
+	}
+	r, err := parse(paymentID, rec.Val())
+	if err != nil {
+		return Review{}, nil, err
+	}
+	var audit []AuditEntry
+	for _, e := range trail.Val() {
+		var a AuditEntry
+		if err := json.Unmarshal([]byte(e), &a); err == nil {
+			audit = append(audit, a)
+		}
+	}
+	return r, audit, nil
+}
+
+func parse(id string, h map[string]string) (Review, error) {
+	r := Review{PaymentID: id, CardID: h["card"], Status: h["status"]}
+	if err := json.Unmarshal([]byte(h["decision"]), &r.Decision); err != nil {
+		return Review{}, fmt.Errorf("review %s: stored decision: %w", id, err)
+	}
+	r.Score = r.Decision.Score
+	if h["reasons"] != "" {
+		r.Reasons = strings.Split(h["reasons"], ",")
+	}
+	ms, _ := strconv.ParseInt(h["created"], 10, 64)
+	r.CreatedAt = time.UnixMilli(ms).UTC()
+	if r.Status != StatusOpen {
+		at, _ := time.Parse(time.RFC3339Nano, h["decided_at"])
+		r.Verdict = &Verdict{Label: r.Status, Analyst: h["analyst"], Note: h["note"], DecidedAt: at}
+	}
+	return r, nil
+}
+
+// decideScript records a verdict on an open review. KEYS: record, audit, open by time, open by
+// score, <label> by time, <label> by score. ARGV: label, analyst, note, decided_at, audit entry,
+// payment id, retention (ms). Returns 1, 0 if there is no review, or the status it already has.
+const decideScript = `
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  return 0
+end
+if status ~= 'open' then
+  return status
+end
+local created = tonumber(redis.call('HGET', KEYS[1], 'created'))
+local score = redis.call('HGET', KEYS[1], 'score')
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'analyst', ARGV[2], 'note', ARGV[3], 'decided_at', ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('ZREM', KEYS[3], ARGV[6])
+redis.call('ZREM', KEYS[4], ARGV[6])
+redis.call('ZADD', KEYS[5], created, ARGV[6])
+redis.call('ZADD', KEYS[6], score, ARGV[6])
+redis.call('PEXPIRE', KEYS[5], ARGV[7])
+redis.call('PEXPIRE', KEYS[6], ARGV[7])
+return 1
+`
+
+// Decide records a verdict on an open review, once: a second one gets ErrAlreadyDecided.
+func (s *Store) Decide(ctx context.Context, paymentID string, v Verdict) (Review, error) {
+	if v.Label != StatusFraud && v.Label != StatusLegitimate {
+		return Review{}, fmt.Errorf("%w: label must be fraud or legitimate, got %q", ErrInvalidArgument, v.Label)
+	}
+	audit, _ := json.Marshal(AuditEntry{Event: "decided", At: v.DecidedAt.UTC(), Analyst: v.Analyst, Label: v.Label, Note: v.Note})
+	keys := []string{s.key("r", paymentID), s.key("a", paymentID), s.key("s", StatusOpen), s.key("ks", StatusOpen),
+		s.key("s", v.Label), s.key("ks", v.Label)}
+	res, err := s.decide.Run(ctx, s.rdb, keys, v.Label, v.Analyst, v.Note, v.DecidedAt.UTC().Format(time.RFC3339Nano),
+		string(audit), paymentID, s.cfg.Retention.Milliseconds()).Result()
+	if err != nil {
+		return Review{}, fmt.Errorf("decide review %s: %w", paymentID, err)
+	}
+	switch res := res.(type) {
+	case int64:
+		if res == 0 {
+			return Review{}, ErrNotFound
+		}
+	case string:
+		return Review{}, fmt.Errorf("%w: it is %s", ErrAlreadyDecided, res)
+	}
+	r, _, err := s.Get(ctx, paymentID)
+	return r, err
+}
+
+// Filter selects reviews; zero fields select everything.
+type Filter struct {
+	Status, Card, Reason string
+	From, To             time.Time // created within [From, To)
+	Riskiest             bool      // by score, highest first; else newest first
+	Limit                int
+	Cursor               string // from the previous page
+}
+
+// Page is one page of a list.
+type Page struct {
+	Reviews []Review
+	Next    string // cursor of the next page; empty on the last
+}
+
+// chunk is how many index entries a list reads at a time.
+const chunk = 200
+
+// List returns a page of reviews in a stable order: newest first (created, then payment id,
+// both descending), or riskiest first (score, then payment id). The cursor carries the last
+// entry the page looked at, so reviews opened meanwhile neither repeat nor push others off a
+// page: a page goes on strictly after its cursor in that order.
+func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
+	if f.Limit < 1 || f.Limit > 500 {
+		return Page{}, fmt.Errorf("%w: limit must be from 1 to 500, got %d", ErrInvalidArgument, f.Limit)
+	}
+	if f.Status != "" && f.Status != StatusOpen && f.Status != StatusFraud && f.Status != StatusLegitimate {
+		return Page{}, fmt.Errorf("%w: status must be open, fraud or legitimate, got %q", ErrInvalidArgument, f.Status)
+	}
+	// The index to walk: the narrowest one the filter names, in the order asked for.
+	var index string
+	byTime := !f.Riskiest
+	switch {
+	case f.Riskiest && f.Status != "":
+		index = s.key("ks", f.Status)
+	case f.Riskiest:
+		index = s.key("k")
+	case f.Card != "":
+		index = s.key("c", f.Card)
+	case f.Reason != "":
+		index = s.key("x", f.Reason)
+	case f.Status != "":
+		index = s.key("s", f.Status)
+	default:
+		index = s.key("t")
+	}
+	max, min := "+inf", "-inf"
+	if byTime {
+		if !f.To.IsZero() {
+			max = "(" + strconv.FormatInt(f.To.UnixMilli(), 10)
+		}
+		if !f.From.IsZero() {
+			min = strconv.FormatInt(f.From.UnixMilli(), 10)
+		}
+	}
+	var cur *cursor // the last entry seen: the walk goes on after it
+	if f.Cursor != "" {
+		c, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return Page{}, err
+		}
+		cur = &c
+	}
+	var page Page
+	var skip int64 // entries at the head of a fetch that are all on or before cur
+	for {
+		top := max
+		if cur != nil {
+			top = strconv.FormatFloat(cur.score, 'g', -1, 64) // inclusive: ties are told apart by id
+		}
+		entries, err := s.rdb.ZRevRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{Max: top, Min: min, Offset: skip, Count: chunk}).Result()
+		if err != nil {
+			return Page{}, fmt.Errorf("list reviews: %w", err)
+		}
+		var fresh []redis.Z
+		for _, e := range entries {
+			if cur == nil || e.Score != cur.score || e.Member.(string) < cur.id {
+				fresh = append(fresh, e)
+			}
+		}
+		if len(fresh) == 0 {
+			if len(entries) < chunk {
+				return page, nil
+			}
+			skip += int64(len(entries)) // a run of ties longer than a chunk
+			continue
+		}
+		skip = 0
+		pipe := s.rdb.Pipeline()
+		recs := make([]*redis.MapStringStringCmd, len(fresh))
+		for i, e := range fresh {
+			recs[i] = pipe.HGetAll(ctx, s.key("r", e.Member.(string)))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return Page{}, fmt.Errorf("list reviews: %w", err)
+		}
+		for i, e := range fresh {
+			cur = &cursor{score: e.Score, id: e.Member.(string)}
+			if len(recs[i].Val()) == 0 {
+				continue // expired
+			}
+			r, err := parse(cur.id, recs[i].Val())
+			if err != nil {
+				return Page{}, err
+			}
+			if !f.match(r) {
+				continue
+			}
+			page.Reviews = append(page.Reviews, r)
+			if len(page.Reviews) == f.Limit {
+				page.Next = cur.encode() // the next page may turn out empty
+				return page, nil
+			}
+		}
+		if len(entries) < chunk {
+			return page, nil
+		}
+	}
+}
+
+func (f Filter) match(r Review) bool {
+	switch {
+	case f.Status != "" && r.Status != f.Status,
+		f.Card != "" && r.CardID != f.Card,
+		f.Reason != "" && !contains(r.Reasons, f.Reason),
+		!f.From.IsZero() && r.CreatedAt.Before(f.From),
+		!f.To.IsZero() && !r.CreatedAt.Before(f.To):
+		return false
+	}
+	return true
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// cursor is the last entry of a page: its index score and payment id.
+type cursor struct {
+	score float64
+	id    string
+}
+
+func (c cursor) encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatFloat(c.score, 'g', -1, 64) + "|" + c.id))
+}
+
+func decodeCursor(s string) (cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return cursor{}, ErrInvalidCursor
+	}
+	score, id, ok := strings.Cut(string(b), "|")
+	f, err := strconv.ParseFloat(score, 64)
+	if !ok || err != nil || id == "" {
+		return cursor{}, ErrInvalidCursor
+	}
+	return cursor{score: f, id: id}, nil
+}

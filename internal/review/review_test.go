@@ -1,0 +1,240 @@
+package review
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/paysentry/fraud-detector/internal/decision"
+)
+
+// These tests run against a real redis-server: scripts/stack.sh up starts one on 127.0.0.1:6379,
+// or set FD_TEST_REDIS. Each test writes under its own key prefix.
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newTestStore(t *testing.T) (*Store, *redis.Client, *clock) {
+	t.Helper()
+	addr := os.Getenv("FD_TEST_REDIS")
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("redis at %s: %v (start it with scripts/stack.sh up, or set FD_TEST_REDIS)", addr, err)
+	}
+	prefix := fmt.Sprintf("rvtest%d", rand.Int64())
+	c := &clock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+		rdb.Close()
+	})
+	return NewStore(rdb, Config{KeyPrefix: prefix, Retention: 30 * 24 * time.Hour}, c.now), rdb, c
+}
+
+func flagged(id, card string, score *float64, codes ...string) decision.Decision {
+	d := decision.Decision{PaymentID: id, CardID: card, Flagged: true, Score: score, Payment: []byte(`{"payment_id":"` + id + `"}`),
+		DecidedAt: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	for _, c := range codes {
+		d.Reasons = append(d.Reasons, decision.Reason{Code: c, Detail: "d"})
+	}
+	return d
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestOpenIsIdempotent(t *testing.T) {
+	s, _, _ := newTestStore(t)
+	ctx := context.Background()
+	d := flagged("p1", "c1", ptr(0.7), decision.CodeModel)
+	for i, want := range []bool{true, false, false} {
+		if opened, err := s.Open(ctx, d); err != nil || opened != want {
+			t.Fatalf("open #%d: %v, %v", i+1, opened, err)
+		}
+	}
+	r, audit, err := s.Get(ctx, "p1")
+	if err != nil || r.Status != StatusOpen || r.CardID != "c1" || *r.Score != 0.7 || r.Decision.PaymentID != "p1" || len(audit) != 1 || audit[0].Event != "opened" {
+		t.Errorf("review %+v, audit %+v, %v", r, audit, err)
+	}
+	if _, _, err := s.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing review: %v", err)
+	}
+}
+
+func TestVerdictOnceWithAuditTrail(t *testing.T) {
+	s, _, c := newTestStore(t)
+	ctx := context.Background()
+	s.Open(ctx, flagged("p1", "c1", ptr(0.9), decision.CodeModel))
+	c.t = c.t.Add(time.Minute)
+	r, err := s.Decide(ctx, "p1", Verdict{Label: StatusFraud, Analyst: "ana", Note: "called the bank", DecidedAt: c.t})
+	if err != nil || r.Status != StatusFraud || r.Verdict == nil || r.Verdict.Analyst != "ana" {
+		t.Fatalf("decide: %+v, %v", r, err)
+	}
+	if _, err := s.Decide(ctx, "p1", Verdict{Label: StatusLegitimate, Analyst: "bob", DecidedAt: c.t}); !errors.Is(err, ErrAlreadyDecided) {
+		t.Errorf("second verdict: %v", err)
+	}
+	if _, err := s.Decide(ctx, "nope", Verdict{Label: StatusFraud, DecidedAt: c.t}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("verdict on no review: %v", err)
+	}
+	if _, err := s.Decide(ctx, "p1", Verdict{Label: "maybe", DecidedAt: c.t}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("bad label: %v", err)
+	}
+	_, audit, _ := s.Get(ctx, "p1")
+	if len(audit) != 2 || audit[1].Event != "decided" || audit[1].Analyst != "ana" || audit[1].Label != StatusFraud || audit[1].Note != "called the bank" {
+		t.Errorf("audit %+v", audit)
+	}
+	for status, want := range map[string]int{StatusOpen: 0, StatusFraud: 1, StatusLegitimate: 0} {
+		p, err := s.List(ctx, Filter{Status: status, Limit: 10})
+		if err != nil || len(p.Reviews) != want {
+			t.Errorf("status %s: %d reviews, %v", status, len(p.Reviews), err)
+		}
+	}
+}
+
+// Every filter and both orders equal a brute-force selection, page after page.
+func TestListFiltersAndOrders(t *testing.T) {
+	s, _, c := newTestStore(t)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(5, 6))
+	codes := []string{decision.CodeAmount, decision.CodeVelocity, decision.CodeModel}
+	var all []Review
+	start := c.t
+	for i := range 60 {
+		c.t = start.Add(time.Duration(i/3) * time.Second) // three at a time: ties in time
+		var score *float64
+		if rng.IntN(4) > 0 {
+			score = ptr(float64(rng.IntN(10)) / 10) // ties in score
+		}
+		d := flagged(fmt.Sprintf("p%02d", i), fmt.Sprintf("c%d", rng.IntN(4)), score, codes[rng.IntN(3)])
+		if _, err := s.Open(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		r, _, _ := s.Get(ctx, d.PaymentID)
+		if rng.IntN(5) == 0 {
+			r, _ = s.Decide(ctx, d.PaymentID, Verdict{Label: StatusLegitimate, Analyst: "a", DecidedAt: c.t})
+		}
+		all = append(all, r)
+	}
+	scoreOf := func(r Review) float64 {
+		if r.Score == nil {
+			return -1
+		}
+		return *r.Score
+	}
+	for _, f := range []Filter{
+		{}, {Status: StatusOpen}, {Status: StatusLegitimate}, {Card: "c1"}, {Reason: decision.CodeModel},
+		{Card: "c2", Status: StatusOpen, Reason: decision.CodeAmount},
+		{From: start.Add(5 * time.Second), To: start.Add(12 * time.Second)},
+		{Riskiest: true}, {Riskiest: true, Status: StatusOpen}, {Riskiest: true, Card: "c3"},
+	} {
+		var want []string
+		sorted := slices.Clone(all)
+		slices.SortStableFunc(sorted, func(a, b Review) int {
+			if f.Riskiest {
+				return cmp.Or(cmp.Compare(scoreOf(b), scoreOf(a)), cmp.Compare(b.PaymentID, a.PaymentID))
+			}
+			return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(b.PaymentID, a.PaymentID))
+		})
+		for _, r := range sorted {
+			if f.match(r) {
+				want = append(want, r.PaymentID)
+			}
+		}
+		var got []string
+		f.Limit = 7
+		for pages := 0; ; pages++ {
+			p, err := s.List(ctx, f)
+			if err != nil {
+				t.Fatalf("%+v: %v", f, err)
+			}
+			for _, r := range p.Reviews {
+				got = append(got, r.PaymentID)
+			}
+			if p.Next == "" || pages > 20 {
+				break
+			}
+			f.Cursor = p.Next
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("filter %+v:\n got %v\nwant %v", f, got, want)
+		}
+	}
+}
+
+// Reviews opened while an analyst pages through the queue neither repeat nor make one skip a
+// review; that holds past a run of ties longer than a read (the reviews without a score).
+func TestPagingWhileReviewsArrive(t *testing.T) {
+	s, _, c := newTestStore(t)
+	ctx := context.Background()
+	before := map[string]bool{}
+	for i := range 450 {
+		c.t = c.t.Add(time.Millisecond)
+		id := fmt.Sprintf("old-%03d", i)
+		s.Open(ctx, flagged(id, "c1", nil, decision.CodeAmount))
+		before[id] = true
+	}
+	for _, riskiest := range []bool{false, true} {
+		seen := map[string]bool{}
+		f := Filter{Limit: 50, Riskiest: riskiest}
+		for page := 0; ; page++ {
+			p, err := s.List(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range p.Reviews {
+				if seen[r.PaymentID] {
+					t.Fatalf("riskiest %v: %s on two pages", riskiest, r.PaymentID)
+				}
+				seen[r.PaymentID] = true
+			}
+			for i := range 5 { // new arrivals, some riskier than anything before
+				c.t = c.t.Add(time.Millisecond)
+				s.Open(ctx, flagged(fmt.Sprintf("new-%v-%02d-%d", riskiest, page, i), "c2", ptr(0.99), decision.CodeModel))
+			}
+			if p.Next == "" {
+				break
+			}
+			f.Cursor = p.Next
+		}
+		for id := range before {
+			if !seen[id] {
+				t.Errorf("riskiest %v: %s never listed", riskiest, id)
+			}
+		}
+	}
+}
+
+func TestBadArgumentsAndRetention(t *testing.T) {
+	s, rdb, c := newTestStore(t)
+	ctx := context.Background()
+	for _, f := range []Filter{{Limit: 0}, {Limit: 501}, {Limit: 5, Status: "closed"}, {Limit: 5, Cursor: "%%%"}, {Limit: 5, Cursor: "bm8tc2VwYXJhdG9y"}} {
+		if _, err := s.List(ctx, f); !errors.Is(err, ErrInvalidArgument) && !errors.Is(err, ErrInvalidCursor) {
+			t.Errorf("filter %+v: %v", f, err)
+		}
+	}
+	s.Open(ctx, flagged("early", "c1", ptr(0.5), decision.CodeModel))
+	for _, k := range []string{s.key("r", "early"), s.key("a", "early"), s.key("t"), s.key("c", "c1"), s.key("k")} {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 || ttl > 30*24*time.Hour {
+			t.Errorf("%s: TTL %s", k, ttl)
+		}
+	}
+	c.t = c.t.Add(31 * 24 * time.Hour)
+	s.Open(ctx, flagged("late", "c1", ptr(0.5), decision.CodeModel))
+	if ids := rdb.ZRange(ctx, s.key("c", "c1"), 0, -1).Val(); !slices.Equal(ids, []string{"late"}) {
+		t.Errorf("card index after the retention: %v", ids)
+	}
+}
