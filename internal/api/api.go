@@ -1,0 +1,425 @@
+// Package api is the analysts' HTTP API under /v1 (go-chi): list and read reviews of flagged
+// payments, record verdicts (published to the labels topic), look a card up. Every request needs
+// a bearer token from the configuration; tokens have roles: viewer reads, analyst also decides.
+// Errors are {"error": {"code", "message"}} with the status that fits; a malformed request never
+// gets a 5xx. The routes are described in /v1/openapi.json.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-json-experiment/json"
+
+	"github.com/paysentry/fraud-detector/internal/review"
+)
+
+// Roles.
+const (
+	RoleViewer  = "viewer"
+	RoleAnalyst = "analyst"
+)
+
+// Token is a bearer token as the configuration holds it: hashed, never in clear.
+type Token struct {
+	Name   string `yaml:"name"`
+	Role   string `yaml:"role"`
+	SHA256 string `yaml:"sha256"` // hex SHA-256 of the token
+}
+
+// Tokens is the configured list; from the environment as name:role:sha256hex, comma-separated.
+type Tokens []Token
+
+// UnmarshalText reads the environment's form.
+func (t *Tokens) UnmarshalText(b []byte) error {
+	*t = nil
+	for _, item := range strings.Split(string(b), ",") {
+		parts := strings.Split(strings.TrimSpace(item), ":")
+		if len(parts) != 3 {
+			return fmt.Errorf("want name:role:sha256hex, got %d parts", len(parts))
+		}
+		*t = append(*t, Token{Name: parts[0], Role: parts[1], SHA256: parts[2]})
+	}
+	return nil
+}
+
+// Config sets the API.
+type Config struct {
+	Listen       string        `yaml:"listen" env:"LISTEN"`
+	Tokens       Tokens        `yaml:"tokens" env:"TOKENS"`
+	MaxBodyBytes int64         `yaml:"max_body_bytes" env:"MAX_BODY_BYTES"`
+	ReadTimeout  time.Duration `yaml:"read_timeout" env:"READ_TIMEOUT"`
+	WriteTimeout time.Duration `yaml:"write_timeout" env:"WRITE_TIMEOUT"`
+}
+
+// Validate reports the first setting that is out of range.
+func (c Config) Validate() error {
+	for i, t := range c.Tokens {
+		b, err := hex.DecodeString(t.SHA256)
+		switch {
+		case t.Name == "":
+			return fmt.Errorf("api.tokens[%d]: name must not be empty", i)
+		case t.Role != RoleViewer && t.Role != RoleAnalyst:
+			return fmt.Errorf("api.tokens[%d] (%s): role must be viewer or analyst, got %q", i, t.Name, t.Role)
+		case err != nil || len(b) != sha256.Size:
+			return fmt.Errorf("api.tokens[%d] (%s): sha256 must be 64 hex digits (the SHA-256 of the token, not the token)", i, t.Name)
+		}
+	}
+	switch {
+	case c.MaxBodyBytes < 1024:
+		return fmt.Errorf("api.max_body_bytes: at least 1024, got %d", c.MaxBodyBytes)
+	case c.ReadTimeout <= 0 || c.WriteTimeout <= 0:
+		return errors.New("api: read_timeout and write_timeout must be positive")
+	}
+	return nil
+}
+
+// Reviews is the review store.
+type Reviews interface {
+	List(ctx context.Context, f review.Filter) (review.Page, error)
+	Get(ctx context.Context, paymentID string) (review.Review, []review.AuditEntry, error)
+	Decide(ctx context.Context, paymentID string, v review.Verdict) (review.Review, error)
+}
+
+// Cards is the card state.
+type Cards interface {
+	Counts(ctx context.Context, card string) (map[time.Time]int64, error)
+}
+
+// Label is a verdict as the labels topic carries it.
+type Label struct {
+	PaymentID string    `json:"payment_id"`
+	CardID    string    `json:"card_id"`
+	Label     string    `json:"label"`
+	Analyst   string    `json:"analyst"`
+	Note      string    `json:"note"`
+	DecidedAt time.Time `json:"decided_at"`
+}
+
+// Publisher sends labels to the labels topic.
+type Publisher interface {
+	Publish(ctx context.Context, l Label) error
+}
+
+//go:embed openapi.json
+var openapi []byte
+
+// Server serves the API.
+type Server struct {
+	cfg     Config
+	reviews Reviews
+	cards   Cards
+	labels  Publisher
+	log     *slog.Logger
+	now     func() time.Time
+	tokens  []token
+}
+
+type token struct {
+	name, role string
+	sum        [sha256.Size]byte
+}
+
+// New returns the API over its stores.
+func New(cfg Config, reviews Reviews, cards Cards, labels Publisher, log *slog.Logger) *Server {
+	s := &Server{cfg: cfg, reviews: reviews, cards: cards, labels: labels, log: log, now: time.Now}
+	for _, t := range cfg.Tokens {
+		var tk token
+		hex.Decode(tk.sum[:], []byte(t.SHA256))
+		tk.name, tk.role = t.Name, t.Role
+		s.tokens = append(s.tokens, tk)
+	}
+	return s
+}
+
+// HTTPServer returns an http.Server for the API with the configured timeouts.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{Addr: s.cfg.Listen, Handler: s.Router(), ReadHeaderTimeout: s.cfg.ReadTimeout,
+		ReadTimeout: s.cfg.ReadTimeout, WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: 2 * s.cfg.WriteTimeout,
+		MaxHeaderBytes: 16 << 10}
+}
+
+// Router is the API's routes.
+func (s *Server) Router() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such route")
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here")
+	})
+	r.Route("/v1", func(r chi.Router) {
+		r.Get("/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(openapi)
+		})
+		r.Group(func(r chi.Router) {
+			r.Use(s.auth(RoleViewer))
+			r.Get("/reviews", s.listReviews)
+			r.Get("/reviews/{payment_id}", s.getReview)
+			r.Get("/cards/{card_id}", s.getCard)
+		})
+		r.Group(func(r chi.Router) {
+			r.Use(s.auth(RoleAnalyst))
+			r.Post("/reviews/{payment_id}/verdict", s.postVerdict)
+		})
+	})
+	return r
+}
+
+type ctxKey struct{}
+
+// auth lets a request through with a token of the role or above: 401 without a valid token,
+// 403 with one whose role is not enough. Tokens are compared as SHA-256 sums, in constant time.
+func (s *Server) auth(role string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || raw == "" {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="fraud-detector"`)
+				writeError(w, http.StatusUnauthorized, "unauthorized", "a bearer token is required")
+				return
+			}
+			sum := sha256.Sum256([]byte(raw))
+			var found *token
+			for i := range s.tokens {
+				if subtle.ConstantTimeCompare(sum[:], s.tokens[i].sum[:]) == 1 {
+					found = &s.tokens[i]
+				}
+			}
+			switch {
+			case found == nil:
+				w.Header().Set("WWW-Authenticate", `Bearer realm="fraud-detector", error="invalid_token"`)
+				writeError(w, http.StatusUnauthorized, "unauthorized", "the token is not valid")
+			case role == RoleAnalyst && found.role != RoleAnalyst:
+				writeError(w, http.StatusForbidden, "forbidden", "recording a verdict needs the analyst role")
+			default:
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, found.name)))
+			}
+		})
+	}
+}
+
+// recoverer turns a panic into a 500 and a log line, never a crash.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil && v != http.ErrAbortHandler {
+				s.log.Error("api panic", "path", r.URL.Path, "panic", fmt.Sprint(v))
+				writeError(w, http.StatusInternalServerError, "internal", "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	var e errorBody
+	e.Error.Code, e.Error.Message = code, message
+	writeJSON(w, status, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v, json.Deterministic(true))
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"cannot encode the response"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// storeError maps a store error to its status, in one place.
+func (s *Server) storeError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, review.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, review.ErrAlreadyDecided):
+		writeError(w, http.StatusConflict, "already_decided", err.Error())
+	case errors.Is(err, review.ErrInvalidCursor), errors.Is(err, review.ErrInvalidArgument):
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	default:
+		s.log.Error("api store", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the review store is not available; try again")
+	}
+}
+
+type reviewList struct {
+	Reviews []review.Review `json:"reviews"`
+	Next    string          `json:"next_cursor,omitempty"`
+}
+
+func (s *Server) listReviews(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for k := range q {
+		switch k {
+		case "status", "card", "reason", "from", "to", "order", "limit", "cursor":
+		default:
+			writeError(w, http.StatusBadRequest, "invalid_request", "unknown parameter "+strconv.Quote(k))
+			return
+		}
+	}
+	f := review.Filter{Status: q.Get("status"), Card: q.Get("card"), Reason: q.Get("reason"), Cursor: q.Get("cursor"), Limit: 50}
+	var err error
+	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
+		if v := q.Get(name); v != "" {
+			if *dst, err = time.Parse(time.RFC3339, v); err != nil {
+				writeError(w, http.StatusBadRequest, "invalid_request", name+" must be an RFC 3339 time")
+				return
+			}
+		}
+	}
+	switch q.Get("order") {
+	case "", "newest":
+	case "riskiest":
+		f.Riskiest = true
+	default:
+		writeError(w, http.StatusBadRequest, "invalid_request", "order must be newest or riskiest")
+		return
+	}
+	if v := q.Get("limit"); v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be a number from 1 to 500")
+			return
+		}
+	}
+	page, err := s.reviews.List(r.Context(), f)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	if page.Reviews == nil {
+		page.Reviews = []review.Review{}
+	}
+	writeJSON(w, http.StatusOK, reviewList{Reviews: page.Reviews, Next: page.Next})
+}
+
+type reviewWithAudit struct {
+	review.Review
+	Audit []review.AuditEntry `json:"audit"`
+}
+
+func (s *Server) getReview(w http.ResponseWriter, r *http.Request) {
+	rv, audit, err := s.reviews.Get(r.Context(), chi.URLParam(r, "payment_id"))
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, reviewWithAudit{Review: rv, Audit: audit})
+}
+
+type verdictRequest struct {
+	Label string `json:"label"`
+	Note  string `json:"note"`
+}
+
+func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is over %d bytes", s.cfg.MaxBodyBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "invalid_request", "cannot read the body")
+		return
+	}
+	var req verdictRequest
+	if err := json.Unmarshal(body, &req, json.RejectUnknownMembers(true)); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_json", "the body must be {\"label\": \"fraud\" | \"legitimate\", \"note\": string}: "+err.Error())
+		return
+	}
+	if req.Label != review.StatusFraud && req.Label != review.StatusLegitimate {
+		writeError(w, http.StatusUnprocessableEntity, "invalid_label", "label must be fraud or legitimate")
+		return
+	}
+	if len(req.Note) > 2000 {
+		writeError(w, http.StatusUnprocessableEntity, "invalid_note", "note must be at most 2000 bytes")
+		return
+	}
+	analyst, _ := r.Context().Value(ctxKey{}).(string)
+	id := chi.URLParam(r, "payment_id")
+	v := review.Verdict{Label: req.Label, Analyst: analyst, Note: req.Note, DecidedAt: s.now().UTC()}
+	rv, err := s.reviews.Decide(r.Context(), id, v)
+	if errors.Is(err, review.ErrAlreadyDecided) {
+		// The same verdict again (a retry after a failed publish) publishes again; another is a conflict.
+		prev, _, gerr := s.reviews.Get(r.Context(), id)
+		if gerr != nil || prev.Verdict == nil || prev.Verdict.Label != req.Label || prev.Verdict.Analyst != analyst || prev.Verdict.Note != req.Note {
+			s.storeError(w, err)
+			return
+		}
+		rv, v, err = prev, *prev.Verdict, nil
+	}
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	label := Label{PaymentID: rv.PaymentID, CardID: rv.CardID, Label: v.Label, Analyst: v.Analyst, Note: v.Note, DecidedAt: v.DecidedAt}
+	if err := s.labels.Publish(r.Context(), label); err != nil {
+		s.log.Error("label not published", "payment_id", rv.PaymentID, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "label_not_published",
+			"the verdict is recorded but its label could not be published; send the same verdict again")
+		return
+	}
+	writeJSON(w, http.StatusOK, rv)
+}
+
+type cardView struct {
+	CardID  string          `json:"card_id"`
+	Windows []windowCount   `json:"windows"`
+	Recent  []review.Review `json:"recent_reviews"`
+}
+
+type windowCount struct {
+	Start time.Time `json:"start"`
+	Count int64     `json:"count"`
+}
+
+func (s *Server) getCard(w http.ResponseWriter, r *http.Request) {
+	card := chi.URLParam(r, "card_id")
+	counts, err := s.cards.Counts(r.Context(), card)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	page, err := s.reviews.List(r.Context(), review.Filter{Card: card, Limit: 20})
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	v := cardView{CardID: card, Windows: []windowCount{}, Recent: page.Reviews}
+	if v.Recent == nil {
+		v.Recent = []review.Review{}
+	}
+	for start, n := range counts {
+		v.Windows = append(v.Windows, windowCount{Start: start, Count: n})
+	}
+	slices.SortFunc(v.Windows, func(a, b windowCount) int { return b.Start.Compare(a.Start) })
+	v.Windows = v.Windows[:min(len(v.Windows), 24)] // the newest day's worth
+	writeJSON(w, http.StatusOK, v)
+}
