@@ -169,6 +169,8 @@ func (tp topics) env() []string {
 		"FRAUD_CARD_HMAC_KEY=" + hmacKey,
 		"FRAUD_REDIS_ADDRS=" + redisAddr,
 		"FRAUD_WINDOW_KEY_PREFIX=" + tp.group, // each test's windows apart from the others'
+		"FRAUD_REVIEW_KEY_PREFIX=" + tp.group, // and its reviews
+		"FRAUD_API_LISTEN=127.0.0.1:0",        // a port of its own; a test that calls the API sets one
 		"FRAUD_MODEL_PATH=none",               // the rules and windows alone, unless a test says otherwise
 		"FRAUD_MODEL_ONNXRUNTIME_LIBRARY=" + ortLibrary,
 	}

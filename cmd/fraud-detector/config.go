@@ -19,8 +19,10 @@ import (
 	"github.com/shopspring/decimal"
 	"gopkg.in/yaml.v3"
 
+	"github.com/paysentry/fraud-detector/internal/api"
 	"github.com/paysentry/fraud-detector/internal/detect"
 	"github.com/paysentry/fraud-detector/internal/model"
+	"github.com/paysentry/fraud-detector/internal/review"
 	"github.com/paysentry/fraud-detector/internal/rules"
 	"github.com/paysentry/fraud-detector/internal/window"
 )
@@ -37,6 +39,8 @@ type Config struct {
 	Redis  RedisConfig   `yaml:"redis" envPrefix:"REDIS_"`
 	Window window.Config `yaml:"window" envPrefix:"WINDOW_"`
 	Model  model.Config  `yaml:"model" envPrefix:"MODEL_"`
+	Review review.Config `yaml:"review" envPrefix:"REVIEW_"`
+	API    api.Config    `yaml:"api" envPrefix:"API_"`
 	Rules  rules.Config  `yaml:"rules" envPrefix:"RULES_"`
 	Card   CardConfig    `yaml:"card" envPrefix:"CARD_"`
 	Log    LogConfig     `yaml:"log" envPrefix:"LOG_"`
@@ -141,6 +145,8 @@ func defaultConfig() Config {
 			WriteTimeout: time.Second,
 		},
 		Window: window.Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096},
+		Review: review.Config{KeyPrefix: "fd", Retention: 30 * 24 * time.Hour},
+		API:    api.Config{Listen: ":8080", Tokens: api.Tokens{}, MaxBodyBytes: 16 << 10, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second},
 		Model:  model.Config{Path: "configs/model.onnx", Threshold: 0.5, Library: ".cache/onnxruntime/libonnxruntime.so.1.24.1", ReloadCheck: 5 * time.Second},
 		Rules:  rules.Config{AmountThreshold: decimal.NewFromInt(100)},
 		Log:    LogConfig{Level: "info"},
@@ -243,6 +249,12 @@ func (c *Config) validate() error {
 		return err
 	}
 	if err := c.Model.Validate(); err != nil {
+		return err
+	}
+	if err := c.Review.Validate(); err != nil {
+		return err
+	}
+	if err := c.API.Validate(); err != nil {
 		return err
 	}
 	switch r := c.Redis; {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -16,12 +17,15 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/go-json-experiment/json"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/paysentry/fraud-detector/internal/api"
 	"github.com/paysentry/fraud-detector/internal/detect"
 	"github.com/paysentry/fraud-detector/internal/model"
 	"github.com/paysentry/fraud-detector/internal/payment"
+	"github.com/paysentry/fraud-detector/internal/review"
 	"github.com/paysentry/fraud-detector/internal/rules"
 	"github.com/paysentry/fraud-detector/internal/window"
 )
@@ -124,9 +128,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer signal.Stop(hup)
 		watch = func(ctx context.Context) error { return m.Watch(ctx, hup) }
 	}
+	reviews := review.NewStore(rdb, cfg.Review, time.Now)
 	handler := detect.NewHandler(cfg.Stream,
 		detect.Topics{HighRisk: cfg.Kafka.Topics.HighRisk, DLQ: cfg.Kafka.Topics.DLQ},
 		dec, amount, windows, scorer, out, log)
+	labelProducer, err := connect(ctx, cfg.Kafka, log, func() (sarama.SyncProducer, error) {
+		return sarama.NewSyncProducer(cfg.Kafka.Brokers, producerCfg)
+	})
+	if err != nil {
+		return err
+	}
+	defer labelProducer.Close()
+	if len(cfg.API.Tokens) == 0 {
+		log.Warn("no api.tokens configured: every API request gets 401")
+	}
+	httpServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, log).HTTPServer()
 
 	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group, "rules_version", amount.Version())
 	g, gctx := errgroup.WithContext(ctx)
@@ -148,7 +164,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	} else {
 		log.Warn("redis cluster: merchant counts and verdicts are not kept; the labels topic is not read")
 	}
+	reviewGroup, err := connect(ctx, cfg.Kafka, log, func() (sarama.ConsumerGroup, error) {
+		return sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Kafka.Group+"-reviews", consumerCfg)
+	})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error {
+		return detect.Consume(foldCtx, reviewGroup, []string{cfg.Kafka.Topics.HighRisk}, detect.NewReviewHandler(reviews, log), log)
+	})
 	g.Go(func() error { return windows.RunFold(foldCtx, time.Second, log) })
+	g.Go(func() error {
+		log.Info("api listening", "addr", cfg.API.Listen)
+		if err := httpServer.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("api: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-foldCtx.Done() // the stream stopped: stop the API too, with a fresh context for its requests
+		shutdown, cancel := context.WithTimeout(context.Background(), cfg.API.WriteTimeout)
+		defer cancel()
+		return httpServer.Shutdown(shutdown)
+	})
 	if watch != nil {
 		g.Go(func() error { return watch(foldCtx) })
 	}
@@ -178,4 +216,19 @@ func connect[T any](ctx context.Context, k KafkaConfig, log *slog.Logger, dial f
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// kafkaLabels publishes analysts' verdicts to the labels topic, keyed by card.
+type kafkaLabels struct {
+	p     sarama.SyncProducer
+	topic string
+}
+
+func (k kafkaLabels) Publish(_ context.Context, l api.Label) error {
+	v, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	_, _, err = k.p.SendMessage(&sarama.ProducerMessage{Topic: k.topic, Key: sarama.StringEncoder(l.CardID), Value: sarama.ByteEncoder(v)})
+	return err
 }

@@ -181,6 +181,8 @@ func (b *bench) start(extraArgs ...string) (*service, error) {
 		"FRAUD_KAFKA_TOPICS_HIGH_RISK="+b.highRisk,
 		"FRAUD_KAFKA_TOPICS_DLQ="+b.dlq,
 		"FRAUD_KAFKA_TOPICS_LABELS="+b.labels,
+		"FRAUD_REVIEW_KEY_PREFIX="+b.group,
+		"FRAUD_API_LISTEN=127.0.0.1:0",
 		"FRAUD_KAFKA_COMMIT_INTERVAL=100ms",
 		"FRAUD_CARD_HMAC_KEY=bench-card-key-0123456789",
 		"FRAUD_REDIS_ADDRS="+b.o.redis,

@@ -142,9 +142,22 @@ return 1
 // Open opens a review for a flagged decision, once: a redelivered decision finds its review and
 // changes nothing. It reports whether it opened one.
 func (s *Store) Open(ctx context.Context, d decision.Decision) (bool, error) {
-	b, err := json.Marshal(d)
+	keys, args, err := s.openArgs(d)
+	if err != nil {
+		return false, err
+	}
+	n, err := s.upsert.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("open review %s: %w", d.PaymentID, err)
+	}
+	return n == 1, nil
+}
+
+// openArgs are the keys and arguments of upsertScript for a decision.
+func (s *Store) openArgs(d decision.Decision) ([]string, []any, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open review %s: %w", d.PaymentID, err)
 	}
 	now := s.now()
 	score := -1.0 // no model score: last in riskiest-first
@@ -161,12 +174,8 @@ func (s *Store) Open(ctx context.Context, d decision.Decision) (bool, error) {
 		keys = append(keys, s.key("x", c))
 	}
 	keys = append(keys, s.key("k"), s.key("ks", StatusOpen))
-	n, err := s.upsert.Run(ctx, s.rdb, keys, now.UnixMilli(), score, s.cfg.Retention.Milliseconds(), string(b), d.CardID,
-		strings.Join(codes, ","), d.PaymentID, string(audit)).Int()
-	if err != nil {
-		return false, fmt.Errorf("open review %s: %w", d.PaymentID, err)
-	}
-	return n == 1, nil
+	return keys, []any{now.UnixMilli(), score, s.cfg.Retention.Milliseconds(), string(b), d.CardID,
+		strings.Join(codes, ","), d.PaymentID, string(audit)}, nil
 }
 
 // Get returns one review with its audit trail.
@@ -423,4 +432,31 @@ func decodeCursor(s string) (cursor, error) {
 		return cursor{}, ErrInvalidCursor
 	}
 	return cursor{score: f, id: id}, nil
+}
+
+// OpenAll opens the reviews of a batch's flagged decisions in one round trip; each is opened
+// once, however often its decision is redelivered.
+func (s *Store) OpenAll(ctx context.Context, ds []decision.Decision) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for _, d := range ds {
+		keys, args, err := s.openArgs(d)
+		if err != nil {
+			return err
+		}
+		s.upsert.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, err := pipe.Exec(ctx)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err := s.upsert.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("open %d reviews: %w", len(ds), err)
+		}
+		return s.OpenAll(ctx, ds)
+	}
+	if err != nil {
+		return fmt.Errorf("open %d reviews: %w", len(ds), err)
+	}
+	return nil
 }

@@ -238,3 +238,22 @@ func TestBadArgumentsAndRetention(t *testing.T) {
 		t.Errorf("card index after the retention: %v", ids)
 	}
 }
+
+func TestOpenAllInOneRoundTrip(t *testing.T) {
+	s, _, _ := newTestStore(t)
+	ctx := context.Background()
+	ds := []decision.Decision{flagged("a", "c1", nil, decision.CodeAmount), flagged("b", "c2", ptr(0.8), decision.CodeModel)}
+	for range 2 { // the second time, a redelivery: nothing new
+		if err := s.OpenAll(ctx, ds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := s.List(ctx, Filter{Limit: 10})
+	if err != nil || len(p.Reviews) != 2 {
+		t.Errorf("%d reviews, %v", len(p.Reviews), err)
+	}
+	_, audit, _ := s.Get(ctx, "a")
+	if len(audit) != 1 {
+		t.Errorf("audit %v after a redelivery", audit)
+	}
+}

@@ -1,0 +1,100 @@
+package detect
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/paysentry/fraud-detector/internal/decision"
+)
+
+// Reviews is the analysts' review queue.
+type Reviews interface {
+	// OpenAll opens a review for each flagged decision, once however often it is redelivered.
+	OpenAll(ctx context.Context, ds []decision.Decision) error
+}
+
+// ReviewHandler reads the decisions topic (high-risk-payments) into the review queue: a review
+// for every flagged payment, opened once. It runs in a consumer group of its own, so that the
+// stream keeps deciding while Redis is away (fail_open) and the queue catches up after: a
+// decision is marked only once its review exists.
+type ReviewHandler struct {
+	reviews Reviews
+	log     *slog.Logger
+}
+
+// NewReviewHandler returns a handler that opens reviews in reviews.
+func NewReviewHandler(reviews Reviews, log *slog.Logger) *ReviewHandler {
+	return &ReviewHandler{reviews: reviews, log: log}
+}
+
+var _ sarama.ConsumerGroupHandler = (*ReviewHandler)(nil)
+
+func (h *ReviewHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h *ReviewHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim opens the reviews of what has arrived, up to 500 decisions a round trip, retrying
+// while Redis fails, and marks the last one once they are open. A record that is not a decision
+// is logged and skipped.
+func (h *ReviewHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	var batch []decision.Decision
+	var last *sarama.ConsumerMessage
+	for {
+		select {
+		case m, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			batch, last = batch[:0], m
+			h.add(&batch, m)
+		more:
+			for len(batch) < 500 {
+				select {
+				case m, ok := <-claim.Messages():
+					if !ok {
+						break more
+					}
+					last = m
+					h.add(&batch, m)
+				default:
+					break more
+				}
+			}
+			if !h.open(s.Context(), batch) {
+				return nil
+			}
+			s.MarkMessage(last, "")
+		case <-s.Context().Done():
+			return nil
+		}
+	}
+}
+
+func (h *ReviewHandler) add(batch *[]decision.Decision, m *sarama.ConsumerMessage) {
+	d, err := decision.Unmarshal(m.Value)
+	if err != nil || d.PaymentID == "" {
+		h.log.Warn("not a decision; no review opened", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
+		return
+	}
+	*batch = append(*batch, d)
+}
+
+// open opens the reviews, retrying with backoff until it works or the session ends.
+func (h *ReviewHandler) open(ctx context.Context, ds []decision.Decision) bool {
+	wait := 100 * time.Millisecond
+	for {
+		err := h.reviews.OpenAll(ctx, ds)
+		if err == nil {
+			return true
+		}
+		h.log.Warn("reviews not opened; retrying", "decisions", len(ds), "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
