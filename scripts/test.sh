@@ -24,6 +24,9 @@ go test -race -count=1 ./cmd/... ./internal/...
 echo "== fuzz the payment decoder (${FUZZTIME:=15s}; longer: FUZZTIME=10m scripts/fuzz.sh)"
 go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "$FUZZTIME" -fuzzminimizetime 5s ./internal/payment
 
+echo "== fuzz the review API from its OpenAPI document (schemathesis)"
+scripts/api-fuzz.sh
+
 echo "== end-to-end tests on the real stack"
 # -v shows the figures the tests log (crash duplicates); the full output is kept in the log file.
 log=${TMPDIR:-/tmp}/fraud-detector-e2e.log

@@ -159,8 +159,15 @@ func (s *Server) Router() http.Handler {
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route")
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here")
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		var allowed []string
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			if r.Match(chi.NewRouteContext(), m, req.URL.Path) {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", req.Method+" is not allowed here")
 	})
 	r.Route("/v1", func(r chi.Router) {
 		r.Get("/openapi.json", func(w http.ResponseWriter, r *http.Request) {
@@ -272,11 +279,13 @@ type reviewList struct {
 
 func (s *Server) listReviews(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	for k := range q {
-		switch k {
-		case "status", "card", "reason", "from", "to", "order", "limit", "cursor":
-		default:
+	for k, vs := range q {
+		switch {
+		case !slices.Contains([]string{"status", "card", "reason", "from", "to", "order", "limit", "cursor"}, k):
 			writeError(w, http.StatusBadRequest, "invalid_request", "unknown parameter "+strconv.Quote(k))
+			return
+		case len(vs) != 1 || vs[0] == "":
+			writeError(w, http.StatusBadRequest, "invalid_request", "parameter "+strconv.Quote(k)+" must be given once, not empty")
 			return
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -288,6 +289,8 @@ func TestMalformedRequests(t *testing.T) {
 		{"GET", "/v1/reviews?cursor=%25%25%25", "", 400},
 		{"GET", "/v1/reviews?cursor=bm8tc2VwYXJhdG9y", "", 400},
 		{"GET", "/v1/reviews?colour=red", "", 400},
+		{"GET", "/v1/reviews?to=", "", 400},
+		{"GET", "/v1/reviews?card=a&card=b", "", 400},
 		{"POST", "/v1/reviews/p1/verdict", `{"label":"fraud",`, 400},
 		{"POST", "/v1/reviews/p1/verdict", `{"label":"fraud","extra":1}`, 400},
 		{"POST", "/v1/reviews/p1/verdict", `{"label":"maybe"}`, 422},
@@ -297,6 +300,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"POST", "/v1/reviews/p1/verdict", "", 400},
 		{"POST", "/v1/reviews/nope/verdict", `{"label":"fraud"}`, 404},
 		{"DELETE", "/v1/reviews/p1", "", 405},
+		{"TRACE", "/v1/reviews/p1/verdict", "", 405},
 		{"GET", "/v2/anything", "", 404},
 	} {
 		token := viewerToken
@@ -307,4 +311,90 @@ func TestMalformedRequests(t *testing.T) {
 			t.Errorf("%s %s %.40q: %d, want %d", tc.method, tc.path, tc.body, got, tc.want)
 		}
 	}
+}
+
+// BenchmarkList measures the list endpoint over FD_BENCH_REVIEWS open reviews (default 100,000)
+// of 5,000 cards: requests/s and the percentiles, with 8 clients asking for first pages of 50:
+// newest first, riskiest first, open ones, by reason, and (one in five) by card.
+//
+//	go test -run '^$' -bench List -benchtime 2000x ./internal/api
+func BenchmarkList(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("FD_BENCH_REVIEWS")); err == nil && v > 0 {
+		n = v
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", PoolSize: 32})
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		b.Fatalf("redis: %v (scripts/stack.sh up)", err)
+	}
+	prefix := fmt.Sprintf("apibench%d", rand.IntN(1000))
+	reviews := review.NewStore(rdb, review.Config{KeyPrefix: prefix, Retention: 24 * time.Hour}, time.Now)
+	defer func() {
+		iter := rdb.Scan(ctx, 0, prefix+":*", 10000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Unlink(ctx, iter.Val())
+		}
+	}()
+	rng := rand.New(rand.NewPCG(1, 2))
+	codes := []string{decision.CodeAmount, decision.CodeVelocity, decision.CodeModel}
+	batch := make([]decision.Decision, 0, 500)
+	for i := range n {
+		batch = append(batch, decision.Decision{PaymentID: fmt.Sprintf("pay-%07d", i), CardID: fmt.Sprintf("card-%05d", rng.IntN(5000)),
+			Flagged: true, Score: ptr(rng.Float64()), Reasons: []decision.Reason{{Code: codes[rng.IntN(3)], Detail: "bench"}},
+			DecidedAt: time.Now().UTC(), Payment: []byte(`{"payment_id":"x","amount":"150.00","currency":"EUR"}`)})
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := reviews.OpenAll(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	s := New(Config{Tokens: Tokens{{Name: "v", Role: RoleViewer, SHA256: hash(viewerToken)}}, MaxBodyBytes: 4096, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second},
+		reviews, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := httptest.NewServer(s.Router())
+	defer srv.Close()
+	queries := []string{"?limit=50", "?limit=50&order=riskiest", "?limit=50&status=open", "?limit=50&reason=card_velocity_1h"}
+	var mu sync.Mutex
+	var lat []time.Duration
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			client := &http.Client{}
+			for i := range next {
+				path := "/v1/reviews" + queries[i%len(queries)]
+				if i%5 == 4 {
+					path = fmt.Sprintf("/v1/reviews?limit=50&card=card-%05d", i%5000)
+				}
+				began := time.Now()
+				req, _ := http.NewRequest("GET", srv.URL+path, nil)
+				req.Header.Set("Authorization", "Bearer "+viewerToken)
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Errorf("%s: %d", path, resp.StatusCode)
+				}
+				mu.Lock()
+				lat = append(lat, time.Since(began))
+				mu.Unlock()
+			}
+		})
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	slices.Sort(lat)
+	b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "req/s")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 }
