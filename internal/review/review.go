@@ -7,15 +7,16 @@
 //
 //	<prefix>:{rv}:r:<payment_id>   hash: the decision (JSON), status, created (Unix ms), score,
 //	                               card, reasons, and once decided: analyst, note, decided_at
-//	<prefix>:{rv}:a:<payment_id>   list: the audit trail, one JSON entry per event
+//	<prefix>:{rv}:a:<payment_id>   list: the audit trail after opening, one JSON entry per event
 //	<prefix>:{rv}:t                sorted set of every review by created
 //	<prefix>:{rv}:k                ... by score (riskiest first)
 //	<prefix>:{rv}:s:<status>       ... of one status, by created; :ks:<status> by score
 //	<prefix>:{rv}:c:<card>         ... of one card, by created
 //	<prefix>:{rv}:x:<reason code>  ... with one reason, by created
 //
-// Retention: a review and its audit trail expire Config.Retention after it was opened, and index
-// entries older than that are dropped whenever an index is written.
+// Retention: a review and its audit trail expire Config.Retention after it was opened; index
+// entries older than that are dropped, and index TTLs set to the retention and a day, by one
+// opening in 64 (an index gets its TTL when it is made in any case).
 package review
 
 import (
@@ -25,6 +26,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -101,6 +103,7 @@ type Store struct {
 	now    func() time.Time
 	upsert *redis.Script
 	decide *redis.Script
+	opened atomic.Int64 // reviews asked to open, for upsertScript's maintenance
 }
 
 // NewStore returns a store on rdb.
@@ -112,29 +115,37 @@ func (s *Store) key(parts ...string) string {
 	return s.cfg.KeyPrefix + ":{rv}:" + strings.Join(parts, ":")
 }
 
-// upsertScript opens a review unless its payment has one. KEYS: record, audit, then the indexes
-// by time (all, open, card, each reason), then by score (all, open). ARGV: created (ms), score,
-// retention (ms), the decision JSON, the card, the reasons (comma-separated), the payment id,
-// the audit entry. Returns 1 if it opened the review, 0 if there was one.
+// upsertScript opens a review unless its payment has one. KEYS: record, then the indexes by
+// time (all, open, card, each reason), then by score (all, open). ARGV: created (ms), score,
+// retention (ms), the decision JSON, the card, the reasons (comma-separated), the payment id, and
+// "1" to maintain the indexes this time: drop their entries past the retention and set their
+// TTL (one upsert in 64; otherwise an index only gets a TTL when it has none). Writes are what a
+// script spends most on, and the review queue shares Redis with the stream. Returns 1 if it
+// opened the review, 0 if there was one.
 const upsertScript = `
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 local created, score, retention = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local maintain = ARGV[8] == '1'
 redis.call('HSET', KEYS[1], 'decision', ARGV[4], 'status', 'open', 'created', created, 'score', score,
   'card', ARGV[5], 'reasons', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], retention) -- relative: Redis's clock need not be the service's
-redis.call('RPUSH', KEYS[2], ARGV[8])
-redis.call('PEXPIRE', KEYS[2], retention)
 local n = #KEYS
-for i = 3, n - 2 do
-  redis.call('ZADD', KEYS[i], created, ARGV[7])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (created - retention))
-  redis.call('PEXPIRE', KEYS[i], retention)
-end
-for i = n - 1, n do
-  redis.call('ZADD', KEYS[i], score, ARGV[7])
-  redis.call('PEXPIRE', KEYS[i], retention)
+for i = 2, n do
+  if i < n - 1 then
+    redis.call('ZADD', KEYS[i], created, ARGV[7])
+  else
+    redis.call('ZADD', KEYS[i], score, ARGV[7])
+  end
+  if maintain then
+    if i < n - 1 then -- the score indexes lose their expired entries as lists come across them
+      redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (created - retention))
+    end
+    redis.call('PEXPIRE', KEYS[i], retention + 86400000)
+  else
+    redis.call('PEXPIRE', KEYS[i], retention + 86400000, 'NX')
+  end
 end
 return 1
 `
@@ -168,14 +179,17 @@ func (s *Store) openArgs(d decision.Decision) ([]string, []any, error) {
 	for i, r := range d.Reasons {
 		codes[i] = r.Code
 	}
-	audit, _ := json.Marshal(AuditEntry{Event: "opened", At: now.UTC()})
-	keys := []string{s.key("r", d.PaymentID), s.key("a", d.PaymentID), s.key("t"), s.key("s", StatusOpen), s.key("c", d.CardID)}
+	keys := []string{s.key("r", d.PaymentID), s.key("t"), s.key("s", StatusOpen), s.key("c", d.CardID)}
 	for _, c := range codes {
 		keys = append(keys, s.key("x", c))
 	}
 	keys = append(keys, s.key("k"), s.key("ks", StatusOpen))
+	maintain := "0"
+	if s.opened.Add(1)%64 == 1 {
+		maintain = "1"
+	}
 	return keys, []any{now.UnixMilli(), score, s.cfg.Retention.Milliseconds(), string(b), d.CardID,
-		strings.Join(codes, ","), d.PaymentID, string(audit)}, nil
+		strings.Join(codes, ","), d.PaymentID, maintain}, nil
 }
 
 // Get returns one review with its audit trail.
@@ -193,7 +207,7 @@ func (s *Store) Get(ctx context.Context, paymentID string) (Review, []AuditEntry
 	if err != nil {
 		return Review{}, nil, err
 	}
-	var audit []AuditEntry
+	audit := []AuditEntry{{Event: "opened", At: r.CreatedAt}} // not stored: its time is the review's
 	for _, e := range trail.Val() {
 		var a AuditEntry
 		if err := json.Unmarshal([]byte(e), &a); err == nil {
@@ -236,12 +250,13 @@ local created = tonumber(redis.call('HGET', KEYS[1], 'created'))
 local score = redis.call('HGET', KEYS[1], 'score')
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'analyst', ARGV[2], 'note', ARGV[3], 'decided_at', ARGV[4])
 redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', KEYS[1]))
 redis.call('ZREM', KEYS[3], ARGV[6])
 redis.call('ZREM', KEYS[4], ARGV[6])
 redis.call('ZADD', KEYS[5], created, ARGV[6])
 redis.call('ZADD', KEYS[6], score, ARGV[6])
-redis.call('PEXPIRE', KEYS[5], ARGV[7])
-redis.call('PEXPIRE', KEYS[6], ARGV[7])
+redis.call('PEXPIRE', KEYS[5], ARGV[7] + 86400000, 'NX')
+redis.call('PEXPIRE', KEYS[6], ARGV[7] + 86400000, 'NX')
 return 1
 `
 
@@ -369,7 +384,8 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 		for i, e := range fresh {
 			cur = &cursor{score: e.Score, id: e.Member.(string)}
 			if len(recs[i].Val()) == 0 {
-				continue // expired
+				s.rdb.ZRem(ctx, index, cur.id) // expired: its entry goes too
+				continue
 			}
 			r, err := parse(cur.id, recs[i].Val())
 			if err != nil {
