@@ -26,6 +26,7 @@ log=${TMPDIR:-/tmp}/fraud-detector-api-fuzz.log
 FRAUD_CARD_HMAC_KEY=api-fuzz-card-key-0123456789 FRAUD_API_LISTEN=127.0.0.1:$port \
   FRAUD_API_TOKENS="fuzz:analyst:$(printf %s "$token" | sha256sum | cut -d' ' -f1)" \
   FRAUD_KAFKA_GROUP=$prefix FRAUD_WINDOW_KEY_PREFIX=$prefix FRAUD_REVIEW_KEY_PREFIX=$prefix \
+  FRAUD_KAFKA_INITIAL_OFFSET=newest \
   .cache/bin/fraud-detector >"$log" 2>&1 &
 svc=$!
 trap 'kill $svc 2>/dev/null; wait $svc 2>/dev/null; redis-cli --scan --pattern "$prefix:*" | xargs -r redis-cli del >/dev/null' EXIT

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-json-experiment/json"
@@ -42,6 +43,22 @@ type Token struct {
 
 // Tokens is the configured list; from the environment as name:role:sha256hex, comma-separated.
 type Tokens []Token
+
+// MarshalJSON shows names and roles only: a hash of a weak token can be guessed offline, so the
+// configuration log leaves them out.
+func (t Tokens) MarshalJSON() ([]byte, error) {
+	out := make([]map[string]string, len(t))
+	for i, tk := range t {
+		out[i] = map[string]string{"name": tk.Name, "role": tk.Role, "sha256": "[redacted]"}
+	}
+	return json.Marshal(out)
+}
+
+// String is what %v shows.
+func (t Tokens) String() string {
+	b, _ := t.MarshalJSON()
+	return string(b)
+}
 
 // UnmarshalText reads the environment's form.
 func (t *Tokens) UnmarshalText(b []byte) error {
@@ -67,8 +84,13 @@ type Config struct {
 
 // Validate reports the first setting that is out of range.
 func (c Config) Validate() error {
+	seen := map[string]bool{}
 	for i, t := range c.Tokens {
 		b, err := hex.DecodeString(t.SHA256)
+		if seen[strings.ToLower(t.SHA256)] {
+			return fmt.Errorf("api.tokens[%d] (%s): the same token as an earlier one", i, t.Name)
+		}
+		seen[strings.ToLower(t.SHA256)] = true
 		switch {
 		case t.Name == "":
 			return fmt.Errorf("api.tokens[%d]: name must not be empty", i)
@@ -92,6 +114,7 @@ type Reviews interface {
 	List(ctx context.Context, f review.Filter) (review.Page, error)
 	Get(ctx context.Context, paymentID string) (review.Review, []review.AuditEntry, error)
 	Decide(ctx context.Context, paymentID string, v review.Verdict) (review.Review, error)
+	MarkPublished(ctx context.Context, paymentID string) error
 }
 
 // Cards is the card state.
@@ -155,7 +178,7 @@ func (s *Server) HTTPServer() *http.Server {
 // Router is the API's routes.
 func (s *Server) Router() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverer)
+	r.Use(s.recoverer, validUTF8)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route")
 	})
@@ -186,6 +209,25 @@ func (s *Server) Router() http.Handler {
 		})
 	})
 	return r
+}
+
+// validUTF8 refuses a path or query that is not valid UTF-8 once decoded: it could not be
+// answered in JSON.
+func validUTF8(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok := utf8.ValidString(r.URL.Path)
+		for k, vs := range r.URL.Query() {
+			ok = ok && utf8.ValidString(k)
+			for _, v := range vs {
+				ok = ok && utf8.ValidString(v)
+			}
+		}
+		if !ok {
+			writeError(w, http.StatusBadRequest, "invalid_request", "the path and the query must be valid UTF-8")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 type ctxKey struct{}
@@ -367,8 +409,8 @@ func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "invalid_label", "label must be fraud or legitimate")
 		return
 	}
-	if len(req.Note) > 2000 {
-		writeError(w, http.StatusUnprocessableEntity, "invalid_note", "note must be at most 2000 bytes")
+	if utf8.RuneCountInString(req.Note) > 2000 {
+		writeError(w, http.StatusUnprocessableEntity, "invalid_note", "note must be at most 2000 characters")
 		return
 	}
 	analyst, _ := r.Context().Value(ctxKey{}).(string)
@@ -376,9 +418,10 @@ func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
 	v := review.Verdict{Label: req.Label, Analyst: analyst, Note: req.Note, DecidedAt: s.now().UTC()}
 	rv, err := s.reviews.Decide(r.Context(), id, v)
 	if errors.Is(err, review.ErrAlreadyDecided) {
-		// The same verdict again (a retry after a failed publish) publishes again; another is a conflict.
+		// The same verdict again, whose label could not be published the first time, publishes
+		// it now; anything else is a conflict.
 		prev, _, gerr := s.reviews.Get(r.Context(), id)
-		if gerr != nil || prev.Verdict == nil || prev.Verdict.Label != req.Label || prev.Verdict.Analyst != analyst || prev.Verdict.Note != req.Note {
+		if gerr != nil || prev.Published || prev.Verdict == nil || prev.Verdict.Label != req.Label || prev.Verdict.Analyst != analyst || prev.Verdict.Note != req.Note {
 			s.storeError(w, err)
 			return
 		}
@@ -395,6 +438,10 @@ func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
 			"the verdict is recorded but its label could not be published; send the same verdict again")
 		return
 	}
+	if err := s.reviews.MarkPublished(r.Context(), rv.PaymentID); err != nil {
+		s.log.Warn("label published, not marked so", "payment_id", rv.PaymentID, "err", err)
+	}
+	rv.Published = true
 	writeJSON(w, http.StatusOK, rv)
 }
 

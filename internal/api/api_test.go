@@ -238,7 +238,7 @@ func TestReviewsEndpoints(t *testing.T) {
 		t.Errorf("unknown review: %d", code)
 	}
 
-	// A verdict once; the same one again publishes again; another is a conflict.
+	// A verdict once: another, or the same one again once its label is out, is a conflict.
 	code, v = r.do(t, "POST", "/v1/reviews/p1/verdict", analystToken, `{"label":"fraud","note":"card holder confirmed"}`)
 	if code != 200 || v["status"] != "fraud" {
 		t.Fatalf("verdict: %d %v", code, v)
@@ -246,7 +246,7 @@ func TestReviewsEndpoints(t *testing.T) {
 	if code, _ := r.do(t, "POST", "/v1/reviews/p1/verdict", analystToken, `{"label":"legitimate"}`); code != 409 {
 		t.Errorf("second verdict: %d", code)
 	}
-	if code, _ := r.do(t, "POST", "/v1/reviews/p1/verdict", analystToken, `{"label":"fraud","note":"card holder confirmed"}`); code != 200 {
+	if code, _ := r.do(t, "POST", "/v1/reviews/p1/verdict", analystToken, `{"label":"fraud","note":"card holder confirmed"}`); code != 409 {
 		t.Errorf("the same verdict again: %d", code)
 	}
 	_, v = r.do(t, "GET", "/v1/reviews/p1", viewerToken, "")
@@ -254,17 +254,23 @@ func TestReviewsEndpoints(t *testing.T) {
 	if last := audit[len(audit)-1].(map[string]any); len(audit) != 2 || last["analyst"] != "ana" || last["label"] != "fraud" || last["note"] != "card holder confirmed" {
 		t.Errorf("audit %v", audit)
 	}
-	if len(r.labels.labels) != 2 || r.labels.labels[0] != r.labels.labels[1] || r.labels.labels[0].CardID != "c1" || r.labels.labels[0].Analyst != "ana" {
+	if len(r.labels.labels) != 1 || r.labels.labels[0].CardID != "c1" || r.labels.labels[0].Analyst != "ana" {
 		t.Errorf("labels published %+v", r.labels.labels)
 	}
-	// A broker that refuses: 503, the verdict is kept, a retry publishes.
+	// A broker that refuses: 503, the verdict is kept, the same verdict again publishes it, once.
 	r.labels.fail = true
 	if code, _ := r.do(t, "POST", "/v1/reviews/p2/verdict", analystToken, `{"label":"legitimate"}`); code != 503 {
 		t.Errorf("verdict with the broker down: %d", code)
 	}
 	r.labels.fail = false
-	if code, _ := r.do(t, "POST", "/v1/reviews/p2/verdict", analystToken, `{"label":"legitimate"}`); code != 200 || len(r.labels.labels) != 3 {
+	if code, _ := r.do(t, "POST", "/v1/reviews/p2/verdict", analystToken, `{"label":"fraud"}`); code != 409 {
+		t.Errorf("another verdict after the failed publish: %d", code)
+	}
+	if code, _ := r.do(t, "POST", "/v1/reviews/p2/verdict", analystToken, `{"label":"legitimate"}`); code != 200 || len(r.labels.labels) != 2 {
 		t.Errorf("retry: %d, %d labels", code, len(r.labels.labels))
+	}
+	if code, _ := r.do(t, "POST", "/v1/reviews/p2/verdict", analystToken, `{"label":"legitimate"}`); code != 409 || len(r.labels.labels) != 2 {
+		t.Errorf("a retry once published: %d, %d labels", code, len(r.labels.labels))
 	}
 
 	code, v = r.do(t, "GET", "/v1/cards/c1", viewerToken, "")
@@ -301,6 +307,8 @@ func TestMalformedRequests(t *testing.T) {
 		{"POST", "/v1/reviews/nope/verdict", `{"label":"fraud"}`, 404},
 		{"DELETE", "/v1/reviews/p1", "", 405},
 		{"TRACE", "/v1/reviews/p1/verdict", "", 405},
+		{"GET", "/v1/cards/%FF", "", 400},
+		{"GET", "/v1/reviews?card=%FF", "", 400},
 		{"GET", "/v2/anything", "", 404},
 	} {
 		token := viewerToken
@@ -397,4 +405,18 @@ func BenchmarkList(b *testing.B) {
 	b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "req/s")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+}
+
+func TestTokensAreNotLoggedAndMustDiffer(t *testing.T) {
+	ts := Tokens{{Name: "a", Role: RoleViewer, SHA256: hash("x")}}
+	if b, _ := json.Marshal(ts); strings.Contains(string(b), hash("x")) || !strings.Contains(string(b), `"a"`) {
+		t.Errorf("tokens shown as %s", b)
+	}
+	if fmt.Sprint(ts) == "" || strings.Contains(fmt.Sprint(ts), hash("x")) {
+		t.Errorf("tokens printed as %v", ts)
+	}
+	cfg := Config{Tokens: Tokens{ts[0], {Name: "b", Role: RoleAnalyst, SHA256: hash("x")}}, MaxBodyBytes: 4096, ReadTimeout: time.Second, WriteTimeout: time.Second}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "the same token") {
+		t.Errorf("two names for one token: %v", err)
+	}
 }

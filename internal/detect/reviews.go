@@ -74,7 +74,7 @@ func (h *ReviewHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama
 
 func (h *ReviewHandler) add(batch *[]decision.Decision, m *sarama.ConsumerMessage) {
 	d, err := decision.Unmarshal(m.Value)
-	if err != nil || d.PaymentID == "" {
+	if err != nil || d.PaymentID == "" || d.CardID == "" || !d.Flagged {
 		h.log.Warn("not a decision; no review opened", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
 		return
 	}

@@ -24,6 +24,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -77,6 +78,8 @@ type Review struct {
 	CreatedAt time.Time         `json:"created_at"`
 	Decision  decision.Decision `json:"decision"`
 	Verdict   *Verdict          `json:"verdict,omitempty"`
+	// Published: the verdict's label is on the labels topic.
+	Published bool `json:"-"`
 }
 
 // Verdict is an analyst's finding on a review.
@@ -115,36 +118,40 @@ func (s *Store) key(parts ...string) string {
 	return s.cfg.KeyPrefix + ":{rv}:" + strings.Join(parts, ":")
 }
 
-// upsertScript opens a review unless its payment has one. KEYS: record, then the indexes by
-// time (all, open, card, each reason), then by score (all, open). ARGV: created (ms), score,
-// retention (ms), the decision JSON, the card, the reasons (comma-separated), the payment id, and
-// "1" to maintain the indexes this time: drop their entries past the retention and set their
-// TTL (one upsert in 64; otherwise an index only gets a TTL when it has none). Writes are what a
-// script spends most on, and the review queue shares Redis with the stream. Returns 1 if it
-// opened the review, 0 if there was one.
+// upsertScript opens a review unless its payment has one. KEYS: the record; then ARGV[9] indexes
+// by time (all, open, card, each reason) and two by score (all, open), which get the review;
+// then the verdicts' indexes (fraud, legitimate by time, then by score), for maintenance. ARGV:
+// created (ms), score, retention (ms), the decision JSON, the card, the reasons (comma-separated),
+// the payment id, "1" to maintain the indexes this time (one opening in 64: drop the entries of
+// reviews past the retention from every index, by time and by score), the number of indexes by
+// time. Every index written gets its TTL, the retention and a day. Returns 1 if it opened the
+// review, 0 if there was one.
 const upsertScript = `
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 local created, score, retention = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local maintain = ARGV[8] == '1'
+local nt = tonumber(ARGV[9])
 redis.call('HSET', KEYS[1], 'decision', ARGV[4], 'status', 'open', 'created', created, 'score', score,
   'card', ARGV[5], 'reasons', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], retention) -- relative: Redis's clock need not be the service's
-local n = #KEYS
-for i = 2, n do
-  if i < n - 1 then
+for i = 2, nt + 3 do
+  if i <= nt + 1 then
     redis.call('ZADD', KEYS[i], created, ARGV[7])
   else
     redis.call('ZADD', KEYS[i], score, ARGV[7])
   end
-  if maintain then
-    if i < n - 1 then -- the score indexes lose their expired entries as lists come across them
-      redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (created - retention))
+  redis.call('PEXPIRE', KEYS[i], retention + 86400000)
+end
+if ARGV[8] == '1' then
+  local cutoff = '(' .. (created - retention)
+  -- The reviews past the retention, from the index of all by time, leave every index.
+  local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff, 'LIMIT', 0, 5000)
+  if #old > 0 then
+    for i = 3, #KEYS do
+      redis.call('ZREM', KEYS[i], unpack(old))
     end
-    redis.call('PEXPIRE', KEYS[i], retention + 86400000)
-  else
-    redis.call('PEXPIRE', KEYS[i], retention + 86400000, 'NX')
+    redis.call('ZREM', KEYS[2], unpack(old))
   end
 end
 return 1
@@ -183,13 +190,20 @@ func (s *Store) openArgs(d decision.Decision) ([]string, []any, error) {
 	for _, c := range codes {
 		keys = append(keys, s.key("x", c))
 	}
-	keys = append(keys, s.key("k"), s.key("ks", StatusOpen))
+	nt := len(keys) - 1
+	keys = append(keys, s.key("k"), s.key("ks", StatusOpen),
+		s.key("s", StatusFraud), s.key("s", StatusLegitimate), s.key("ks", StatusFraud), s.key("ks", StatusLegitimate))
 	maintain := "0"
 	if s.opened.Add(1)%64 == 1 {
 		maintain = "1"
 	}
-	return keys, []any{now.UnixMilli(), score, s.cfg.Retention.Milliseconds(), string(b), d.CardID,
-		strings.Join(codes, ","), d.PaymentID, maintain}, nil
+	// A review is as old as its decision: a backlog opened after an outage keeps its order.
+	created := d.DecidedAt
+	if created.IsZero() || created.After(now) {
+		created = now
+	}
+	return keys, []any{created.UnixMilli(), score, s.cfg.Retention.Milliseconds(), string(b), d.CardID,
+		strings.Join(codes, ","), d.PaymentID, maintain, nt}, nil
 }
 
 // Get returns one review with its audit trail.
@@ -228,6 +242,7 @@ func parse(id string, h map[string]string) (Review, error) {
 	}
 	ms, _ := strconv.ParseInt(h["created"], 10, 64)
 	r.CreatedAt = time.UnixMilli(ms).UTC()
+	r.Published = h["published"] == "1"
 	if r.Status != StatusOpen {
 		at, _ := time.Parse(time.RFC3339Nano, h["decided_at"])
 		r.Verdict = &Verdict{Label: r.Status, Analyst: h["analyst"], Note: h["note"], DecidedAt: at}
@@ -255,8 +270,8 @@ redis.call('ZREM', KEYS[3], ARGV[6])
 redis.call('ZREM', KEYS[4], ARGV[6])
 redis.call('ZADD', KEYS[5], created, ARGV[6])
 redis.call('ZADD', KEYS[6], score, ARGV[6])
-redis.call('PEXPIRE', KEYS[5], ARGV[7] + 86400000, 'NX')
-redis.call('PEXPIRE', KEYS[6], ARGV[7] + 86400000, 'NX')
+redis.call('PEXPIRE', KEYS[5], ARGV[7] + 86400000)
+redis.call('PEXPIRE', KEYS[6], ARGV[7] + 86400000)
 return 1
 `
 
@@ -285,6 +300,16 @@ func (s *Store) Decide(ctx context.Context, paymentID string, v Verdict) (Review
 	return r, err
 }
 
+// MarkPublished records that a review's verdict is on the labels topic.
+func (s *Store) MarkPublished(ctx context.Context, paymentID string) error {
+	// HSET on a key that expired meanwhile would make a record without a TTL: only if it exists.
+	if err := s.rdb.Do(ctx, "EVAL", "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'published', '1') end return 1",
+		1, s.key("r", paymentID)).Err(); err != nil {
+		return fmt.Errorf("mark review %s published: %w", paymentID, err)
+	}
+	return nil
+}
+
 // Filter selects reviews; zero fields select everything.
 type Filter struct {
 	Status, Card, Reason string
@@ -300,8 +325,12 @@ type Page struct {
 	Next    string // cursor of the next page; empty on the last
 }
 
-// chunk is how many index entries a list reads at a time.
-const chunk = 200
+// chunk is how many index entries a list reads at a time; maxExamined how many one request may
+// look at before it returns what it has (perhaps nothing) with a cursor to go on from.
+const (
+	chunk       = 200
+	maxExamined = 5000
+)
 
 // List returns a page of reviews in a stable order: newest first (created, then payment id,
 // both descending), or riskiest first (score, then payment id). The cursor carries the last
@@ -350,15 +379,17 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 	}
 	var page Page
 	var skip int64 // entries at the head of a fetch that are all on or before cur
+	examined := 0
 	for {
-		top := max
-		if cur != nil {
-			top = strconv.FormatFloat(cur.score, 'g', -1, 64) // inclusive: ties are told apart by id
+		if examined >= maxExamined && cur != nil {
+			page.Next = cur.encode() // a filter that matches little: the client pages on
+			return page, nil
 		}
-		entries, err := s.rdb.ZRevRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{Max: top, Min: min, Offset: skip, Count: chunk}).Result()
+		entries, err := s.after(ctx, index, cur, max, min, skip)
 		if err != nil {
 			return Page{}, fmt.Errorf("list reviews: %w", err)
 		}
+		examined += len(entries)
 		var fresh []redis.Z
 		for _, e := range entries {
 			if cur == nil || e.Score != cur.score || e.Member.(string) < cur.id {
@@ -406,6 +437,37 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 	}
 }
 
+// after reads the next chunk of an index after the cursor, in descending order, within
+// [min, max]. From a cursor whose entry is still in the index it reads by rank, so that a run of
+// ties costs one read, not one per page; otherwise (the first page, or the entry gone) by score,
+// from the cursor's score down, skip entries in.
+func (s *Store) after(ctx context.Context, index string, cur *cursor, max, min string, skip int64) ([]redis.Z, error) {
+	if cur != nil && skip == 0 {
+		rank, err := s.rdb.ZRevRank(ctx, index, cur.id).Result()
+		switch {
+		case err == nil:
+			entries, err := s.rdb.ZRevRangeWithScores(ctx, index, rank+1, rank+chunk).Result()
+			if err != nil {
+				return nil, err
+			}
+			low, _ := strconv.ParseFloat(strings.TrimPrefix(min, "("), 64) // -inf parses too
+			for i, e := range entries {
+				if e.Score < low {
+					return entries[:i], nil // past the filter's bound: the end
+				}
+			}
+			return entries, nil
+		case !errors.Is(err, redis.Nil):
+			return nil, err
+		}
+	}
+	top := max
+	if cur != nil {
+		top = strconv.FormatFloat(cur.score, 'g', -1, 64) // inclusive: ties are told apart by id
+	}
+	return s.rdb.ZRevRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{Max: top, Min: min, Offset: skip, Count: chunk}).Result()
+}
+
 func (f Filter) match(r Review) bool {
 	switch {
 	case f.Status != "" && r.Status != f.Status,
@@ -444,7 +506,7 @@ func decodeCursor(s string) (cursor, error) {
 	}
 	score, id, ok := strings.Cut(string(b), "|")
 	f, err := strconv.ParseFloat(score, 64)
-	if !ok || err != nil || id == "" {
+	if !ok || err != nil || id == "" || math.IsNaN(f) || math.IsInf(f, 0) {
 		return cursor{}, ErrInvalidCursor
 	}
 	return cursor{score: f, id: id}, nil

@@ -47,8 +47,8 @@ func newTestStore(t *testing.T) (*Store, *redis.Client, *clock) {
 }
 
 func flagged(id, card string, score *float64, codes ...string) decision.Decision {
-	d := decision.Decision{PaymentID: id, CardID: card, Flagged: true, Score: score, Payment: []byte(`{"payment_id":"` + id + `"}`),
-		DecidedAt: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	// No decided_at: the review is as old as the store's clock says.
+	d := decision.Decision{PaymentID: id, CardID: card, Flagged: true, Score: score, Payment: []byte(`{"payment_id":"` + id + `"}`)}
 	for _, c := range codes {
 		d.Reasons = append(d.Reasons, decision.Reason{Code: c, Detail: "d"})
 	}
@@ -237,8 +237,10 @@ func TestBadArgumentsAndRetention(t *testing.T) {
 	for i := range 64 { // one opening in 64 maintains the indexes
 		s.Open(ctx, flagged(fmt.Sprintf("late-%02d", i), "c1", ptr(0.5), decision.CodeModel))
 	}
-	if ids := rdb.ZRange(ctx, s.key("c", "c1"), 0, -1).Val(); len(ids) != 64 || slices.Contains(ids, "early") {
-		t.Errorf("card index after the retention: %d entries, early in it: %v", len(ids), slices.Contains(ids, "early"))
+	for _, k := range []string{s.key("c", "c1"), s.key("t"), s.key("k"), s.key("s", StatusFraud), s.key("ks", StatusFraud)} {
+		if ids := rdb.ZRange(ctx, k, 0, -1).Val(); slices.Contains(ids, "early") {
+			t.Errorf("%s still lists a review past the retention", k)
+		}
 	}
 }
 
@@ -258,5 +260,34 @@ func TestOpenAllInOneRoundTrip(t *testing.T) {
 	_, audit, _ := s.Get(ctx, "a")
 	if len(audit) != 1 {
 		t.Errorf("audit %v after a redelivery", audit)
+	}
+}
+
+// A list that filters out nearly everything stops after examining a bounded number of entries and
+// hands back a cursor to go on from.
+func TestListExaminesABoundedNumber(t *testing.T) {
+	s, _, c := newTestStore(t)
+	ctx := context.Background()
+	var ds []decision.Decision
+	for i := range maxExamined + 300 {
+		ds = append(ds, flagged(fmt.Sprintf("p%05d", i), "common", nil, decision.CodeAmount))
+	}
+	ds = append(ds, flagged("a-rare", "rare-card", nil, decision.CodeAmount)) // last in riskiest-first order (ties by id)
+	c.t = c.t.Add(-time.Hour)
+	ds[len(ds)-1].DecidedAt = c.t // the oldest: last in newest-first order
+	if err := s.OpenAll(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	f := Filter{Riskiest: true, Card: "rare-card", Limit: 10}
+	p, err := s.List(ctx, f)
+	if err != nil || len(p.Reviews) != 0 || p.Next == "" {
+		t.Fatalf("first page: %d reviews, next %q, %v", len(p.Reviews), p.Next, err)
+	}
+	f.Cursor = p.Next
+	if p, err = s.List(ctx, f); err != nil || len(p.Reviews) != 1 || p.Reviews[0].PaymentID != "a-rare" {
+		t.Errorf("second page: %+v, %v", p, err)
+	}
+	if _, err := s.List(ctx, Filter{Limit: 5, Cursor: "TmFOfHg"}); !errors.Is(err, ErrInvalidCursor) { // NaN|x
+		t.Errorf("NaN cursor: %v", err)
 	}
 }
