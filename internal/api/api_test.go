@@ -20,9 +20,9 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-json-experiment/json"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
+	"github.com/paysentry/fraud-detector/internal/redistest"
 	"github.com/paysentry/fraud-detector/internal/review"
 	"github.com/paysentry/fraud-detector/internal/window"
 )
@@ -61,23 +61,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	addr := os.Getenv("FD_TEST_REDIS")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	if err := rdb.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("redis at %s: %v (start it with scripts/stack.sh up, or set FD_TEST_REDIS)", addr, err)
-	}
-	prefix := fmt.Sprintf("apitest%d", rand.Int64())
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-		rdb.Close()
-	})
+	rdb, prefix := redistest.New(t, "apitest")
 	reviews := review.NewStore(rdb, review.Config{KeyPrefix: prefix, Retention: 24 * time.Hour}, time.Now)
 	cards := window.NewStore(rdb, window.Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: prefix, Buckets: 16, MaxPaymentsPerCard: 4096}, time.Now)
 	rec := &recorder{}
@@ -331,20 +315,9 @@ func BenchmarkList(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("FD_BENCH_REVIEWS")); err == nil && v > 0 {
 		n = v
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", PoolSize: 32})
-	defer rdb.Close()
+	rdb, prefix := redistest.New(b, "apibench")
 	ctx := context.Background()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		b.Fatalf("redis: %v (scripts/stack.sh up)", err)
-	}
-	prefix := fmt.Sprintf("apibench%d", rand.IntN(1000))
 	reviews := review.NewStore(rdb, review.Config{KeyPrefix: prefix, Retention: 24 * time.Hour}, time.Now)
-	defer func() {
-		iter := rdb.Scan(ctx, 0, prefix+":*", 10000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Unlink(ctx, iter.Val())
-		}
-	}()
 	rng := rand.New(rand.NewPCG(1, 2))
 	codes := []string{decision.CodeAmount, decision.CodeVelocity, decision.CodeModel}
 	batch := make([]decision.Decision, 0, 500)

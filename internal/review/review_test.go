@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
+	"github.com/paysentry/fraud-detector/internal/redistest"
 )
 
 // These tests run against a real redis-server: scripts/stack.sh up starts one on 127.0.0.1:6379,
@@ -25,24 +25,8 @@ func (c *clock) now() time.Time { return c.t }
 
 func newTestStore(t *testing.T) (*Store, *redis.Client, *clock) {
 	t.Helper()
-	addr := os.Getenv("FD_TEST_REDIS")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	if err := rdb.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("redis at %s: %v (start it with scripts/stack.sh up, or set FD_TEST_REDIS)", addr, err)
-	}
-	prefix := fmt.Sprintf("rvtest%d", rand.Int64())
+	rdb, prefix := redistest.New(t, "rvtest")
 	c := &clock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-		rdb.Close()
-	})
 	return NewStore(rdb, Config{KeyPrefix: prefix, Retention: 30 * 24 * time.Hour}, c.now), rdb, c
 }
 
