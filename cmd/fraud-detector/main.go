@@ -144,23 +144,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	httpServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, log).HTTPServer()
 
-	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group, "rules_version", amount.Version())
-	g, gctx := errgroup.WithContext(ctx)
-	foldCtx, stopFold := context.WithCancel(gctx)
-	g.Go(func() error {
-		defer stopFold()
-		return detect.Consume(gctx, group, []string{cfg.Kafka.Topics.Payments}, handler, log)
-	})
+	// Every group is joined before anything runs: a failure here leaves nothing behind.
+	var labels sarama.ConsumerGroup
 	if windows.KeepsMerchants() {
-		labels, err := connect(ctx, cfg.Kafka, log, func() (sarama.ConsumerGroup, error) {
+		labels, err = connect(ctx, cfg.Kafka, log, func() (sarama.ConsumerGroup, error) {
 			return sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Kafka.Group+"-labels", consumerCfg)
 		})
 		if err != nil {
 			return err
 		}
-		g.Go(func() error {
-			return detect.Consume(foldCtx, labels, []string{cfg.Kafka.Topics.Labels}, detect.NewLabelHandler(windows, log), log)
-		})
 	} else {
 		log.Warn("redis cluster: merchant counts and verdicts are not kept; the labels topic is not read")
 	}
@@ -169,6 +161,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	if err != nil {
 		return err
+	}
+
+	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group, "rules_version", amount.Version())
+	g, gctx := errgroup.WithContext(ctx)
+	foldCtx, stopFold := context.WithCancel(gctx)
+	g.Go(func() error {
+		defer stopFold()
+		return detect.Consume(gctx, group, []string{cfg.Kafka.Topics.Payments}, handler, log)
+	})
+	if labels != nil {
+		g.Go(func() error {
+			return detect.Consume(foldCtx, labels, []string{cfg.Kafka.Topics.Labels}, detect.NewLabelHandler(windows, log), log)
+		})
 	}
 	g.Go(func() error {
 		return detect.Consume(foldCtx, reviewGroup, []string{cfg.Kafka.Topics.HighRisk}, detect.NewReviewHandler(reviews, log), log)

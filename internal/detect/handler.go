@@ -117,11 +117,7 @@ var _ sarama.ConsumerGroupHandler = (*Handler)(nil)
 // NewHandler returns a handler that decodes with dec, decides with the amount rule, the card
 // windows and the model (nil: none), and writes through out.
 func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, win Windows, scorer Scorer, out *Outputs, log *slog.Logger) *Handler {
-	h := &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, out: out, log: log, now: time.Now}
-	if scorer != nil {
-		h.model = scorer
-	}
-	return h
+	return &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, model: scorer, out: out, log: log, now: time.Now}
 }
 
 // Setup is called when a new session starts.
