@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -18,6 +19,9 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/go-json-experiment/json"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
@@ -42,13 +46,33 @@ func main() {
 	}
 }
 
+// version is the build's version, set with -ldflags "-X main.version=..." (the Dockerfile does).
+var version = "dev"
+
 // run starts the service and returns when ctx is done and everything in flight is drained.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "replay" {
-		return runReplay(ctx, args[1:], getenv, stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "replay":
+			return runReplay(ctx, args[1:], getenv, stdout, stderr)
+		case "healthcheck":
+			return runHealthcheck(ctx, args[1:], getenv, stderr)
+		case "demo":
+			return runDemo(ctx, args[1:], getenv, stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("fraud-detector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: fraud-detector [flags]            run the service
+       fraud-detector demo [flags]       the whole pipeline in one process (in-process Kafka and Redis)
+       fraud-detector replay [flags]     decide on a file of payments as the stream would
+       fraud-detector healthcheck        exit 0 if the service on this machine answers /healthz
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
 	configPath := fs.String("config", defaultConfigPath, "the YAML configuration `file`; FRAUD_* environment variables override it")
 	checkOnly := fs.Bool("check-config", false, "validate the configuration, print it with secrets redacted, and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` (for benchmarks)")
@@ -65,9 +89,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	level, _ := parseLevel(cfg.Log.Level)
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
-	log.Info("configuration", "file", *configPath, "config", cfg)
+	log := newLogger(stdout, cfg.Log)
+	log.Info("configuration", "file", *configPath, "config", cfg, "version", buildVersion())
 	if *checkOnly {
 		return nil
 	}
@@ -82,10 +105,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer pprof.StopCPUProfile()
 	}
+	reg := prometheus.NewRegistry()
+	return serve(ctx, cfg, reg, log, nil)
+}
 
+func newLogger(w io.Writer, c LogConfig) *slog.Logger {
+	level, _ := parseLevel(c.Level)
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// serve runs the service on a validated configuration until ctx is done, with its metrics in reg.
+// listening, when set, is told the API's address once it listens.
+func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.Logger, listening func(net.Addr)) error {
 	amount := rules.NewAmount(cfg.Rules)
 	dec := payment.NewDecoder([]byte(cfg.Card.HMACKey), cfg.Stream.MaxPaymentBytes)
 	consumerCfg, producerCfg := cfg.saramaConfigs()
+	metrics := detect.NewMetrics(reg)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	producer, err := connect(ctx, cfg.Kafka, log, func() (sarama.AsyncProducer, error) {
 		return sarama.NewAsyncProducer(cfg.Kafka.Brokers, producerCfg)
@@ -116,6 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	windows := window.NewStore(rdb, cfg.Window, time.Now)
 	var scorer detect.Scorer
 	var watch func(context.Context) error
+	modelVersion := func() string { return "none" }
 	if cfg.Model.Enabled() {
 		m, err := model.NewScorer(cfg.Model, log)
 		if err != nil {
@@ -123,15 +160,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer m.Close()
 		scorer = m
+		modelVersion = m.Version
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 		watch = func(ctx context.Context) error { return m.Watch(ctx, hup) }
 	}
+	reg.MustRegister(newBuildInfo(buildVersion(), amount.Version(), modelVersion))
 	reviews := review.NewStore(rdb, cfg.Review, time.Now)
 	handler := detect.NewHandler(cfg.Stream,
 		detect.Topics{HighRisk: cfg.Kafka.Topics.HighRisk, DLQ: cfg.Kafka.Topics.DLQ},
-		dec, amount, windows, scorer, out, log)
+		dec, amount, windows, scorer, out, metrics, log)
 	labelProducer, err := connect(ctx, cfg.Kafka, log, func() (sarama.SyncProducer, error) {
 		return sarama.NewSyncProducer(cfg.Kafka.Brokers, producerCfg)
 	})
@@ -139,10 +178,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer labelProducer.Close()
+	probe, err := newKafkaProbe(cfg)
+	if err != nil {
+		return err
+	}
+	defer probe.Close()
 	if len(cfg.API.Tokens) == 0 {
 		log.Warn("no api.tokens configured: every API request gets 401")
 	}
-	httpServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, log).HTTPServer()
+	ops := api.Ops{
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Checks:  readiness(cfg, probe, rdb, handler, scorer != nil),
+	}
+	httpServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, ops, log).HTTPServer()
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	defer ln.Close()
 
 	// Every group is joined before anything runs: a failure here leaves nothing behind.
 	var labels sarama.ConsumerGroup
@@ -172,16 +225,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	if labels != nil {
 		g.Go(func() error {
-			return detect.Consume(foldCtx, labels, []string{cfg.Kafka.Topics.Labels}, detect.NewLabelHandler(windows, log), log)
+			return detect.Consume(foldCtx, labels, []string{cfg.Kafka.Topics.Labels}, detect.NewLabelHandler(windows, metrics, log), log)
 		})
 	}
 	g.Go(func() error {
-		return detect.Consume(foldCtx, reviewGroup, []string{cfg.Kafka.Topics.HighRisk}, detect.NewReviewHandler(reviews, log), log)
+		return detect.Consume(foldCtx, reviewGroup, []string{cfg.Kafka.Topics.HighRisk}, detect.NewReviewHandler(reviews, metrics, log), log)
 	})
 	g.Go(func() error { return windows.RunFold(foldCtx, time.Second, log) })
 	g.Go(func() error {
-		log.Info("api listening", "addr", cfg.API.Listen)
-		if err := httpServer.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Info("api listening", "addr", ln.Addr().String())
+		if listening != nil {
+			listening(ln.Addr())
+		}
+		if err := httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("api: %w", err)
 		}
 		return nil

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
@@ -134,7 +135,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	stream := cfg.Stream
 	stream.StateFailurePolicy = detect.FailClosed // a replay waits for Redis rather than decide without it
 	h := detect.NewHandler(stream, detect.Topics{}, payment.NewDecoder([]byte(cfg.Card.HMACKey), cfg.Stream.MaxPaymentBytes),
-		rules.NewAmount(cfg.Rules), store, scorer, nil, log)
+		rules.NewAmount(cfg.Rules), store, scorer, nil, detect.NewMetrics(prometheus.NewRegistry()), log)
 
 	w := os.Stdout
 	if f, ok := stdout.(*os.File); ok {

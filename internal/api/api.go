@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -140,12 +141,29 @@ type Publisher interface {
 //go:embed openapi.json
 var openapi []byte
 
+// Ops are the operator's endpoints beside the API, served without a token: /healthz (the process
+// answers), /readyz (every check passes) and /metrics (when Metrics is set).
+type Ops struct {
+	Metrics http.Handler
+	Checks  []Check
+}
+
+// Check is one thing readiness needs, such as a broker or Redis answering.
+type Check struct {
+	Name  string
+	Probe func(ctx context.Context) error
+}
+
+// readyTimeout bounds each readiness probe.
+const readyTimeout = 2 * time.Second
+
 // Server serves the API.
 type Server struct {
 	cfg     Config
 	reviews Reviews
 	cards   Cards
 	labels  Publisher
+	ops     Ops
 	log     *slog.Logger
 	now     func() time.Time
 	tokens  []token
@@ -156,9 +174,9 @@ type token struct {
 	sum        [sha256.Size]byte
 }
 
-// New returns the API over its stores.
-func New(cfg Config, reviews Reviews, cards Cards, labels Publisher, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, reviews: reviews, cards: cards, labels: labels, log: log, now: time.Now}
+// New returns the API over its stores, with the operator's endpoints of ops.
+func New(cfg Config, reviews Reviews, cards Cards, labels Publisher, ops Ops, log *slog.Logger) *Server {
+	s := &Server{cfg: cfg, reviews: reviews, cards: cards, labels: labels, ops: ops, log: log, now: time.Now}
 	for _, t := range cfg.Tokens {
 		var tk token
 		hex.Decode(tk.sum[:], []byte(t.SHA256))
@@ -192,6 +210,13 @@ func (s *Server) Router() http.Handler {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", req.Method+" is not allowed here")
 	})
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", s.ready)
+	if s.ops.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", s.ops.Metrics)
+	}
 	r.Route("/v1", func(r chi.Router) {
 		r.Get("/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -209,6 +234,37 @@ func (s *Server) Router() http.Handler {
 		})
 	})
 	return r
+}
+
+// ready runs every check at once, each within readyTimeout, and answers 200 if all pass, 503 if
+// not, with each check's result: "ok" or what went wrong.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	results := make([]error, len(s.ops.Checks))
+	var wg sync.WaitGroup
+	for i, c := range s.ops.Checks {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+			defer cancel()
+			results[i] = c.Probe(ctx)
+		})
+	}
+	wg.Wait()
+	body := struct {
+		Ready  bool              `json:"ready"`
+		Checks map[string]string `json:"checks"`
+	}{Ready: true, Checks: map[string]string{}}
+	for i, c := range s.ops.Checks {
+		body.Checks[c.Name] = "ok"
+		if err := results[i]; err != nil {
+			body.Ready = false
+			body.Checks[c.Name] = err.Error()
+		}
+	}
+	status := http.StatusOK
+	if !body.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, body)
 }
 
 // validUTF8 refuses a path or query that is not valid UTF-8 once decoded: it could not be

@@ -106,6 +106,7 @@ type Handler struct {
 	win    Windows
 	model  Scorer // nil: no model
 	out    *Outputs
+	m      *Metrics
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -115,9 +116,21 @@ type Handler struct {
 var _ sarama.ConsumerGroupHandler = (*Handler)(nil)
 
 // NewHandler returns a handler that decodes with dec, decides with the amount rule, the card
-// windows and the model (nil: none), and writes through out.
-func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, win Windows, scorer Scorer, out *Outputs, log *slog.Logger) *Handler {
-	return &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, model: scorer, out: out, log: log, now: time.Now}
+// windows and the model (nil: none), writes through out and counts in m.
+func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, win Windows, scorer Scorer, out *Outputs, m *Metrics, log *slog.Logger) *Handler {
+	return &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, model: scorer, out: out, m: m, log: log, now: time.Now}
+}
+
+// Degraded reports whether Redis failed the stream's last try.
+func (h *Handler) Degraded() bool { return h.stateDown.Load() }
+
+// StateAnswered tells the handler that Redis answered something else (a readiness probe), so that
+// an idle stream does not stay degraded until its next payment.
+func (h *Handler) StateAnswered() {
+	if h.stateDown.CompareAndSwap(true, false) {
+		h.m.degraded.Set(0)
+		h.log.Info("redis answers again; windows back in use")
+	}
 }
 
 // Setup is called when a new session starts.
@@ -134,9 +147,10 @@ func (h *Handler) Cleanup(s sarama.ConsumerGroupSession) error {
 
 // batch is a run of records of one partition whose outputs are in flight.
 type batch struct {
-	last *sarama.ConsumerMessage // marked once every output is acknowledged
-	acks *acks
-	try  int // how many times failed outputs were sent again
+	last  *sarama.ConsumerMessage // marked once every output is acknowledged
+	acks  *acks
+	try   int    // how many times failed outputs were sent again
+	tally *tally // counted once marked
 }
 
 // ConsumeClaim reads one partition: it collects batches, processes each, and marks a batch's last
@@ -145,6 +159,7 @@ type batch struct {
 func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
 	msgs := claim.Messages()
+	defer h.m.dropLag(claim.Topic(), claim.Partition())
 	buf := make([]*sarama.ConsumerMessage, 0, h.cfg.BatchSize)
 	var inflight []*batch
 	linger := time.NewTimer(time.Hour)
@@ -158,11 +173,14 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		if len(buf) == 0 || ctx.Err() != nil {
 			return
 		}
-		out, ok := h.process(ctx, buf)
+		out, t, ok := h.process(ctx, buf)
 		if !ok {
 			return // the session ended before the batch could be decided: it is read again
 		}
-		inflight = append(inflight, &batch{last: buf[len(buf)-1], acks: h.out.send(ctx, out, h.cfg.DrainTimeout)})
+		last := buf[len(buf)-1]
+		h.m.setLag(claim.Topic(), claim.Partition(), claim.HighWaterMarkOffset()-last.Offset-1)
+		t.sent = time.Now()
+		inflight = append(inflight, &batch{last: last, acks: h.out.send(ctx, out, h.cfg.DrainTimeout), tally: t})
 		clear(buf)
 		buf = buf[:0]
 		lingerC = nil
@@ -228,6 +246,7 @@ func (h *Handler) settle(ctx context.Context, sess sarama.ConsumerGroupSession, 
 	failed := b.acks.result()
 	if len(failed) == 0 {
 		sess.MarkMessage(b.last, "")
+		h.m.count(b.tally, time.Now())
 		return true
 	}
 	wait := min(h.cfg.RetryBackoff<<min(b.try, 10), 30*time.Second)
@@ -275,6 +294,7 @@ func (h *Handler) drain(sess sarama.ConsumerGroupSession, claim sarama.ConsumerG
 			return nil
 		}
 		sess.MarkMessage(b.last, "")
+		h.m.count(b.tally, time.Now())
 	}
 	return nil
 }
@@ -304,17 +324,20 @@ func (it *item) flagged() bool {
 }
 
 // process decides on a batch and returns the records to produce: a decision for every flagged
-// payment and a dead-letter record for every invalid one. Each stage runs over the whole batch,
-// so that a stage that needs a round trip (Redis, the model) makes one per batch. It reports false
-// if the batch could not be decided before the session ended.
-func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) ([]*sarama.ProducerMessage, bool) {
+// payment and a dead-letter record for every invalid one, and what the batch adds to the metrics.
+// Each stage runs over the whole batch, so that a stage that needs a round trip (Redis, the model)
+// makes one per batch. It reports false if the batch could not be decided before the session ended.
+func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) ([]*sarama.ProducerMessage, *tally, bool) {
 	items := make([]item, len(msgs))
+	t := &tally{records: len(msgs), appended: make([]time.Time, len(msgs))}
 	for i, m := range msgs {
 		items[i].msg = m
+		t.appended[i] = m.Timestamp
 	}
+	h.m.batchSize.Observe(float64(len(msgs)))
 	began := time.Now()
 	if !h.decide(ctx, items, h.model != nil) {
-		return nil, false
+		return nil, nil, false
 	}
 	if took := time.Since(began); took > time.Second {
 		h.log.Warn("batch slow to decide", "payments", len(items), "took", took)
@@ -326,20 +349,48 @@ func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) (
 		switch {
 		case it.err != nil:
 			out = append(out, h.deadLetter(it.msg, it.err))
+			if t.deadLetters == nil {
+				t.deadLetters = map[string]int{}
+			}
+			t.deadLetters[errorCode(it.err)]++
 		case it.flagged():
 			out = append(out, h.decision(it, now))
+			t.flagged++
+			if t.reasons == nil {
+				t.reasons = map[string]int{}
+			}
+			for _, r := range it.reasons {
+				t.reasons[r.Code]++
+			}
+		default:
+			t.clear++
 		}
 	}
-	return out, true
+	return out, t, true
+}
+
+// errorCode names what is wrong with a record that is not a valid payment.
+func errorCode(err error) string {
+	var pe *payment.Error
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return "internal"
 }
 
 // decide runs the detectors over a batch: decode, the amount rule, the card windows, the model.
 // With features, every valid item gets its model features even without a model (the replay
 // wants them). It reports false if the batch could not be decided before the session ended.
 func (h *Handler) decide(ctx context.Context, items []item, features bool) bool {
+	began := time.Now()
 	for i := range items {
 		it := &items[i]
 		it.p, it.err = h.dec.Decode(it.msg.Value)
+	}
+	h.m.observeStage(StageDecode, began)
+	began = time.Now()
+	for i := range items {
+		it := &items[i]
 		if it.err != nil {
 			continue
 		}
@@ -347,9 +398,12 @@ func (h *Handler) decide(ctx context.Context, items []item, features bool) bool 
 			it.reasons = append(it.reasons, r)
 		}
 	}
+	h.m.observeStage(StageRules, began)
+	began = time.Now()
 	if !h.windows(ctx, items) {
 		return false
 	}
+	h.m.observeStage(StageWindow, began)
 	if features {
 		h.score(items)
 	}
@@ -390,11 +444,7 @@ const (
 // deadLetter is the record for m on the dead-letter topic: m's key, value and headers as they
 // came, with card numbers masked and sizes bounded, and headers naming the error and the source.
 func (h *Handler) deadLetter(m *sarama.ConsumerMessage, cause error) *sarama.ProducerMessage {
-	code := "internal"
-	var pe *payment.Error
-	if errors.As(cause, &pe) {
-		code = pe.Code
-	}
+	code := errorCode(cause)
 	msg, _ := payment.RedactPANs([]byte(cause.Error()))
 	headers := make([]sarama.RecordHeader, 0, len(m.Headers)+8)
 	size, dropped := 0, 0

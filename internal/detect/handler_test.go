@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/shopspring/decimal"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
@@ -130,7 +132,10 @@ func (s *fakeSession) MarkMessage(m *sarama.ConsumerMessage, _ string) {
 type fakeClaim struct {
 	sarama.ConsumerGroupClaim
 	msgs chan *sarama.ConsumerMessage
+	hwm  atomic.Int64
 }
+
+func (c *fakeClaim) HighWaterMarkOffset() int64 { return c.hwm.Load() }
 
 func (c *fakeClaim) Topic() string                            { return "payments" }
 func (c *fakeClaim) Partition() int32                         { return 0 }
@@ -174,6 +179,7 @@ type rig struct {
 	out   *Outputs
 	done  chan error
 	stop  context.CancelFunc
+	reg   *prometheus.Registry
 }
 
 func newRig(t *testing.T, cfg Config) *rig {
@@ -189,12 +195,13 @@ func newRig(t *testing.T, cfg Config) *rig {
 		claim: &fakeClaim{msgs: make(chan *sarama.ConsumerMessage, 100)},
 		done:  make(chan error, 1),
 		stop:  cancel,
+		reg:   prometheus.NewRegistry(),
 	}
 	r.sess.onMark = prod.onMark
 	r.h = NewHandler(cfg, Topics{HighRisk: "high-risk", DLQ: "dlq"},
 		payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
 		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}),
-		r.win, nil, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		r.win, nil, out, NewMetrics(r.reg), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(func() { cancel(); out.Close(time.Second) })
 	return r
 }
@@ -265,6 +272,68 @@ func TestMarksInOrderOnlyAfterAcknowledgement(t *testing.T) {
 	r.wait(t)
 	if got := r.marks(); !slices.Equal(got, []int64{1, 3}) {
 		t.Errorf("marks %v, want [1 3]", got)
+	}
+}
+
+// The counters count a batch once it is marked: consumed, decisions by outcome, flags by reason,
+// dead letters by error, the lag of the partition (dropped when it is released), the latency
+// from the append time.
+func TestMetricsCountMarkedBatches(t *testing.T) {
+	r := newRig(t, testConfig())
+	r.claim.hwm.Store(10)
+	appended := time.Now().Add(-time.Second)
+	r.feed(0, "150")
+	r.feed(1, "10")
+	r.claim.msgs <- &sarama.ConsumerMessage{Topic: "payments", Offset: 2, Value: []byte(`{"payment_id":`), Timestamp: appended}
+	r.feed(3, "99")
+	r.run()
+	first := r.prod.next(t)
+	m := r.h.m
+	if got := testutil.ToFloat64(m.consumed); got != 0 {
+		t.Errorf("consumed %v before the batch's output was acknowledged, want 0", got)
+	}
+	if got := testutil.ToFloat64(m.lag.WithLabelValues("payments", "0")); got != 8 {
+		t.Errorf("lag %v after the first batch (offsets 0-1 of 10), want 8", got)
+	}
+	r.prod.ack(first)
+	r.prod.ack(r.prod.next(t)) // the dead letter
+	r.nextMark(t)
+	r.nextMark(t)
+	close(r.claim.msgs)
+	r.wait(t)
+	for _, c := range []struct {
+		name string
+		got  prometheus.Collector
+		want float64
+	}{
+		{"consumed", m.consumed, 4},
+		{"flagged", m.decisions.WithLabelValues("flagged"), 1},
+		{"clear", m.decisions.WithLabelValues("clear"), 2},
+		{"amount flags", m.flags.WithLabelValues(decision.CodeAmount), 1},
+		{"dead letters", m.deadLetters.WithLabelValues("invalid_json"), 1},
+	} {
+		if got := testutil.ToFloat64(c.got); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.lag); n != 0 {
+		t.Errorf("%d lag series after the partition was released, want 0", n)
+	}
+	if n := testutil.CollectAndCount(m.latency); n != 1 {
+		t.Fatalf("latency histogram: %d series", n)
+	}
+	mf, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range mf {
+		if f.GetName() == "fraud_decision_latency_seconds" {
+			h := f.GetMetric()[0].GetHistogram()
+			// One record had an append time (a second ago); the others had none and are not observed.
+			if h.GetSampleCount() != 1 || h.GetSampleSum() < 1 || h.GetSampleSum() > 60 {
+				t.Errorf("latency: %d samples, sum %v s; want 1 sample of about a second", h.GetSampleCount(), h.GetSampleSum())
+			}
+		}
 	}
 }
 
@@ -362,7 +431,7 @@ func TestDeadLetter(t *testing.T) {
 		{Topic: "payments", Partition: 3, Offset: 18, Value: long},
 		{Topic: "payments", Partition: 3, Offset: 19, Value: nil},
 	}
-	out, _ := r.h.process(context.Background(), msgs)
+	out, _, _ := r.h.process(context.Background(), msgs)
 	if len(out) != 3 {
 		t.Fatalf("%d outputs, want 3", len(out))
 	}
@@ -399,7 +468,7 @@ func TestDeadLetter(t *testing.T) {
 
 func TestDecisionRecord(t *testing.T) {
 	r := newRig(t, testConfig())
-	out, _ := r.h.process(context.Background(), []*sarama.ConsumerMessage{{Topic: "payments", Partition: 1, Offset: 5, Value: []byte(
+	out, _, _ := r.h.process(context.Background(), []*sarama.ConsumerMessage{{Topic: "payments", Partition: 1, Offset: 5, Value: []byte(
 		`{"payment_id":"p1","card_number":"4111111111111111","amount":"250.00","currency":"USD","timestamp":"2026-03-01T10:00:00Z"}`)}})
 	if len(out) != 1 || out[0].Topic != "high-risk" {
 		t.Fatalf("outputs %+v", out)
@@ -426,7 +495,7 @@ func TestDeadLetterHidesCardNumbersAndFits(t *testing.T) {
 	}
 	headers[0].Value = []byte("card " + pan)
 	value := []byte(`{"payment_id":"p","card_id":"c","amount":"1","currency":"EUR","timestamp":"` + pan + `"}`)
-	out, _ := r.h.process(context.Background(), []*sarama.ConsumerMessage{{Topic: "payments", Key: append([]byte(pan), make([]byte, 8000)...), Value: value, Headers: headers}})
+	out, _, _ := r.h.process(context.Background(), []*sarama.ConsumerMessage{{Topic: "payments", Key: append([]byte(pan), make([]byte, 8000)...), Value: value, Headers: headers}})
 	m := out[0]
 	size := len(m.Key.(sarama.ByteEncoder)) + len(m.Value.(sarama.ByteEncoder))
 	for _, h := range m.Headers {
@@ -522,7 +591,7 @@ func decisions(t *testing.T, out []*sarama.ProducerMessage) []decision.Decision 
 
 func TestVelocityFlagsAndCountsAreInTheDecision(t *testing.T) {
 	r := newRig(t, testConfig())
-	out, ok := r.h.process(context.Background(), payments(12, "c1", "20"))
+	out, _, ok := r.h.process(context.Background(), payments(12, "c1", "20"))
 	ds := decisions(t, out)
 	if !ok || len(ds) != 2 {
 		t.Fatalf("%d decisions, want the 11th and 12th", len(ds))
@@ -543,7 +612,7 @@ func TestFailOpenDecidesDegraded(t *testing.T) {
 	cfg.StateRetryBudget = 300 * time.Millisecond // room for retries before the policy applies
 	r := newRig(t, cfg)
 	r.win.down.Store(true)
-	out, ok := r.h.process(context.Background(), payments(3, "c1", "500"))
+	out, _, ok := r.h.process(context.Background(), payments(3, "c1", "500"))
 	if n := r.win.calls.Load(); n < 2 {
 		t.Errorf("%d tries within the retry budget, want retries", n)
 	}
@@ -558,7 +627,7 @@ func TestFailOpenDecidesDegraded(t *testing.T) {
 		}
 	}
 	// Under the threshold and degraded: not flagged, so nothing is written.
-	if out, _ := r.h.process(context.Background(), payments(3, "c2", "5")); len(out) != 0 {
+	if out, _, _ := r.h.process(context.Background(), payments(3, "c2", "5")); len(out) != 0 {
 		t.Errorf("%d outputs for payments nothing flagged", len(out))
 	}
 	// While Redis stays down a batch tries once; when it answers again, windows are back.
@@ -568,7 +637,7 @@ func TestFailOpenDecidesDegraded(t *testing.T) {
 		t.Errorf("%d tries while known down, want 1", n)
 	}
 	r.win.down.Store(false)
-	out, _ = r.h.process(context.Background(), payments(11, "c4", "5"))
+	out, _, _ = r.h.process(context.Background(), payments(11, "c4", "5"))
 	if ds := decisions(t, out); len(ds) != 1 || ds[0].Reasons[0].Code != decision.CodeVelocity {
 		t.Errorf("after recovery: %+v", ds)
 	}

@@ -22,12 +22,13 @@ type Labeler interface {
 // the model's features read.
 type LabelHandler struct {
 	state Labeler
+	m     *Metrics
 	log   *slog.Logger
 }
 
 // NewLabelHandler returns a handler that records each label with state.
-func NewLabelHandler(state Labeler, log *slog.Logger) *LabelHandler {
-	return &LabelHandler{state: state, log: log}
+func NewLabelHandler(state Labeler, m *Metrics, log *slog.Logger) *LabelHandler {
+	return &LabelHandler{state: state, m: m, log: log}
 }
 
 var _ sarama.ConsumerGroupHandler = (*LabelHandler)(nil)
@@ -53,11 +54,14 @@ func (h *LabelHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.
 		for {
 			known, err := h.state.Label(s.Context(), l.CardID, l.PaymentID, l.Label == "fraud")
 			if err == nil {
-				if !known {
+				if known {
+					h.m.labels.Inc()
+				} else {
 					h.log.Info("label for a payment the state does not hold; not counted", "payment_id", l.PaymentID)
 				}
 				break
 			}
+			h.m.redisErrors.WithLabelValues("labels").Inc()
 			if permanentState(err) {
 				h.log.Error("label not recorded; skipped", "payment_id", l.PaymentID, "err", err)
 				break
@@ -68,6 +72,7 @@ func (h *LabelHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.
 				return nil
 			case <-time.After(wait):
 			}
+			h.m.redisRetries.WithLabelValues("labels").Inc()
 			wait = min(2*wait, 5*time.Second)
 		}
 		s.MarkMessage(m, "")

@@ -22,12 +22,13 @@ type Reviews interface {
 // decision is marked only once its review exists.
 type ReviewHandler struct {
 	reviews Reviews
+	m       *Metrics
 	log     *slog.Logger
 }
 
 // NewReviewHandler returns a handler that opens reviews in reviews.
-func NewReviewHandler(reviews Reviews, log *slog.Logger) *ReviewHandler {
-	return &ReviewHandler{reviews: reviews, log: log}
+func NewReviewHandler(reviews Reviews, m *Metrics, log *slog.Logger) *ReviewHandler {
+	return &ReviewHandler{reviews: reviews, m: m, log: log}
 }
 
 var _ sarama.ConsumerGroupHandler = (*ReviewHandler)(nil)
@@ -87,14 +88,17 @@ func (h *ReviewHandler) open(ctx context.Context, ds []decision.Decision) bool {
 	for {
 		err := h.reviews.OpenAll(ctx, ds)
 		if err == nil {
+			h.m.reviews.Add(float64(len(ds)))
 			return true
 		}
+		h.m.redisErrors.WithLabelValues("reviews").Inc()
 		h.log.Warn("reviews not opened; retrying", "decisions", len(ds), "err", err)
 		select {
 		case <-ctx.Done():
 			return false
 		case <-time.After(wait):
 		}
+		h.m.redisRetries.WithLabelValues("reviews").Inc()
 		wait = min(2*wait, 5*time.Second)
 	}
 }

@@ -67,6 +67,7 @@ func (h *Handler) score(items []item) {
 	scores := make([]float64, len(idx))
 	began := time.Now()
 	version, err := h.model.Score(rows, len(idx), scores)
+	h.m.observeStage(StageModel, began)
 	if took := time.Since(began); took > 250*time.Millisecond {
 		h.log.Warn("model slow", "payments", len(idx), "took", took)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
@@ -54,7 +55,7 @@ func (s *recordingScorer) Threshold() float64 { return 0.5 }
 func TestModelScoresPaymentsWithTheirState(t *testing.T) {
 	sc := &recordingScorer{}
 	h := NewHandler(Config{StateRetryBudget: time.Second}, Topics{}, payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
-		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}), lateWindows{}, sc, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}), lateWindows{}, sc, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	now := time.Now().UTC().Format(time.RFC3339)
 	out, err := h.Decide(context.Background(), [][]byte{
 		[]byte(`{"payment_id":"ok","card_id":"c1","amount":"10","currency":"EUR","timestamp":"` + now + `"}`),

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/paysentry/fraud-detector/internal/api"
+	"github.com/paysentry/fraud-detector/internal/detect"
+)
+
+// buildVersion is the version set at link time, or else the VCS revision Go recorded.
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return version
+}
+
+// buildInfo is the fraud_build_info gauge: always 1, its labels say what runs. The model's
+// version is read at each scrape, since the model can be swapped while the service runs.
+type buildInfo struct {
+	desc           *prometheus.Desc
+	version, rules string
+	model          func() string
+}
+
+func newBuildInfo(version, rules string, model func() string) prometheus.Collector {
+	return buildInfo{
+		desc: prometheus.NewDesc("fraud_build_info", "What runs: the service's version, the model's and the rules'.",
+			[]string{"version", "model_version", "rules_version"}, nil),
+		version: version, rules: rules, model: model,
+	}
+}
+
+func (b buildInfo) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
+
+func (b buildInfo) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, 1, b.version, b.model(), b.rules)
+}
+
+// kafkaProbe asks the brokers for the payments topic's metadata, for readiness. Probes that
+// arrive while one is under way share its answer, so a slow broker does not pile them up.
+type kafkaProbe struct {
+	client sarama.Client
+	topic  string
+	flight singleflight.Group
+}
+
+func newKafkaProbe(cfg Config) (*kafkaProbe, error) {
+	sc, _ := cfg.saramaConfigs()
+	sc.Metadata.Retry.Max = 0
+	sc.Net.DialTimeout, sc.Net.ReadTimeout, sc.Net.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	client, err := sarama.NewClient(cfg.Kafka.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("kafka readiness client: %w", err)
+	}
+	return &kafkaProbe{client: client, topic: cfg.Kafka.Topics.Payments}, nil
+}
+
+func (p *kafkaProbe) Probe(ctx context.Context) error {
+	ch := p.flight.DoChan("", func() (any, error) {
+		if err := p.client.RefreshMetadata(p.topic); err != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", p.topic, err)
+		}
+		return nil, nil
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return fmt.Errorf("no answer from the brokers: %w", ctx.Err())
+	}
+}
+
+func (p *kafkaProbe) Close() error { return p.client.Close() }
+
+// readiness is what /readyz checks: the brokers and Redis answer, the model is loaded, and the
+// stream is not degraded.
+func readiness(cfg Config, kafka *kafkaProbe, rdb redis.UniversalClient, h *detect.Handler, model bool) []api.Check {
+	checks := []api.Check{
+		{Name: "kafka", Probe: kafka.Probe},
+		{Name: "redis", Probe: func(ctx context.Context) error {
+			if err := rdb.Ping(ctx).Err(); err != nil {
+				return err
+			}
+			h.StateAnswered()
+			return nil
+		}},
+		{Name: "stream", Probe: func(context.Context) error {
+			if h.Degraded() {
+				return fmt.Errorf("degraded: redis failed the stream's last try (%s)", cfg.Stream.StateFailurePolicy)
+			}
+			return nil
+		}},
+	}
+	if model {
+		// A model that failed to reload leaves the one before in place: once started, one is loaded.
+		checks = append(checks, api.Check{Name: "model", Probe: func(context.Context) error { return nil }})
+	}
+	return checks
+}
+
+// runHealthcheck asks the service on this machine for /healthz, at the port of api.listen, and
+// fails unless it answers 200: the container's health check (the image has no curl).
+func runHealthcheck(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fraud-detector healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", defaultConfigPath, "the YAML configuration `file`")
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	cfg, err := loadConfig(*configPath, explicit, getenv)
+	if err != nil {
+		return err
+	}
+	_, port, err := net.SplitHostPort(cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen %q: %w", cfg.API.Listen, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort("127.0.0.1", port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthz: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New("healthz: " + resp.Status)
+	}
+	return nil
+}
