@@ -9,8 +9,15 @@
 #   scripts/stack.sh status   say what runs
 #   scripts/stack.sh install  only install (apt packages, Kafka jars)
 #
-# Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), REDIS_PORT (6379),
-# PAYMENTS_PARTITIONS (6), FD_CACHE (<repo>/.cache). Downloads are cached under FD_CACHE.
+# Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_SASL_PORT (9094),
+# REDIS_PORT (6379), PAYMENTS_PARTITIONS (6), FD_CACHE (<repo>/.cache). Downloads are cached
+# under FD_CACHE.
+#
+# Kafka listens twice: PLAINTEXT on KAFKA_PORT (also between brokers) and SASL_PLAINTEXT on
+# KAFKA_SASL_PORT, with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, for the tests of the client's
+# authentication (e2e/sasl_test.go, docs/security.md). Its one user, fraud-e2e, has a fixed
+# password written below: it is for tests on this machine only, never for a broker anyone else
+# can reach.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,9 +27,14 @@ kafka_home=$cache/kafka-$kafka_version
 state=$cache/stack
 kafka_port=${KAFKA_PORT:-9092}
 controller_port=${KAFKA_CONTROLLER_PORT:-9093}
+sasl_port=${KAFKA_SASL_PORT:-9094}
 redis_port=${REDIS_PORT:-6379}
 payments_partitions=${PAYMENTS_PARTITIONS:-6}
 bootstrap=127.0.0.1:$kafka_port
+sasl_bootstrap=127.0.0.1:$sasl_port
+# TEST-ONLY credentials of the SASL listener (PLAIN and SCRAM); e2e/sasl_test.go has the same.
+sasl_user=fraud-e2e
+sasl_password=fraud-e2e-test-only-Zq7w
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -55,6 +67,7 @@ install_kafka() {
 }
 
 kafka_java() { # main-class args...
+  [ -f "$state/kafka/log4j.properties" ] || write_log4j_config # a broker this script reused
   java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j.configuration="file:$state/kafka/log4j.properties" \
     -cp "$kafka_home/libs/*" "$@"
@@ -66,11 +79,16 @@ write_kafka_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port,SASL_PLAINTEXT://127.0.0.1:$sasl_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port,SASL_PLAINTEXT://127.0.0.1:$sasl_port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user="$sasl_password";
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$state/kafka/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -81,6 +99,11 @@ transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 message.max.bytes=2097152
 PROPS
+  write_log4j_config
+}
+
+write_log4j_config() {
+  mkdir -p "$state/kafka"
   cat >"$state/kafka/log4j.properties" <<PROPS
 log4j.rootLogger=WARN, file
 log4j.logger.kafka=INFO
@@ -157,6 +180,36 @@ create_topics() {
   done
 }
 
+# create_scram_user gives the test user its SCRAM credentials (kept in the cluster metadata;
+# altering them again is harmless), then checks the SASL listener, which a broker started before
+# it was added, or not by this script, may lack.
+create_scram_user() {
+  local mech
+  # One mechanism per call: a KRaft broker refuses to alter a user's credentials twice in one
+  # request (DuplicateResourceException).
+  for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
+    kafka_java kafka.admin.ConfigCommand --bootstrap-server "$bootstrap" --alter \
+      --add-config "$mech=[password=$sasl_password]" --entity-type users --entity-name "$sasl_user" >/dev/null
+  done
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$sasl_port") 2>/dev/null; then
+    log "warning: nothing listens on $sasl_bootstrap: the broker on $bootstrap was started without the SASL"
+    log "warning: listener (by stack.sh before it had one, or not by this checkout), and the SASL tests will"
+    log "warning: fail until it is restarted: scripts/stack.sh down && scripts/stack.sh up"
+    return
+  fi
+  local deadline=$((SECONDS + 20))
+  until kcat -b "$sasl_bootstrap" -X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms=SCRAM-SHA-512 \
+      -X sasl.username="$sasl_user" -X sasl.password="$sasl_password" -L -m 2 >/dev/null 2>&1; do
+    # The new credentials reach the listener through the metadata log, within moments.
+    if [ $SECONDS -ge $deadline ]; then
+      log "warning: the SASL listener on $sasl_bootstrap refuses user $sasl_user (see $state/kafka/server.log);"
+      log "warning: the SASL tests will fail"
+      return
+    fi
+    sleep 0.5
+  done
+}
+
 stop_pid() { # name pidfile
   local pid
   running "$2" || { rm -f "$2"; return; }
@@ -177,7 +230,8 @@ case "$cmd" in
     start_redis
     start_kafka
     create_topics
-    log "ready: kafka $bootstrap, redis 127.0.0.1:$redis_port"
+    create_scram_user
+    log "ready: kafka $bootstrap (SASL: $sasl_bootstrap), redis 127.0.0.1:$redis_port"
     ;;
   down) stop_pid kafka "$state/kafka.pid"; stop_pid redis "$state/redis.pid" ;;
   reset) "$0" down; rm -rf "$state" ;;
@@ -185,5 +239,5 @@ case "$cmd" in
     running "$state/kafka.pid" && echo "kafka: running (pid $(cat "$state/kafka.pid")) on $bootstrap" || echo "kafka: stopped"
     running "$state/redis.pid" && echo "redis: running (pid $(cat "$state/redis.pid")) on 127.0.0.1:$redis_port" || echo "redis: stopped"
     ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -60,6 +60,8 @@ type KafkaConfig struct {
 	Compression     string        `yaml:"compression" env:"COMPRESSION"`
 	MaxMessageBytes int           `yaml:"max_message_bytes" env:"MAX_MESSAGE_BYTES"`
 	ConnectTimeout  time.Duration `yaml:"connect_timeout" env:"CONNECT_TIMEOUT"`
+	TLS             TLSConfig     `yaml:"tls" envPrefix:"TLS_"`
+	SASL            SASLConfig    `yaml:"sasl" envPrefix:"SASL_"`
 }
 
 // TopicsConfig names the topics.
@@ -76,10 +78,12 @@ type RedisConfig struct {
 	Cluster      bool          `yaml:"cluster" env:"CLUSTER"`
 	Username     string        `yaml:"username" env:"USERNAME"`
 	Password     Secret        `yaml:"password" env:"PASSWORD"`
+	PasswordFile string        `yaml:"password_file" env:"PASSWORD_FILE"`
 	DB           int           `yaml:"db" env:"DB"`
 	DialTimeout  time.Duration `yaml:"dial_timeout" env:"DIAL_TIMEOUT"`
 	ReadTimeout  time.Duration `yaml:"read_timeout" env:"READ_TIMEOUT"`
 	WriteTimeout time.Duration `yaml:"write_timeout" env:"WRITE_TIMEOUT"`
+	TLS          TLSConfig     `yaml:"tls" envPrefix:"TLS_"`
 }
 
 // CardConfig holds the key that turns card numbers into card ids.
@@ -201,7 +205,7 @@ func loadConfig(path string, required bool, getenv func(string) string) (Config,
 }
 
 // validate reports the first setting that is wrong, by its name in the file, and resolves the
-// settings that are read from elsewhere (the key file).
+// settings that are read from elsewhere (the key and password files, the TLS certificates).
 func (c *Config) validate() error {
 	k := c.Kafka
 	switch {
@@ -239,6 +243,12 @@ func (c *Config) validate() error {
 	if err := codec.UnmarshalText([]byte(k.Compression)); err != nil {
 		return fmt.Errorf("kafka.compression: must be none, gzip, snappy, lz4 or zstd, got %q", k.Compression)
 	}
+	if err := c.Kafka.TLS.load("kafka.tls"); err != nil {
+		return err
+	}
+	if err := c.Kafka.SASL.validate(); err != nil {
+		return err
+	}
 	if err := c.Stream.Validate(); err != nil {
 		return err
 	}
@@ -264,6 +274,12 @@ func (c *Config) validate() error {
 		return errors.New("redis: dial_timeout, read_timeout and write_timeout must be positive")
 	case r.DB != 0 && len(r.Addrs) > 1:
 		return errors.New("redis.db: a Redis Cluster has only database 0")
+	}
+	if err := readPassword(&c.Redis.Password, c.Redis.PasswordFile, "redis"); err != nil {
+		return err
+	}
+	if err := c.Redis.TLS.load("redis.tls"); err != nil {
+		return err
 	}
 	if c.Card.HMACKeyFile != "" {
 		b, err := os.ReadFile(c.Card.HMACKeyFile)
@@ -291,6 +307,7 @@ func parseLevel(s string) (slog.Level, error) {
 }
 
 // saramaConfigs returns the configurations of the consumer group and of the idempotent producer.
+// validate must have passed: it reads the TLS files.
 func (c *Config) saramaConfigs() (consumer, producer *sarama.Config) {
 	version, _ := sarama.ParseKafkaVersion(c.Kafka.Version)
 	base := func() *sarama.Config {
@@ -298,6 +315,11 @@ func (c *Config) saramaConfigs() (consumer, producer *sarama.Config) {
 		s.ClientID = c.Kafka.ClientID
 		s.Version = version
 		s.Metadata.Retry.Max = 5
+		if c.Kafka.TLS.Enabled {
+			s.Net.TLS.Enable = true
+			s.Net.TLS.Config = c.Kafka.TLS.client
+		}
+		c.Kafka.SASL.apply(s)
 		return s
 	}
 	consumer = base()
@@ -329,7 +351,8 @@ func (c *Config) saramaConfigs() (consumer, producer *sarama.Config) {
 	return consumer, producer
 }
 
-// redisOptions are the client options for the state store.
+// redisOptions are the client options for the state store. validate must have passed: it reads
+// the password and TLS files.
 func (c *Config) redisOptions() *redis.UniversalOptions {
 	r := c.Redis
 	return &redis.UniversalOptions{
@@ -342,5 +365,6 @@ func (c *Config) redisOptions() *redis.UniversalOptions {
 		WriteTimeout:  r.WriteTimeout,
 		MaxRetries:    1, // the stream retries with backoff itself (stream.state_retry_budget)
 		IsClusterMode: r.Cluster,
+		TLSConfig:     r.TLS.client, // nil: no TLS
 	}
 }

@@ -266,6 +266,9 @@ func connect[T any](ctx context.Context, k KafkaConfig, log *slog.Logger, dial f
 		if err == nil {
 			return v, nil
 		}
+		if errors.Is(err, sarama.ErrSASLAuthenticationFailed) || errors.Is(err, sarama.ErrUnsupportedSASLMechanism) {
+			return v, fmt.Errorf("connect to kafka at %v: %w (check kafka.sasl)", k.Brokers, err) // trying again cannot help
+		}
 		if time.Now().Add(wait).After(deadline) {
 			return v, fmt.Errorf("connect to kafka at %v within %s: %w", k.Brokers, k.ConnectTimeout, err)
 		}
