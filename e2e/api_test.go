@@ -44,6 +44,7 @@ func TestReviewsListedAndVerdictPublished(t *testing.T) {
 	tp := newTopics(t, 3)
 	addr := freePort(t)
 	const token = "e2e-analyst-token-0123456789"
+	recordSecret(token, "the analyst's API token")
 	sum := sha256.Sum256([]byte(token))
 	s := startService(t, tp, "FRAUD_API_LISTEN="+addr, "FRAUD_API_TOKENS=eve:analyst:"+hex.EncodeToString(sum[:]))
 	base := "http://" + addr + "/v1"

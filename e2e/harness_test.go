@@ -8,10 +8,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,7 +87,61 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: build the service:", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	if leaks := scanServiceLogs(); len(leaks) > 0 {
+		for _, l := range leaks {
+			fmt.Fprintln(os.Stderr, "e2e:", l)
+		}
+		return 1
+	}
+	return code
+}
+
+// Every service log of the run, and every card number and secret the tests sent: once the tests
+// are done, no log line may hold any of them.
+var (
+	sentMu      sync.Mutex
+	serviceLogs []*syncBuffer
+	sentPANs    = map[string]bool{}
+	secrets     = map[string]string{hmacKey: "the card HMAC key"}
+	panField    = regexp.MustCompile(`"card_number"\s*:\s*"(\d{12,19})"`)
+)
+
+// recordPANs notes the card numbers in records the tests send.
+func recordPANs(b []byte) {
+	sentMu.Lock()
+	defer sentMu.Unlock()
+	for _, m := range panField.FindAllSubmatch(b, -1) {
+		sentPANs[string(m[1])] = true
+	}
+}
+
+// recordSecret notes a secret a test gave the service (a password, a token), by what it is.
+func recordSecret(secret, what string) {
+	sentMu.Lock()
+	defer sentMu.Unlock()
+	secrets[secret] = what
+}
+
+// scanServiceLogs reports every card number and secret found in a service's log, masked.
+func scanServiceLogs() []string {
+	sentMu.Lock()
+	defer sentMu.Unlock()
+	var leaks []string
+	for i, l := range serviceLogs {
+		text := l.String()
+		for pan := range sentPANs {
+			if strings.Contains(text, pan) {
+				leaks = append(leaks, fmt.Sprintf("service log %d holds the card number %s…%s in clear", i, pan[:6], pan[len(pan)-4:]))
+			}
+		}
+		for secret, what := range secrets {
+			if strings.Contains(text, secret) {
+				leaks = append(leaks, fmt.Sprintf("service log %d holds %s", i, what))
+			}
+		}
+	}
+	return leaks
 }
 
 // topics are one test's own topics and group, so that tests neither see each other's records nor
@@ -184,6 +240,9 @@ func startService(t *testing.T, tp topics, extra ...string) *service {
 	cmd.SysProcAttr = dieWithTest()
 	s := &service{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
+	sentMu.Lock()
+	serviceLogs = append(serviceLogs, s.logs)
+	sentMu.Unlock()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start service: %v", err)
 	}
@@ -270,7 +329,9 @@ func kcatProduce(t *testing.T, topic string, lines []string, null bool) {
 		args = append(args, "-Z")
 	}
 	cmd := exec.Command("kcat", args...)
-	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	in := strings.Join(lines, "\n") + "\n"
+	recordPANs([]byte(in))
+	cmd.Stdin = strings.NewReader(in)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("kcat produce to %s: %v\n%s", topic, err, out)
 	}
@@ -279,6 +340,13 @@ func kcatProduce(t *testing.T, topic string, lines []string, null bool) {
 // kcatProduceFiles writes each file as one record, without a key.
 func kcatProduceFiles(t *testing.T, topic string, files ...string) {
 	t.Helper()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recordPANs(b)
+	}
 	args := append([]string{"-P", "-b", brokers, "-t", topic, "-X", "message.max.bytes=2097152"}, files...)
 	if out, err := exec.Command("kcat", args...).CombinedOutput(); err != nil {
 		t.Fatalf("kcat produce files to %s: %v\n%s", topic, err, out)
@@ -299,17 +367,31 @@ func kcatPipe(t *testing.T, topic string) (*bufio.Writer, func()) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	w := bufio.NewWriterSize(stdin, 1<<16)
+	rec := &panRecorder{}
+	w := bufio.NewWriterSize(io.MultiWriter(stdin, rec), 1<<16)
 	return w, func() {
 		t.Helper()
 		if err := w.Flush(); err != nil {
 			t.Fatal(err)
 		}
+		recordPANs(rec.rest)
 		stdin.Close()
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("kcat: %v\n%s", err, out.String())
 		}
 	}
+}
+
+// panRecorder records the card numbers of what is written, a line at a time.
+type panRecorder struct{ rest []byte }
+
+func (r *panRecorder) Write(p []byte) (int, error) {
+	r.rest = append(r.rest, p...)
+	if i := bytes.LastIndexByte(r.rest, '\n'); i >= 0 {
+		recordPANs(r.rest[:i])
+		r.rest = append(r.rest[:0], r.rest[i+1:]...)
+	}
+	return len(p), nil
 }
 
 // readAll returns every record of topic up to its end offsets at the time of the call.

@@ -117,17 +117,17 @@ func TestMetricsCountWhatWasSent(t *testing.T) {
 
 	got := scrape(t, addr)
 	for key, want := range map[string]float64{
-		`fraud_payments_consumed_total`:                               57,
-		`fraud_decisions_total{outcome="flagged"}`:                    10,
-		`fraud_decisions_total{outcome="clear"}`:                      42,
-		`fraud_flags_total{reason="amount_over_threshold"}`:           9,
-		`fraud_flags_total{reason="card_velocity_1h"}`:                2,
-		`fraud_dead_letters_total{error="invalid_json"}`:              3,
-		`fraud_dead_letters_total{error="missing_field"}`:             2,
-		`fraud_degraded`:                                              0,
-		`fraud_decision_latency_seconds_count`:                        57,
-		`fraud_stage_duration_seconds{stage="decode"}_count`:          got[`fraud_batch_size_count`],
-		`fraud_reviews_opened_total`:                                  10,
+		`fraud_payments_consumed_total`:                     57,
+		`fraud_decisions_total{outcome="flagged"}`:          10,
+		`fraud_decisions_total{outcome="clear"}`:            42,
+		`fraud_flags_total{reason="amount_over_threshold"}`: 9,
+		`fraud_flags_total{reason="card_velocity_1h"}`:      2,
+		`fraud_dead_letters_total{error="invalid_json"}`:    3,
+		`fraud_dead_letters_total{error="missing_field"}`:   2,
+		`fraud_degraded`:                                     0,
+		`fraud_decision_latency_seconds_count`:               57,
+		`fraud_stage_duration_seconds{stage="decode"}_count`: got[`fraud_batch_size_count`],
+		`fraud_reviews_opened_total`:                         10,
 		`fraud_build_info{model_version="none",rules_version="` + rulesVersion(t, s) + `",version="` + version(t, got) + `"}`: 1,
 	} {
 		if got[key] != want {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole pipeline on this machine: starts Kafka and Redis (scripts/stack.sh up), the
+# The whole pipeline on the real local stack: starts Kafka and Redis (scripts/stack.sh up), the
 # fraud-detector service and the payment generator, and prints flagged payments as they arrive.
 # Ctrl-C stops the service and the generator; the stack keeps running (scripts/stack.sh down).
 #
