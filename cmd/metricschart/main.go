@@ -255,6 +255,7 @@ func draw6(samples []sample, out, title string) error {
 		},
 	}
 	plots[1][1].Y.Max = 1.05
+	plots[1][0].Y.Max = max(plots[1][0].Y.Max, 1)
 
 	const w, h = 15 * vg.Inch, 7.5 * vg.Inch
 	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseBackgroundColor(color.White), vgimg.UseDPI(96))
