@@ -450,15 +450,24 @@ func (p *Payment) JSON() jsontext.Value {
 // digits, which may be grouped by single spaces or dashes ("4111 1111 1111 1111"), that passes the
 // Luhn check. It is for text that is passed on as it came, such as dead letters and error messages.
 // b is not changed; redacted reports whether anything was masked.
+//
+// It scans again until nothing looks like a card number: the digits a mask keeps, next to a
+// group of digits before or after it, could make one.
 func RedactPANs(b []byte) (out []byte, redacted bool) {
 	out = b
-	eachPAN(b, func(start, end int) {
-		if !redacted {
-			out, redacted = bytes.Clone(b), true
+	for {
+		found := false
+		eachPAN(out, func(start, end int) {
+			if !redacted {
+				out, redacted = bytes.Clone(b), true
+			}
+			found = true
+			maskRun(out[start:end])
+		})
+		if !found {
+			return out, redacted
 		}
-		maskRun(out[start:end])
-	})
-	return out, redacted
+	}
 }
 
 // eachPAN calls f with the bounds of every card number in b, as RedactPANs finds them.
@@ -478,7 +487,20 @@ func eachPAN(b []byte, f func(start, end int)) {
 
 // RedactJSON masks the card numbers in a valid JSON text and keeps it valid: inside strings as
 // RedactPANs does, and a number that is a card number becomes a string of its masked digits.
+//
+// Like RedactPANs it scans again until nothing looks like a card number.
 func RedactJSON(b []byte) (out []byte, redacted bool) {
+	out, redacted = redactJSONOnce(b)
+	for more := redacted; more; {
+		var again []byte
+		if again, more = redactJSONOnce(out); more {
+			out = again
+		}
+	}
+	return out, redacted
+}
+
+func redactJSONOnce(b []byte) (out []byte, redacted bool) {
 	from := 0 // b[from:] is still to be copied to out
 	inString := false
 	for i := 0; i < len(b); {

@@ -251,6 +251,18 @@ func TestRedactPANs(t *testing.T) {
 	}
 }
 
+// RedactJSON and RedactPANs scan again after masking.
+func TestRedactionLeavesNoCardNumberNextToAMask(t *testing.T) {
+	in := []byte(`{"x":"00000000000 00000000000 000000","y":"4111111111111111 4111"}`)
+	// The digits a mask keeps, next to another group of digits, made a new card number.
+	for name, redact := range map[string]func([]byte) ([]byte, bool){"RedactJSON": RedactJSON, "RedactPANs": RedactPANs} {
+		out, _ := redact(in)
+		if pan := shown(in, out); pan != nil {
+			t.Errorf("%s shows %s: %s", name, pan, out)
+		}
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"payment_id":"p1","card_id":"c1","amount":"100.00","currency":"EUR","timestamp":"2026-03-01T10:59:59Z"}`))
 	f.Add([]byte(`{"payment_id":"p1","card_number":"4111111111111111","amount":1e2,"currency":"USD","timestamp":"2026-03-01T10:59:59+01:00","extra":[1,{"a":null}]}`))
