@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	paymentpkg "github.com/paysentry/fraud-detector/internal/payment"
 )
 
 // The README's first command, scripts/demo.sh, shows flagged payments within 30 seconds of its
@@ -84,5 +86,19 @@ wait:
 	}
 	if !strings.Contains(logs.String(), "stopped.") {
 		t.Error("the demo did not say it stopped")
+	}
+	// Some of the generated payments carry card numbers: neither the demo's output nor the
+	// service's log may show one.
+	serviceLog, err := os.ReadFile("../.cache/demo/service.log")
+	if err != nil {
+		t.Fatalf("the demo's service log: %v", err)
+	}
+	for name, text := range map[string][]byte{"output": []byte(logs.String()), "service log": serviceLog} {
+		if _, found := paymentpkg.RedactPANs(text); found {
+			t.Errorf("the demo's %s shows a card number", name)
+		}
+	}
+	if !strings.Contains(string(serviceLog), `"hmac_key":"[redacted]"`) {
+		t.Error("the demo's service log does not show its configuration with the card key redacted")
 	}
 }

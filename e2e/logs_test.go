@@ -52,7 +52,7 @@ func TestLogsCarryNoCardNumber(t *testing.T) {
 	if strings.Contains(logs, hmacKey) {
 		t.Error("the log holds the card HMAC key")
 	}
-	if !strings.Contains(logs, `"HMACKey":"[redacted]"`) {
+	if !strings.Contains(logs, `"hmac_key":"[redacted]"`) {
 		t.Error(`the logged configuration does not show the card key as "[redacted]"`)
 	}
 }

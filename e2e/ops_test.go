@@ -114,6 +114,11 @@ func TestMetricsCountWhatWasSent(t *testing.T) {
 	}
 	kcatProduce(t, tp.payments, lines, false)
 	waitCaughtUp(t, s, tp, 60*time.Second)
+	// The reviews are opened by a group of their own, which follows the decisions.
+	deadline := time.Now().Add(30 * time.Second)
+	for scrape(t, addr)["fraud_reviews_opened_total"] < 10 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	got := scrape(t, addr)
 	for key, want := range map[string]float64{

@@ -115,6 +115,23 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 // MarshalJSON keeps the secret out of JSON output.
 func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + s.String() + `"`), nil }
 
+// MarshalYAML keeps the secret out of YAML output.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// LogValue logs the configuration as the file writes it: its settings' names, durations such as
+// 720h0m0s, and every secret as [redacted].
+func (c Config) LogValue() slog.Value {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return slog.StringValue("unprintable: " + err.Error())
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return slog.StringValue("unprintable: " + err.Error())
+	}
+	return slog.AnyValue(m)
+}
+
 func defaultConfig() Config {
 	return Config{
 		Kafka: KafkaConfig{

@@ -42,7 +42,7 @@ const (
 func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("fraud-detector demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", defaultConfigPath, "the YAML configuration `file`; FRAUD_* environment variables override it (not the addresses)")
+	configPath := fs.String("config", configPathFrom(getenv), "the YAML configuration `file`; FRAUD_* environment variables override it (not the addresses)")
 	rate := fs.Float64("rate", 200, "payments a second the generator writes")
 	burst := fs.Float64("burst", 0, "if set, payments a second the generator writes for 10 s of every minute (from the 30th second)")
 	listen := fs.String("listen", "127.0.0.1:8080", "the API's and the metrics' address; if it is taken, a free port")
@@ -55,9 +55,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	if *rate <= 0 {
 		return errors.New("-rate: must be positive")
 	}
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	cfg, err := loadConfig(*configPath, explicit, getenv)
+	cfg, err := loadConfig(*configPath, configRequired(fs, getenv), getenv)
 	if err != nil {
 		return err
 	}
@@ -125,8 +123,12 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	select {
 	case apiAddr = <-addr:
 	case <-gctx.Done():
-		cancel()
-		return errors.Join(g.Wait(), fmt.Errorf("the service did not start; its log is %s", *logPath))
+		err := g.Wait()
+		if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+			fmt.Fprintln(stdout, "stopped before the service had started.")
+			return nil // Ctrl-C while starting
+		}
+		return errors.Join(err, fmt.Errorf("the service did not start; its log is %s", *logPath))
 	}
 
 	base := "http://" + apiAddr.String()
@@ -179,7 +181,9 @@ func generate(ctx context.Context, brokers []string, topic string, rate, burst f
 		return fmt.Errorf("generator: %w", err)
 	}
 	defer p.AsyncClose()
-	gen := paygen.New(paygen.Config{Seed: uint64(time.Now().UnixNano()), Cards: 20000, BurstShare: 0.003,
+	// A small seed keeps payment ids short ("pay-123-000000042"): no run of digits in them can
+	// look like a card number in the output.
+	gen := paygen.New(paygen.Config{Seed: uint64(time.Now().Unix() % 1000), Cards: 20000, BurstShare: 0.003,
 		CardNumberShare: 0.1, MalformedShare: 0.01, Clock: time.Now})
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()

@@ -73,16 +73,13 @@ flags:
 `)
 		fs.PrintDefaults()
 	}
-	configPath := fs.String("config", defaultConfigPath, "the YAML configuration `file`; FRAUD_* environment variables override it")
+	configPath := fs.String("config", configPathFrom(getenv), "the YAML configuration `file` (default: FRAUD_CONFIG, else "+defaultConfigPath+"); FRAUD_* environment variables override it")
 	checkOnly := fs.Bool("check-config", false, "validate the configuration, print it with secrets redacted, and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` (for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-
-	cfg, err := loadConfig(*configPath, explicit, getenv)
+	cfg, err := loadConfig(*configPath, configRequired(fs, getenv), getenv)
 	if err != nil {
 		return err
 	}
@@ -109,6 +106,22 @@ flags:
 	return serve(ctx, cfg, reg, log, nil)
 }
 
+// configPathFrom is the configuration file when -config is not given: FRAUD_CONFIG, else the
+// shipped one. The health check reads it too, so a container that moves the file keeps one answer.
+func configPathFrom(getenv func(string) string) string {
+	if p := getenv("FRAUD_CONFIG"); p != "" {
+		return p
+	}
+	return defaultConfigPath
+}
+
+// configRequired reports whether the file was named (-config or FRAUD_CONFIG): then it must exist.
+func configRequired(fs *flag.FlagSet, getenv func(string) string) bool {
+	named := getenv("FRAUD_CONFIG") != ""
+	fs.Visit(func(f *flag.Flag) { named = named || f.Name == "config" })
+	return named
+}
+
 func newLogger(w io.Writer, c LogConfig) *slog.Logger {
 	level, _ := parseLevel(c.Level)
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
@@ -122,6 +135,14 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	consumerCfg, producerCfg := cfg.saramaConfigs()
 	metrics := detect.NewMetrics(reg)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	warnInsecure(cfg, log)
+
+	// The port first: taken, it fails the start at once, before any broker is waited for.
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen: %w", err)
+	}
+	defer ln.Close()
 
 	producer, err := connect(ctx, cfg.Kafka, log, func() (sarama.AsyncProducer, error) {
 		return sarama.NewAsyncProducer(cfg.Kafka.Brokers, producerCfg)
@@ -135,12 +156,23 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 			log.Error("close producer", "err", err)
 		}
 	}()
+	// The consumer groups are closed by detect.Consume once it runs; until then, here.
+	var groups []sarama.ConsumerGroup
+	consuming := false
+	defer func() {
+		if !consuming {
+			for _, g := range groups {
+				g.Close()
+			}
+		}
+	}()
 	group, err := connect(ctx, cfg.Kafka, log, func() (sarama.ConsumerGroup, error) {
 		return sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Kafka.Group, consumerCfg)
 	})
 	if err != nil {
 		return err
 	}
+	groups = append(groups, group)
 	rdb := redis.NewUniversalClient(cfg.redisOptions())
 	defer rdb.Close()
 	pingCtx, cancel := context.WithTimeout(ctx, cfg.Redis.DialTimeout)
@@ -178,24 +210,20 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 		return err
 	}
 	defer labelProducer.Close()
-	probe, err := newKafkaProbe(cfg)
+	probe, err := connect(ctx, cfg.Kafka, log, func() (*kafkaProbe, error) { return newKafkaProbe(cfg) })
 	if err != nil {
 		return err
 	}
 	defer probe.Close()
+	metrics.SetNewestOffsets(probe.newest)
 	if len(cfg.API.Tokens) == 0 {
 		log.Warn("no api.tokens configured: every API request gets 401")
 	}
 	ops := api.Ops{
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Checks:  readiness(cfg, probe, rdb, handler, scorer != nil),
+		Checks:  readiness(cfg, probe, rdb, windows, handler),
 	}
 	httpServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, ops, log).HTTPServer()
-	ln, err := net.Listen("tcp", cfg.API.Listen)
-	if err != nil {
-		return fmt.Errorf("api: %w", err)
-	}
-	defer ln.Close()
 
 	// Every group is joined before anything runs: a failure here leaves nothing behind.
 	var labels sarama.ConsumerGroup
@@ -206,6 +234,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 		if err != nil {
 			return err
 		}
+		groups = append(groups, labels)
 	} else {
 		log.Warn("redis cluster: merchant counts and verdicts are not kept; the labels topic is not read")
 	}
@@ -215,6 +244,8 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	if err != nil {
 		return err
 	}
+	groups = append(groups, reviewGroup)
+	consuming = true
 
 	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group, "rules_version", amount.Version())
 	g, gctx := errgroup.WithContext(ctx)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/paysentry/fraud-detector/internal/api"
 	"github.com/paysentry/fraud-detector/internal/detect"
+	"github.com/paysentry/fraud-detector/internal/window"
 )
 
 // buildVersion is the version set at link time, or else the VCS revision Go recorded.
@@ -93,28 +95,43 @@ func (p *kafkaProbe) Probe(ctx context.Context) error {
 
 func (p *kafkaProbe) Close() error { return p.client.Close() }
 
-// readiness is what /readyz checks: the brokers and Redis answer, the model is loaded, and the
-// stream is not degraded.
-func readiness(cfg Config, kafka *kafkaProbe, rdb redis.UniversalClient, h *detect.Handler, model bool) []api.Check {
+// newest is a partition's newest offset, asked of its leader: fraud_consumer_lag's measure.
+func (p *kafkaProbe) newest(topic string, partition int32) (int64, error) {
+	return p.client.GetOffset(topic, partition, sarama.OffsetNewest)
+}
+
+// warnInsecure logs the settings that work but weaken the connections.
+func warnInsecure(cfg Config, log *slog.Logger) {
+	if cfg.Kafka.TLS.InsecureSkipVerify {
+		log.Warn("kafka.tls.insecure_skip_verify: the brokers' certificates are not checked")
+	}
+	if cfg.Redis.TLS.InsecureSkipVerify {
+		log.Warn("redis.tls.insecure_skip_verify: Redis's certificate is not checked")
+	}
+	if cfg.Kafka.SASL.Mechanism == "PLAIN" && !cfg.Kafka.TLS.Enabled {
+		log.Warn("kafka.sasl.mechanism PLAIN without kafka.tls: the password crosses the network in clear")
+	}
+}
+
+// readiness is what /readyz checks: the brokers and Redis answer, and the stream is not degraded.
+// (A model that does not load stops the start, and a failed reload keeps the one before: a
+// running service always has its model.) A degraded stream is probed with the kind of call it makes (a script
+// that writes); if that works, the stream is told, so that an idle stream does not stay degraded
+// until its next payment.
+func readiness(cfg Config, kafka *kafkaProbe, rdb redis.UniversalClient, windows *window.Store, h *detect.Handler) []api.Check {
 	checks := []api.Check{
 		{Name: "kafka", Probe: kafka.Probe},
-		{Name: "redis", Probe: func(ctx context.Context) error {
-			if err := rdb.Ping(ctx).Err(); err != nil {
-				return err
+		{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+		{Name: "stream", Probe: func(ctx context.Context) error {
+			if !h.Degraded() {
+				return nil
+			}
+			if err := windows.Probe(ctx); err != nil {
+				return fmt.Errorf("degraded (%s): %w", cfg.Stream.StateFailurePolicy, err)
 			}
 			h.StateAnswered()
 			return nil
 		}},
-		{Name: "stream", Probe: func(context.Context) error {
-			if h.Degraded() {
-				return fmt.Errorf("degraded: redis failed the stream's last try (%s)", cfg.Stream.StateFailurePolicy)
-			}
-			return nil
-		}},
-	}
-	if model {
-		// A model that failed to reload leaves the one before in place: once started, one is loaded.
-		checks = append(checks, api.Check{Name: "model", Probe: func(context.Context) error { return nil }})
 	}
 	return checks
 }
@@ -124,14 +141,12 @@ func readiness(cfg Config, kafka *kafkaProbe, rdb redis.UniversalClient, h *dete
 func runHealthcheck(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("fraud-detector healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", defaultConfigPath, "the YAML configuration `file`")
+	configPath := fs.String("config", configPathFrom(getenv), "the YAML configuration `file` (default: FRAUD_CONFIG, else "+defaultConfigPath+")")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	cfg, err := loadConfig(*configPath, explicit, getenv)
+	cfg, err := loadConfig(*configPath, configRequired(fs, getenv), getenv)
 	if err != nil {
 		return err
 	}

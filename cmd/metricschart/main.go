@@ -52,13 +52,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	var samples []sample
+	client := &http.Client{Timeout: 5 * time.Second}
 	tick := time.NewTicker(*every)
 	defer tick.Stop()
 	end := time.After(*duration)
 	began := time.Now()
 	for {
-		s, err := scrape(ctx, *url)
+		s, err := scrape(ctx, client, *url)
 		if err != nil {
+			if len(samples) >= 3 { // draw what there is
+				fmt.Fprintln(stderr, "metricschart:", err)
+				break
+			}
 			return err
 		}
 		s.at = time.Since(began).Seconds()
@@ -92,12 +97,12 @@ type sample struct {
 
 type bucket struct{ le, count float64 }
 
-func scrape(ctx context.Context, url string) (sample, error) {
+func scrape(ctx context.Context, client *http.Client, url string) (sample, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return sample{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return sample{}, fmt.Errorf("scrape %s: %w", url, err)
 	}

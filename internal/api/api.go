@@ -47,12 +47,17 @@ type Tokens []Token
 
 // MarshalJSON shows names and roles only: a hash of a weak token can be guessed offline, so the
 // configuration log leaves them out.
-func (t Tokens) MarshalJSON() ([]byte, error) {
+func (t Tokens) MarshalJSON() ([]byte, error) { return json.Marshal(t.redacted()) }
+
+// MarshalYAML keeps the hashes out of YAML output too.
+func (t Tokens) MarshalYAML() (any, error) { return t.redacted(), nil }
+
+func (t Tokens) redacted() []map[string]string {
 	out := make([]map[string]string, len(t))
 	for i, tk := range t {
 		out[i] = map[string]string{"name": tk.Name, "role": tk.Role, "sha256": "[redacted]"}
 	}
-	return json.Marshal(out)
+	return out
 }
 
 // String is what %v shows.

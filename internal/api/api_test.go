@@ -328,7 +328,7 @@ func BenchmarkList(b *testing.B) {
 			Flagged: true, Score: ptr(rng.Float64()), Reasons: []decision.Reason{{Code: codes[rng.IntN(3)], Detail: "bench"}},
 			DecidedAt: time.Now().UTC(), Payment: []byte(`{"payment_id":"x","amount":"150.00","currency":"EUR"}`)})
 		if len(batch) == cap(batch) || i == n-1 {
-			if err := reviews.OpenAll(ctx, batch); err != nil {
+			if _, err := reviews.OpenAll(ctx, batch); err != nil {
 				b.Fatal(err)
 			}
 			batch = batch[:0]

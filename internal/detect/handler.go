@@ -118,7 +118,9 @@ var _ sarama.ConsumerGroupHandler = (*Handler)(nil)
 // NewHandler returns a handler that decodes with dec, decides with the amount rule, the card
 // windows and the model (nil: none), writes through out and counts in m.
 func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, win Windows, scorer Scorer, out *Outputs, m *Metrics, log *slog.Logger) *Handler {
-	return &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, model: scorer, out: out, m: m, log: log, now: time.Now}
+	h := &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, model: scorer, out: out, m: m, log: log, now: time.Now}
+	m.down.Store(&h.stateDown)
+	return h
 }
 
 // Degraded reports whether Redis failed the stream's last try.
@@ -128,7 +130,6 @@ func (h *Handler) Degraded() bool { return h.stateDown.Load() }
 // an idle stream does not stay degraded until its next payment.
 func (h *Handler) StateAnswered() {
 	if h.stateDown.CompareAndSwap(true, false) {
-		h.m.degraded.Set(0)
 		h.log.Info("redis answers again; windows back in use")
 	}
 }
@@ -151,6 +152,7 @@ type batch struct {
 	acks  *acks
 	try   int    // how many times failed outputs were sent again
 	tally *tally // counted once marked
+	held  *heldPartition
 }
 
 // ConsumeClaim reads one partition: it collects batches, processes each, and marks a batch's last
@@ -159,7 +161,8 @@ type batch struct {
 func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
 	msgs := claim.Messages()
-	defer h.m.dropLag(claim.Topic(), claim.Partition())
+	held := h.m.hold(claim)
+	defer h.m.release(held)
 	buf := make([]*sarama.ConsumerMessage, 0, h.cfg.BatchSize)
 	var inflight []*batch
 	linger := time.NewTimer(time.Hour)
@@ -177,10 +180,11 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		if !ok {
 			return // the session ended before the batch could be decided: it is read again
 		}
-		last := buf[len(buf)-1]
-		h.m.setLag(claim.Topic(), claim.Partition(), claim.HighWaterMarkOffset()-last.Offset-1)
-		t.sent = time.Now()
-		inflight = append(inflight, &batch{last: last, acks: h.out.send(ctx, out, h.cfg.DrainTimeout), tally: t})
+		if held.next.Load() < 0 {
+			held.next.Store(buf[0].Offset)
+		}
+		t.sent, t.outputs = time.Now(), len(out)
+		inflight = append(inflight, &batch{last: buf[len(buf)-1], acks: h.out.send(ctx, out, h.cfg.DrainTimeout), tally: t, held: held})
 		clear(buf)
 		buf = buf[:0]
 		lingerC = nil
@@ -245,8 +249,7 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 func (h *Handler) settle(ctx context.Context, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, b *batch) bool {
 	failed := b.acks.result()
 	if len(failed) == 0 {
-		sess.MarkMessage(b.last, "")
-		h.m.count(b.tally, time.Now())
+		h.mark(sess, b)
 		return true
 	}
 	wait := min(h.cfg.RetryBackoff<<min(b.try, 10), 30*time.Second)
@@ -293,10 +296,16 @@ func (h *Handler) drain(sess sarama.ConsumerGroupSession, claim sarama.ConsumerG
 				"topic", claim.Topic(), "partition", claim.Partition(), "records", len(failed), "err", failed[0].err)
 			return nil
 		}
-		sess.MarkMessage(b.last, "")
-		h.m.count(b.tally, time.Now())
+		h.mark(sess, b)
 	}
 	return nil
+}
+
+// mark marks a batch whose outputs are all acknowledged and counts it.
+func (h *Handler) mark(sess sarama.ConsumerGroupSession, b *batch) {
+	sess.MarkMessage(b.last, "")
+	b.held.next.Store(b.last.Offset + 1)
+	h.m.count(b.tally, b.acks.doneAt)
 }
 
 // item is one record on its way through a batch.

@@ -136,6 +136,7 @@ type fakeClaim struct {
 }
 
 func (c *fakeClaim) HighWaterMarkOffset() int64 { return c.hwm.Load() }
+func (c *fakeClaim) InitialOffset() int64       { return 0 }
 
 func (c *fakeClaim) Topic() string                            { return "payments" }
 func (c *fakeClaim) Partition() int32                         { return 0 }
@@ -284,21 +285,28 @@ func TestMetricsCountMarkedBatches(t *testing.T) {
 	appended := time.Now().Add(-time.Second)
 	r.feed(0, "150")
 	r.feed(1, "10")
-	r.claim.msgs <- &sarama.ConsumerMessage{Topic: "payments", Offset: 2, Value: []byte(`{"payment_id":`), Timestamp: appended}
-	r.feed(3, "99")
 	r.run()
 	first := r.prod.next(t)
 	m := r.h.m
 	if got := testutil.ToFloat64(m.consumed); got != 0 {
 		t.Errorf("consumed %v before the batch's output was acknowledged, want 0", got)
 	}
-	if got := testutil.ToFloat64(m.lag.WithLabelValues("payments", "0")); got != 8 {
-		t.Errorf("lag %v after the first batch (offsets 0-1 of 10), want 8", got)
+	if got, n := gathered(t, r.reg, "fraud_consumer_lag"); n != 1 || got != 10 {
+		t.Errorf("lag %v (%d series) with nothing marked of 10 records, want 10", got, n)
 	}
+	r.claim.msgs <- &sarama.ConsumerMessage{Topic: "payments", Offset: 2, Value: []byte(`{"payment_id":`), Timestamp: appended}
+	r.feed(3, "99")
 	r.prod.ack(first)
 	r.prod.ack(r.prod.next(t)) // the dead letter
 	r.nextMark(t)
 	r.nextMark(t)
+	if got, _ := gathered(t, r.reg, "fraud_consumer_lag"); got != 6 {
+		t.Errorf("lag %v once offsets 0-3 of 10 are marked, want 6", got)
+	}
+	r.claim.hwm.Store(20) // the partition grows while nothing is read: the lag says so
+	if got, _ := gathered(t, r.reg, "fraud_consumer_lag"); got != 16 {
+		t.Errorf("lag %v after the partition grew to 20, want 16", got)
+	}
 	close(r.claim.msgs)
 	r.wait(t)
 	for _, c := range []struct {
@@ -316,11 +324,8 @@ func TestMetricsCountMarkedBatches(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
-	if n := testutil.CollectAndCount(m.lag); n != 0 {
+	if _, n := gathered(t, r.reg, "fraud_consumer_lag"); n != 0 {
 		t.Errorf("%d lag series after the partition was released, want 0", n)
-	}
-	if n := testutil.CollectAndCount(m.latency); n != 1 {
-		t.Fatalf("latency histogram: %d series", n)
 	}
 	mf, err := r.reg.Gather()
 	if err != nil {
@@ -329,12 +334,46 @@ func TestMetricsCountMarkedBatches(t *testing.T) {
 	for _, f := range mf {
 		if f.GetName() == "fraud_decision_latency_seconds" {
 			h := f.GetMetric()[0].GetHistogram()
-			// One record had an append time (a second ago); the others had none and are not observed.
+			// One record had a timestamp (a second ago); the others had none and are not observed.
 			if h.GetSampleCount() != 1 || h.GetSampleSum() < 1 || h.GetSampleSum() > 60 {
 				t.Errorf("latency: %d samples, sum %v s; want 1 sample of about a second", h.GetSampleCount(), h.GetSampleSum())
 			}
 		}
 	}
+}
+
+// fraud_degraded follows the handler's state flag, whoever changes it.
+func TestDegradedFollowsTheState(t *testing.T) {
+	r := newRig(t, testConfig())
+	if got, _ := gathered(t, r.reg, "fraud_degraded"); got != 0 {
+		t.Fatalf("fraud_degraded %v at start", got)
+	}
+	r.h.stateDown.Store(true)
+	if got, _ := gathered(t, r.reg, "fraud_degraded"); got != 1 {
+		t.Errorf("fraud_degraded %v while down, want 1", got)
+	}
+	r.h.StateAnswered()
+	if got, _ := gathered(t, r.reg, "fraud_degraded"); got != 0 || r.h.Degraded() {
+		t.Errorf("fraud_degraded %v after redis answered, want 0", got)
+	}
+}
+
+// gathered sums the samples of the gauge name in reg and says how many series it has.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) (sum float64, series int) {
+	t.Helper()
+	mf, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range mf {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetGauge().GetValue()
+				series++
+			}
+		}
+	}
+	return sum, series
 }
 
 func TestBatchWithoutOutputsIsMarkedAtOnce(t *testing.T) {

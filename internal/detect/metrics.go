@@ -2,7 +2,11 @@ package detect
 
 import (
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/IBM/sarama"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -19,10 +23,27 @@ type Metrics struct {
 	batchSize    prometheus.Histogram
 	redisErrors  *prometheus.CounterVec // op: windows, reviews, labels
 	redisRetries *prometheus.CounterVec
-	degraded     prometheus.Gauge
-	lag          *prometheus.GaugeVec // topic, partition
 	reviews      prometheus.Counter
 	labels       prometheus.Counter
+
+	down atomic.Pointer[atomic.Bool] // the handler's state flag, read by fraud_degraded
+
+	mu     sync.Mutex
+	held   map[heldKey]*heldPartition // the partitions this instance holds, for fraud_consumer_lag
+	newest func(topic string, partition int32) (int64, error)
+}
+
+type heldKey struct {
+	topic     string
+	partition int32
+}
+
+// heldPartition is a claimed partition: the next offset not yet done (-1 until known), and the
+// claim, whose high-water mark stands in for the newest offset when no newest is set.
+type heldPartition struct {
+	key   heldKey
+	next  atomic.Int64
+	claim sarama.ConsumerGroupClaim
 }
 
 // Stages of a batch, as the stage label of fraud_stage_duration_seconds names them.
@@ -50,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time a batch spends in each stage: decode, rules, window (Redis), model, produce (sent to acknowledged).",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)}, []string{"stage"}),
 		latency: f.NewHistogram(prometheus.HistogramOpts{Name: "fraud_decision_latency_seconds",
-			Help:    "From a payment's append to the payments topic to its batch's outputs being acknowledged.",
+			Help:    "From a payment's record timestamp (its producer's create time, or the broker's append time on a LogAppendTime topic) to its batch's outputs being acknowledged.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		batchSize: f.NewHistogram(prometheus.HistogramOpts{Name: "fraud_batch_size",
 			Help: "Records per batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
@@ -58,16 +79,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Redis calls that failed, by operation (windows, reviews, labels)."}, []string{"op"}),
 		redisRetries: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_redis_retries_total",
 			Help: "Redis calls made again after a failure, by operation."}, []string{"op"}),
-		degraded: f.NewGauge(prometheus.GaugeOpts{Name: "fraud_degraded",
-			Help: "1 while Redis is unavailable to the stream (fail_open decides without the windows, fail_closed holds), else 0."}),
-		lag: f.NewGaugeVec(prometheus.GaugeOpts{Name: "fraud_consumer_lag",
-			Help: "Records of a claimed payments partition not yet decided: the high-water mark minus the next offset to decide."},
-			[]string{"topic", "partition"}),
 		reviews: f.NewCounter(prometheus.CounterOpts{Name: "fraud_reviews_opened_total",
-			Help: "Flagged decisions read into the review queue (a review already open counts again)."}),
+			Help: "Reviews opened in the analysts' queue (a redelivered decision whose review is open already does not count)."}),
 		labels: f.NewCounter(prometheus.CounterOpts{Name: "fraud_labels_applied_total",
 			Help: "Analysts' verdicts read from the labels topic and applied to the merchants' fraud counts."}),
 	}
+	m.held = map[heldKey]*heldPartition{}
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraud_degraded",
+		Help: "1 while Redis is unavailable to the stream (fail_open decides without the windows, fail_closed holds), else 0."},
+		func() float64 {
+			if d := m.down.Load(); d != nil && d.Load() {
+				return 1
+			}
+			return 0
+		})
+	reg.MustRegister(lagCollector{m: m, desc: prometheus.NewDesc("fraud_consumer_lag",
+		"Records of a payments partition this instance holds that are not done yet: the partition's newest offset "+
+			"(asked of the brokers at each scrape) minus the next offset to mark.", []string{"topic", "partition"}, nil)})
 	for _, s := range []string{StageDecode, StageRules, StageWindow, StageModel, StageProduce} {
 		m.stage.WithLabelValues(s)
 	}
@@ -85,12 +113,67 @@ func (m *Metrics) observeStage(stage string, since time.Time) {
 	m.stage.WithLabelValues(stage).Observe(time.Since(since).Seconds())
 }
 
-func (m *Metrics) setLag(topic string, partition int32, lag int64) {
-	m.lag.WithLabelValues(topic, strconv.Itoa(int(partition))).Set(float64(max(lag, 0)))
+// SetNewestOffsets sets how fraud_consumer_lag learns a partition's newest offset at each scrape;
+// without it, the claim's high-water mark (from its last fetch) stands in.
+func (m *Metrics) SetNewestOffsets(newest func(topic string, partition int32) (int64, error)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.newest = newest
 }
 
-func (m *Metrics) dropLag(topic string, partition int32) {
-	m.lag.DeleteLabelValues(topic, strconv.Itoa(int(partition)))
+// hold adds a claimed partition to fraud_consumer_lag until release.
+func (m *Metrics) hold(claim sarama.ConsumerGroupClaim) *heldPartition {
+	p := &heldPartition{key: heldKey{claim.Topic(), claim.Partition()}, claim: claim}
+	p.next.Store(-1)
+	if off := claim.InitialOffset(); off >= 0 {
+		p.next.Store(off)
+	}
+	m.mu.Lock()
+	m.held[p.key] = p
+	m.mu.Unlock()
+	return p
+}
+
+func (m *Metrics) release(p *heldPartition) {
+	m.mu.Lock()
+	if m.held[p.key] == p {
+		delete(m.held, p.key)
+	}
+	m.mu.Unlock()
+}
+
+// lagCollector is fraud_consumer_lag, computed at each scrape, so that it keeps rising while the
+// stream is held (fail_closed, outputs being sent again) rather than showing the last batch's.
+type lagCollector struct {
+	m    *Metrics
+	desc *prometheus.Desc
+}
+
+func (c lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	parts := make([]*heldPartition, 0, len(c.m.held))
+	for _, p := range c.m.held {
+		parts = append(parts, p)
+	}
+	newest := c.m.newest
+	c.m.mu.Unlock()
+	for _, p := range parts {
+		next := p.next.Load()
+		if next < 0 {
+			continue // nothing read yet: where the partition starts is not known
+		}
+		end := p.claim.HighWaterMarkOffset()
+		if newest != nil {
+			var err error
+			if end, err = newest(p.key.topic, p.key.partition); err != nil {
+				continue
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(max(end-next, 0)),
+			p.key.topic, strconv.Itoa(int(p.key.partition)))
+	}
 }
 
 // tally is what one batch adds to the counters, added once its outputs are acknowledged.
@@ -100,8 +183,9 @@ type tally struct {
 	clear       int
 	reasons     map[string]int
 	deadLetters map[string]int
-	appended    []time.Time // each record's append time, for the decision latency
+	appended    []time.Time // each record's timestamp, for the decision latency
 	sent        time.Time
+	outputs     int
 }
 
 func (m *Metrics) count(t *tally, done time.Time) {
@@ -119,5 +203,7 @@ func (m *Metrics) count(t *tally, done time.Time) {
 			m.latency.Observe(max(done.Sub(at).Seconds(), 0))
 		}
 	}
-	m.stage.WithLabelValues(StageProduce).Observe(done.Sub(t.sent).Seconds())
+	if t.outputs > 0 {
+		m.stage.WithLabelValues(StageProduce).Observe(done.Sub(t.sent).Seconds())
+	}
 }

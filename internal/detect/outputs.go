@@ -45,6 +45,7 @@ func (o *Outputs) send(ctx context.Context, msgs []*sarama.ProducerMessage, pati
 	a := &acks{done: make(chan struct{})}
 	a.left.Store(int64(len(msgs)))
 	if len(msgs) == 0 {
+		a.doneAt = time.Now()
 		close(a.done)
 		return a
 	}
@@ -89,8 +90,9 @@ func (o *Outputs) Close(timeout time.Duration) error {
 
 // acks counts down the acknowledgements of one batch's records.
 type acks struct {
-	left atomic.Int64
-	done chan struct{} // closed when every record is acknowledged or has failed
+	left   atomic.Int64
+	done   chan struct{} // closed when every record is acknowledged or has failed
+	doneAt time.Time     // when done was closed; read it after done
 
 	mu     sync.Mutex
 	failed []failure
@@ -109,6 +111,7 @@ func (a *acks) ack(m *sarama.ProducerMessage, err error) {
 		a.mu.Unlock()
 	}
 	if a.left.Add(-1) == 0 {
+		a.doneAt = time.Now()
 		close(a.done)
 	}
 }

@@ -12,8 +12,9 @@ import (
 
 // Reviews is the analysts' review queue.
 type Reviews interface {
-	// OpenAll opens a review for each flagged decision, once however often it is redelivered.
-	OpenAll(ctx context.Context, ds []decision.Decision) error
+	// OpenAll opens a review for each flagged decision, once however often it is redelivered,
+	// and says how many it opened (those not open already).
+	OpenAll(ctx context.Context, ds []decision.Decision) (int, error)
 }
 
 // ReviewHandler reads the decisions topic (high-risk-payments) into the review queue: a review
@@ -86,9 +87,9 @@ func (h *ReviewHandler) add(batch *[]decision.Decision, m *sarama.ConsumerMessag
 func (h *ReviewHandler) open(ctx context.Context, ds []decision.Decision) bool {
 	wait := 100 * time.Millisecond
 	for {
-		err := h.reviews.OpenAll(ctx, ds)
+		opened, err := h.reviews.OpenAll(ctx, ds)
 		if err == nil {
-			h.m.reviews.Add(float64(len(ds)))
+			h.m.reviews.Add(float64(opened))
 			return true
 		}
 		h.m.redisErrors.WithLabelValues("reviews").Inc()

@@ -93,7 +93,6 @@ func (h *Handler) observe(ctx context.Context, events []window.Event, out []wind
 		cancel()
 		if err == nil {
 			if asked && h.stateDown.CompareAndSwap(true, false) {
-				h.m.degraded.Set(0)
 				h.log.Info("redis answers again; windows back in use")
 			}
 			return nil
@@ -105,13 +104,11 @@ func (h *Handler) observe(ctx context.Context, events []window.Event, out []wind
 		h.log.Debug("window state try failed", "err", err, "down", wasDown)
 		if failOpen && (wasDown || time.Now().Add(wait).After(deadline)) {
 			if h.stateDown.CompareAndSwap(false, true) {
-				h.m.degraded.Set(1)
 				h.log.Error("redis unavailable; deciding without windows (fail_open)", "err", err)
 			}
 			return fmt.Errorf("window state: %w", err)
 		}
 		if !failOpen && h.stateDown.CompareAndSwap(false, true) {
-			h.m.degraded.Set(1)
 			h.log.Error("redis unavailable; holding the partitions until it answers (fail_closed)", "err", err)
 		}
 		select {

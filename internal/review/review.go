@@ -514,27 +514,33 @@ func decodeCursor(s string) (cursor, error) {
 
 // OpenAll opens the reviews of a batch's flagged decisions in one round trip; each is opened
 // once, however often its decision is redelivered.
-func (s *Store) OpenAll(ctx context.Context, ds []decision.Decision) error {
+func (s *Store) OpenAll(ctx context.Context, ds []decision.Decision) (opened int, err error) {
 	if len(ds) == 0 {
-		return nil
+		return 0, nil
 	}
 	pipe := s.rdb.Pipeline()
-	for _, d := range ds {
+	cmds := make([]*redis.Cmd, len(ds))
+	for i, d := range ds {
 		keys, args, err := s.openArgs(d)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		s.upsert.EvalSha(ctx, pipe, keys, args...)
+		cmds[i] = s.upsert.EvalSha(ctx, pipe, keys, args...)
 	}
-	_, err := pipe.Exec(ctx)
+	_, err = pipe.Exec(ctx)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		if err := s.upsert.Load(ctx, s.rdb).Err(); err != nil {
-			return fmt.Errorf("open %d reviews: %w", len(ds), err)
+			return 0, fmt.Errorf("open %d reviews: %w", len(ds), err)
 		}
 		return s.OpenAll(ctx, ds)
 	}
 	if err != nil {
-		return fmt.Errorf("open %d reviews: %w", len(ds), err)
+		return 0, fmt.Errorf("open %d reviews: %w", len(ds), err)
 	}
-	return nil
+	for _, c := range cmds {
+		if n, _ := c.Int(); n == 1 {
+			opened++
+		}
+	}
+	return opened, nil
 }

@@ -232,9 +232,13 @@ func TestOpenAllInOneRoundTrip(t *testing.T) {
 	s, _, _ := newTestStore(t)
 	ctx := context.Background()
 	ds := []decision.Decision{flagged("a", "c1", nil, decision.CodeAmount), flagged("b", "c2", ptr(0.8), decision.CodeModel)}
-	for range 2 { // the second time, a redelivery: nothing new
-		if err := s.OpenAll(ctx, ds); err != nil {
+	for i, want := range []int{2, 0} { // the second time, a redelivery: nothing new
+		opened, err := s.OpenAll(ctx, ds)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if opened != want {
+			t.Errorf("call %d opened %d, want %d", i+1, opened, want)
 		}
 	}
 	p, err := s.List(ctx, Filter{Limit: 10})
@@ -259,7 +263,7 @@ func TestListExaminesABoundedNumber(t *testing.T) {
 	ds = append(ds, flagged("a-rare", "rare-card", nil, decision.CodeAmount)) // last in riskiest-first order (ties by id)
 	c.t = c.t.Add(-time.Hour)
 	ds[len(ds)-1].DecidedAt = c.t // the oldest: last in newest-first order
-	if err := s.OpenAll(ctx, ds); err != nil {
+	if _, err := s.OpenAll(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
 	f := Filter{Riskiest: true, Card: "rare-card", Limit: 10}

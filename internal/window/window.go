@@ -195,6 +195,18 @@ func (s *Store) key(sum *[32]byte) (string, uint32) {
 
 func (s *Store) pendingKey() string { return s.cfg.KeyPrefix + ":pending" }
 
+// probeScript writes a short-lived key from a script, as the stream's calls do.
+var probeScript = redis.NewScript(`return redis.call('SET', KEYS[1], '1', 'PX', 10000)`)
+
+// Probe checks that Redis takes the stream's kind of call: a script that writes. A PING is not
+// enough: a full Redis (noeviction), a read-only replica or a user without scripts answers it.
+func (s *Store) Probe(ctx context.Context) error {
+	if err := probeScript.Run(ctx, s.rdb, []string{s.cfg.KeyPrefix + ":{probe}"}).Err(); err != nil {
+		return fmt.Errorf("probe redis: %w", err)
+	}
+	return nil
+}
+
 // merchant returns what the store knows of a merchant, made up if it knows nothing yet. s.mu is
 // held.
 func (s *Store) merchant(id string) *merchant {

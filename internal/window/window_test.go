@@ -480,3 +480,15 @@ func unlinkPrefix(b *testing.B, rdb *redis.Client, prefix string) {
 		b.Fatal(err)
 	}
 }
+
+// Probe writes through a script, with a TTL, as the stream's calls do.
+func TestProbe(t *testing.T) {
+	s, rdb, _, _ := newTestStore(t, time.Now(), 16)
+	if err := s.Probe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	key := s.cfg.KeyPrefix + ":{probe}"
+	if ttl := rdb.PTTL(context.Background(), key).Val(); ttl <= 0 || ttl > 10*time.Second {
+		t.Errorf("probe key TTL %v, want up to 10s", ttl)
+	}
+}
