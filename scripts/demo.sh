@@ -17,5 +17,6 @@ if ! scripts/onnxruntime.sh >/dev/null 2>.cache/demo/onnxruntime.log; then
   echo "demo: could not fetch ONNX Runtime (see .cache/demo/onnxruntime.log); the model is left out" >&2
 fi
 version=$(git describe --always --dirty 2>/dev/null || echo dev)
+echo "demo: building fraud-detector (a first build compiles its dependencies: about a minute on 2 cores)" >&2
 go build -ldflags "-X main.version=$version" -o .cache/bin/fraud-detector ./cmd/fraud-detector
 exec .cache/bin/fraud-detector demo "$@"
