@@ -13,7 +13,6 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +21,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/redis/go-redis/v9"
 	"github.com/xdg-go/scram"
+
+	"github.com/paysentry/fraud-detector/internal/redistest"
 )
 
 const testKey = "0123456789abcdef"
@@ -319,52 +320,6 @@ func TestPasswordsNeverShown(t *testing.T) {
 	}
 }
 
-// startRedis starts a redis-server of its own with args on a free port and returns its address
-// once it accepts connections. scripts/stack.sh installs redis-server.
-func startRedis(t *testing.T, portFlag string, args ...string) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server not found (scripts/stack.sh install, or apt-get install redis-server): %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir := t.TempDir()
-	args = append([]string{"--bind", "127.0.0.1", portFlag, fmt.Sprint(port), "--dir", dir, "--save", "", "--appendonly", "no"}, args...)
-	if portFlag != "--port" {
-		args = append(args, "--port", "0")
-	}
-	cmd := exec.Command(bin, args...)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return addr
-		}
-		select {
-		case <-exited:
-			t.Fatalf("redis-server %v exited:\n%s", args, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // ping connects with the options validate and redisOptions make from env, and writes a key.
 func ping(t *testing.T, env map[string]string) error {
 	t.Helper()
@@ -382,7 +337,7 @@ func ping(t *testing.T, env map[string]string) error {
 
 // An ACL user: the right password lets the service in, a wrong one or none does not.
 func TestRedisACLUser(t *testing.T) {
-	addr := startRedis(t, "--port",
+	addr := redistest.Start(t, "--port",
 		"--user", "default", "off",
 		"--user", "fraud-detector", "on", ">acl-pw-Lk42", "~fd:*", "+@all")
 	file := writeFile(t, "pw", "acl-pw-Lk42\n")
@@ -417,7 +372,7 @@ func TestRedisACLUser(t *testing.T) {
 // certificate, and refuses a server whose certificate does not carry the expected name.
 func TestRedisTLS(t *testing.T) {
 	p := newPKI(t)
-	addr := startRedis(t, "--tls-port",
+	addr := redistest.Start(t, "--tls-port",
 		"--tls-cert-file", p.serverCert, "--tls-key-file", p.serverKey,
 		"--tls-ca-cert-file", p.ca, "--tls-auth-clients", "yes",
 		"--user", "default", "off",

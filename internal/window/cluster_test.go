@@ -3,37 +3,20 @@ package window
 import (
 	"context"
 	"fmt"
-	"net"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/paysentry/fraud-detector/internal/redistest"
 )
 
 // startCluster starts a one-node Redis Cluster: a redis-server of its own, in cluster mode, that
 // holds every slot. scripts/stack.sh installs redis-server.
 func startCluster(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server not found (scripts/stack.sh install, or apt-get install redis-server): %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-		"--cluster-config-file", dir+"/nodes.conf", "--dir", dir, "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := redistest.Start(t, "--port", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
 	node := redis.NewClient(&redis.Options{Addr: addr})
 	defer node.Close()
 	ctx := context.Background()
