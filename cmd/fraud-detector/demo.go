@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -332,13 +333,7 @@ func printSummary(reg *prometheus.Registry, out io.Writer, before float64, since
 		fmt.Fprintf(&b, "%.0f payments/s · ", (consumed-before)/time.Since(since).Seconds())
 	}
 	flags := sums["fraud_flags_total"]
-	reasons := slices.Sorted(func(yield func(string) bool) {
-		for r := range flags {
-			if !yield(r) {
-				return
-			}
-		}
-	})
+	reasons := slices.Sorted(maps.Keys(flags))
 	var parts []string
 	for _, r := range reasons {
 		parts = append(parts, fmt.Sprintf("%s %.0f", r, flags[r]))

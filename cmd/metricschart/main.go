@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -204,13 +205,7 @@ func draw6(samples []sample, out, title string) error {
 		p.Y.Label.Text = unit
 		p.Y.Min = 0
 		p.Add(plotter.NewGrid())
-		names := slices.Sorted(func(yield func(string) bool) {
-			for n := range series {
-				if !yield(n) {
-					return
-				}
-			}
-		})
+		names := slices.Sorted(maps.Keys(series))
 		for i, name := range names {
 			l, err := plotter.NewLine(series[name])
 			if err != nil {
