@@ -16,7 +16,6 @@ import (
 func TestAggregatesEqualBruteForce(t *testing.T) {
 	start := at("2026-03-01T00:00:00Z")
 	s, _, _, c := newTestStore(t, start, 8)
-	s.refresh = 0 // read the merchants' counts in every batch
 	rng := rand.New(rand.NewPCG(3, 4))
 	countries := []string{"", "DE", "FR", "US", "NL"}
 	var sent []Event
@@ -101,8 +100,9 @@ func TestAggregatesEqualBruteForce(t *testing.T) {
 
 // brute keeps every payment counted, in the order counted, and computes results directly from them.
 type brute struct {
-	history                     []Event // counted
-	edges                       int     // payments sent on an edge
+	history                     []Event               // counted
+	snapshots                   map[string]Aggregates // merchant counts by merchant and day, as first asked for
+	edges                       int                   // payments sent on an edge
 	counted, late, ahead, again int
 }
 
@@ -163,7 +163,20 @@ func (b *brute) observe(cfg Config, now time.Time, batch []Event) ([]Result, []i
 				}
 			}
 		}
-		r.Aggregates = aggregates(e, prior, before)
+		r.Aggregates = aggregates(e, prior)
+		if e.Merchant != "" {
+			// The merchant's counts as the day's first payment there found them folded.
+			if b.snapshots == nil {
+				b.snapshots = map[string]Aggregates{}
+			}
+			id := fmt.Sprint(e.Merchant, e.Time.Unix()/86400)
+			m, ok := b.snapshots[id]
+			if !ok {
+				m = merchantAggregates(e, before)
+				b.snapshots[id] = m
+			}
+			r.MerchantCount1d, r.MerchantCount7d, r.MerchantCount30d = m.MerchantCount1d, m.MerchantCount7d, m.MerchantCount30d
+		}
 		out[i] = r
 	}
 	return out, check
@@ -178,9 +191,8 @@ func (b *brute) find(id string) int {
 	return -1
 }
 
-// aggregates computes a payment's aggregates from the card's prior payments and the payments
-// counted for merchants.
-func aggregates(e Event, prior, all []Event) Aggregates {
+// aggregates computes a payment's card aggregates from the card's prior payments.
+func aggregates(e Event, prior []Event) Aggregates {
 	a := Aggregates{SincePrevious: -1}
 	counts := []*int64{&a.Count1h, &a.Count24h, &a.Count7d, &a.Count30d}
 	sum := [4]decimal.Decimal{}
@@ -207,7 +219,13 @@ func aggregates(e Event, prior, all []Event) Aggregates {
 	a.NewCountry = e.Country != "" && !seenCountry
 	a.NewMerchant = e.Merchant != "" && !seenMerchant
 	a.NewDevice = e.Device != "" && !seenDevice
-	if e.Merchant != "" {
+	return a
+}
+
+// merchantAggregates computes a payment's merchant counts from the payments folded for merchants.
+func merchantAggregates(e Event, all []Event) Aggregates {
+	var a Aggregates
+	{
 		// A merchant keeps the days from 31 before its newest.
 		days := func(t time.Time) int64 { return t.Unix() / 86400 }
 		newest := int64(0)
@@ -252,7 +270,6 @@ func TestHundredths(t *testing.T) {
 // and a later verdict replaces an earlier one.
 func TestLabelsCountForTheMerchant(t *testing.T) {
 	s, _, _, c := newTestStore(t, at("2026-03-03T10:30:00Z"), 16)
-	s.refresh = 0
 	ctx := context.Background()
 	observe(t, s, Event{PaymentID: "a", Card: "c1", Time: at("2026-03-03T10:00:00Z"), Merchant: "m1"},
 		Event{PaymentID: "b", Card: "c2", Time: at("2026-03-03T10:10:00Z"), Merchant: "m1"},
@@ -278,5 +295,46 @@ func TestLabelsCountForTheMerchant(t *testing.T) {
 	r = observe(t, s, Event{PaymentID: "other", Card: "c9", Time: at("2026-03-05T10:21:00Z"), Merchant: "m2"})[0]
 	if r.MerchantFraud30d != 0 {
 		t.Errorf("another merchant has %d fraud", r.MerchantFraud30d)
+	}
+}
+
+// A payment decided again gets the merchant counts it got the first time, whatever was folded or
+// labelled in between, also when it comes again after midnight; the next day's payments see them.
+func TestRedeliveredPaymentKeepsItsMerchantCounts(t *testing.T) {
+	s, _, _, c := newTestStore(t, at("2026-03-02T23:59:00Z"), 16)
+	ctx := context.Background()
+	fold := func() {
+		t.Helper()
+		if _, err := s.Fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three payments at m on the 1st, folded; two more on the 2nd, folded before midnight.
+	c.t = at("2026-03-01T12:00:00Z")
+	observe(t, s, Event{PaymentID: "d1a", Card: "c1", Time: at("2026-03-01T11:00:00Z"), Merchant: "m"},
+		Event{PaymentID: "d1b", Card: "c2", Time: at("2026-03-01T11:10:00Z"), Merchant: "m"},
+		Event{PaymentID: "d1c", Card: "c3", Time: at("2026-03-01T11:20:00Z"), Merchant: "m"})
+	fold()
+	c.t = at("2026-03-02T23:58:00Z")
+	first := observe(t, s, Event{PaymentID: "p", Card: "c4", Time: at("2026-03-02T23:57:00Z"), Merchant: "m"})[0]
+	if first.MerchantCount1d != 3 || first.MerchantCount30d != 3 {
+		t.Fatalf("first decision: merchant counts %d (1d), %d (30d); want 3, 3", first.MerchantCount1d, first.MerchantCount30d)
+	}
+	// In between: more payments of the 1st (late) and of the 2nd folded, a fraud label, midnight.
+	c.t = at("2026-03-02T23:59:00Z")
+	observe(t, s, Event{PaymentID: "late", Card: "c5", Time: at("2026-03-01T23:30:00Z"), Merchant: "m"},
+		Event{PaymentID: "q", Card: "c6", Time: at("2026-03-02T23:58:30Z"), Merchant: "m"})
+	fold()
+	if applied, err := s.Label(ctx, "c1", "d1a", true); err != nil || !applied {
+		t.Fatalf("label: %v, %v", applied, err)
+	}
+	c.t = at("2026-03-03T00:00:30Z")
+	again := observe(t, s, Event{PaymentID: "p", Card: "c4", Time: at("2026-03-02T23:57:00Z"), Merchant: "m"})[0]
+	if again != first {
+		t.Errorf("redelivered after midnight:\n got %+v\nwant %+v", again, first)
+	}
+	next := observe(t, s, Event{PaymentID: "r", Card: "c7", Time: at("2026-03-03T00:00:10Z"), Merchant: "m"})[0]
+	if next.MerchantCount1d != 2 || next.MerchantCount7d != 5 || next.MerchantFraud30d != 1 {
+		t.Errorf("next day: 1d %d, 7d %d, fraud %d; want 2, 5, 1", next.MerchantCount1d, next.MerchantCount7d, next.MerchantFraud30d)
 	}
 }

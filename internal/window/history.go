@@ -2,7 +2,6 @@ package window
 
 import (
 	"encoding/binary"
-	"time"
 
 	"github.com/shopspring/decimal"
 )
@@ -36,9 +35,10 @@ const (
 // Currencies are not converted: sums add the amounts as they are.
 //
 // A merchant's counts are of whole days before the day of the payment's event time (UTC): 1d is
-// yesterday, 7d the 7 days before today, 30d the 30 before today; today's payments are left out
-// so that a redelivered payment gets the same counts as the first time, unless late payments
-// for those days came in between.
+// the day before, 7d the 7 days before, 30d the 30 before. They are a snapshot per merchant and
+// day, taken by the first payment of that day at the merchant from the counts folded by then,
+// and every later payment of that day (a redelivered one too) gets the same snapshot, whatever
+// was folded or labelled in between.
 type Aggregates struct {
 	Count1h, Count24h, Count7d, Count30d int64
 	Sum1h, Sum24h, Sum7d, Sum30d         float64
@@ -47,8 +47,8 @@ type Aggregates struct {
 	// New*: the payment has the field and the card had no payment with that value in 30 days.
 	NewCountry, NewMerchant, NewDevice                 bool
 	MerchantCount1d, MerchantCount7d, MerchantCount30d int64
-	// The merchant's payments of the 30 days before today that analysts have labelled fraud so
-	// far (see Store.Label).
+	// The merchant's payments of the 30 days before that analysts had labelled fraud when the
+	// snapshot was taken (see Store.Label).
 	MerchantFraud30d int64
 	// NoMerchants: merchant counts are not kept (a Redis Cluster); the Merchant* fields mean nothing.
 	NoMerchants bool
@@ -175,30 +175,6 @@ func read(history string, own []byte, length, cutoff int64) (agg Aggregates, cou
 		count++
 	}
 	return agg, count, found
-}
-
-// merchantCounts sums a merchant's day counts over the days before the payment's day. days holds
-// the merchant's payments by day number (Unix days), fraud its payments labelled fraud.
-func merchantCounts(agg *Aggregates, days, fraud map[int64]int64, t time.Time) {
-	today := t.Unix() / day
-	for d, n := range days {
-		back := today - d
-		if back < 1 || back > 30 {
-			continue
-		}
-		agg.MerchantCount30d += n
-		if back <= 7 {
-			agg.MerchantCount7d += n
-		}
-		if back == 1 {
-			agg.MerchantCount1d += n
-		}
-	}
-	for d, n := range fraud {
-		if back := today - d; back >= 1 && back <= 30 {
-			agg.MerchantFraud30d += n
-		}
-	}
 }
 
 // u32 reads a big-endian uint32 at s[i:].

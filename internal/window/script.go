@@ -19,6 +19,14 @@ package window
 //	then for each card: its field, its number of payments n, 1 to sweep its bucket first or 0,
 //	    then for each payment its entry and its merchant item: "-" to look it up only, "" to
 //	    count it, else to count it and push the item
+//	then, except on a Redis Cluster: the TTL of a merchant's keys (ms), the number of merchant
+//	    snapshots M, and for each its merchant's key, fraud key and day (Unix days)
+//
+// After the histories it returns the M snapshots: a merchant's counts of the days before a day,
+// "<1d>,<7d>,<30d>,<fraud 30d>", kept in the merchant's hash as the field s<day>. The first call
+// that asks for a merchant's day takes the snapshot from the day counts folded by then and the
+// fraud labels recorded by then; every later call gets the same one, so that a payment decided
+// again gets the merchant counts it got the first time.
 //
 // Write commands are what a script spends most on (about 2 µs each here), so there is one per
 // card with new payments and one per call for the merchants.
@@ -96,14 +104,51 @@ end
 if #items > 0 and redis.call('RPUSH', KEYS[ncards + 1], unpack(items)) == #items then
   redis.call('PEXPIRE', KEYS[ncards + 1], ttl) -- a new list
 end
+if KEYS[ncards + 1] then
+  local mttl, nsnaps = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  for s = 1, nsnaps do
+    local key, fraudKey, d = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+    a = a + 3
+    local field = 's' .. d
+    local snap = redis.call('HGET', key, field)
+    if not snap then
+      local days = {}
+      for b = 1, 30 do
+        days[b] = d - b
+      end
+      local counts = redis.call('HMGET', key, unpack(days))
+      local c1, c7, c30 = 0, 0, 0
+      for b = 1, 30 do
+        local n = tonumber(counts[b])
+        if n then
+          c30 = c30 + n
+          if b <= 7 then c7 = c7 + n end
+          if b == 1 then c1 = n end
+        end
+      end
+      local fraud = 0
+      for _, f in ipairs(redis.call('HKEYS', fraudKey)) do
+        local fd = tonumber(string.match(f, '^%d+'))
+        if fd and fd < d and fd >= d - 30 then
+          fraud = fraud + 1
+        end
+      end
+      snap = c1 .. ',' .. c7 .. ',' .. c30 .. ',' .. fraud
+      redis.call('HSET', key, field, snap)
+      redis.call('PEXPIRE', key, mttl)
+    end
+    out[ncards + s] = snap
+  end
+end
 return out
 `
 
 // foldScript takes up to ARGV[2] items from the pending list KEYS[1] and adds them to their
 // merchants' day counts. An item is <day, 4 bytes big-endian><merchant tag, 16 hex digits>; the
 // merchant's key is the hash ARGV[1]:m:{<tag>}, a field a day (the day number in decimal) holding
-// its count. A merchant's first count of a day drops its days more than 31 before it and sets
-// the key's TTL, ARGV[3] ms. Returns the number of items taken. (It names keys that KEYS does not
+// its count, beside the snapshots (s<day>) that observeScript takes. A merchant's first count of
+// a day drops its days and snapshots more than 31 before it and sets the key's TTL, ARGV[3] ms. Returns the number of items taken. (It names keys that KEYS does not
 // list, as only a single Redis allows.)
 const foldScript = `
 local function u32(s, i)
@@ -123,7 +168,8 @@ for item, n in pairs(counts) do
   local key, d = ARGV[1] .. ':m:{' .. string.sub(item, 5) .. '}', u32(item, 1)
   if redis.call('HINCRBY', key, d, n) == n then
     for _, f in ipairs(redis.call('HKEYS', key)) do
-      if tonumber(f) < d - 31 then
+      -- a day's count (<day>) or snapshot (s<day>)
+      if (tonumber(f) or tonumber(string.sub(f, 2)) or d) < d - 31 then
         redis.call('HDEL', key, f)
       end
     end

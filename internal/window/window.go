@@ -22,10 +22,13 @@
 // Merchants. The script also pushes, for every new payment with a merchant, an item <day,
 // merchant tag> onto the list <prefix>:pending, in the same atomic step; Fold (every few seconds,
 // any instance) adds the items up into the merchant's hash <prefix>:m:{<tag>}, a field a day. A
-// batch reads the merchants' days in its round trip when what the store holds is older than 30 s:
-// merchant counts are of whole days before the payment's, so that staleness only shows just after
-// midnight. On a Redis Cluster merchant counts are not kept (they are 0): the pending list and the
-// merchants' keys are in other slots than the cards'.
+// payment's merchant counts are of whole days before its own, from a snapshot per merchant and day
+// that the script takes, in the same round trip, for the first payment of that day at the merchant
+// and returns unchanged to every later one (so a redelivered payment gets the counts it got the
+// first time). Payments of the day before that were not folded yet when the snapshot was taken
+// (the last fold interval of the day, at most) are missing from it. On a Redis Cluster merchant
+// counts are not kept (they are 0): the pending list and the merchants' keys are in other slots
+// than the cards'.
 package window
 
 import (
@@ -38,7 +41,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -132,33 +134,14 @@ type Store struct {
 	loaded  atomic.Bool // the scripts were loaded once; NOSCRIPT loads them again
 	cluster bool        // a Redis Cluster: one script call per slot, and no merchant counts
 	swept   sweeps
-
-	mu        sync.Mutex
-	merchants map[string]*merchant // by merchant id
-	// refresh is how old a merchant's counts may be before they are read again.
-	refresh time.Duration
 }
-
-// merchant is what the store knows of a merchant: its key, the item that counts it for a day
-// (without the day), and its day counts as last read.
-type merchant struct {
-	key, item string
-	fraudKey  string          // its fraud labels: <prefix>:mf:{<FNV tag of the id, hex>}
-	days      map[int64]int64 // payments by day
-	fraud     map[int64]int64 // payments labelled fraud by day (of the payment)
-	read      time.Time
-}
-
-// maxMerchants bounds the merchants remembered; past it, they are all forgotten and read again.
-const maxMerchants = 200_000
 
 // NewStore returns a store on rdb. now is the clock that lateness is judged by.
 func NewStore(rdb redis.UniversalClient, cfg Config, now func() time.Time) *Store {
 	_, cluster := rdb.(*redis.ClusterClient)
 	return &Store{rdb: rdb, cfg: cfg, now: now, cluster: cluster,
 		script: redis.NewScript(observeScript), fold: redis.NewScript(foldScript), label: redis.NewScript(labelScript),
-		swept: sweeps{bits: make([]atomic.Uint64, cfg.Buckets/64+1)}, merchants: map[string]*merchant{},
-		refresh: 30 * time.Second}
+		swept: sweeps{bits: make([]atomic.Uint64, cfg.Buckets/64+1)}}
 }
 
 // sweeps remembers the buckets this process swept today.
@@ -207,21 +190,12 @@ func (s *Store) Probe(ctx context.Context) error {
 	return nil
 }
 
-// merchant returns what the store knows of a merchant, made up if it knows nothing yet. s.mu is
-// held.
-func (s *Store) merchant(id string) *merchant {
-	m := s.merchants[id]
-	if m == nil {
-		if len(s.merchants) >= maxMerchants {
-			clear(s.merchants)
-		}
-		sum := sha256.Sum256([]byte(id))
-		tag := hex.EncodeToString(sum[:8])
-		m = &merchant{key: s.cfg.KeyPrefix + ":m:{" + tag + "}", item: tag,
-			fraudKey: fmt.Sprintf("%s:mf:{%08x}", s.cfg.KeyPrefix, tag4(id))}
-		s.merchants[id] = m
-	}
-	return m
+// merchantKeys are a merchant's keys: its day counts and snapshots <prefix>:m:{<tag>}, its
+// fraud labels <prefix>:mf:{<FNV tag of the id, hex>}, and the tag that names it in a pending item.
+func (s *Store) merchantKeys(id string) (key, fraudKey, tag string) {
+	sum := sha256.Sum256([]byte(id))
+	tag = hex.EncodeToString(sum[:8])
+	return s.cfg.KeyPrefix + ":m:{" + tag + "}", fmt.Sprintf("%s:mf:{%08x}", s.cfg.KeyPrefix, tag4(id)), tag
 }
 
 func (s *Store) load(ctx context.Context) error {
@@ -258,10 +232,12 @@ func (s *Store) Observe(ctx context.Context, events []Event, out []Result) (aske
 	return true, err
 }
 
-// A call is one script call: some cards and their payments.
+// A call is one script call: some cards and their payments, and the merchant snapshots they need.
 type call struct {
 	cards  []*cardCall
 	byCard map[string]*cardCall
+	snaps  []snapshot
+	bySnap map[string]int // index into snaps, by merchant key and day
 }
 
 type cardCall struct {
@@ -273,10 +249,20 @@ type cardCall struct {
 	items      [][]byte // "-": look up only; "": count; else count, and for the merchant
 }
 
+// snapshot asks for a merchant's counts of the days before one day: the script returns the ones
+// taken by the first payment of that day at the merchant, taking them now if there are none.
+type snapshot struct {
+	key, fraudKey string
+	day           int64
+}
+
 var (
 	lookUp = []byte("-")
 	count  = []byte{}
 )
+
+// slot is where an event's merchant snapshot comes back: its call and its index there, -1 for none.
+type slot struct{ call, snap int }
 
 func (s *Store) observe(ctx context.Context, events []Event, out []Result) error {
 	now := s.now()
@@ -289,22 +275,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 	var calls []*call
 	bySlot := map[string]*call{} // Redis Cluster: the call of each bucket
 	var current *call
-	merchants := make([]*merchant, len(events))
-	var reads []*merchant // merchants to read in this round trip
-	if !s.cluster {
-		s.mu.Lock()
-		for i := range events {
-			if id := events[i].Merchant; id != "" {
-				m := s.merchant(id)
-				merchants[i] = m
-				if m.days == nil || now.Sub(m.read) >= s.refresh || m.read.After(now) {
-					m.read = now // read it in this round trip
-					reads = append(reads, m)
-				}
-			}
-		}
-		s.mu.Unlock()
-	}
+	snaps := make([]slot, len(events))
 	buf := make([]byte, len(events)*entrySize)
 	itemBuf := make([]byte, 0, len(events)*(4+16))
 	for i := range events {
@@ -330,7 +301,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			}
 		} else {
 			if current == nil || (len(current.cards) == maxPerCall && current.byCard[e.Card] == nil) {
-				current = &call{byCard: map[string]*cardCall{}}
+				current = &call{byCard: map[string]*cardCall{}, bySnap: map[string]int{}}
 				calls = append(calls, current)
 			}
 			c = current
@@ -342,13 +313,25 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			c.cards = append(c.cards, cc)
 		}
 		item := lookUp
-		switch m := merchants[i]; {
-		case counted && m != nil:
-			from := len(itemBuf)
-			itemBuf = binary.BigEndian.AppendUint32(itemBuf, uint32(e.Time.Unix()/day))
-			itemBuf = append(itemBuf, m.item...)
-			item = itemBuf[from:len(itemBuf):len(itemBuf)]
-		case counted:
+		snaps[i] = slot{-1, -1}
+		if e.Merchant != "" && !s.cluster {
+			mkey, fkey, tag := s.merchantKeys(e.Merchant)
+			d := e.Time.Unix() / day
+			id := mkey + strconv.FormatInt(d, 10)
+			k, ok := c.bySnap[id]
+			if !ok {
+				k = len(c.snaps)
+				c.bySnap[id] = k
+				c.snaps = append(c.snaps, snapshot{key: mkey, fraudKey: fkey, day: d})
+			}
+			snaps[i] = slot{len(calls) - 1, k}
+			if counted {
+				from := len(itemBuf)
+				itemBuf = binary.BigEndian.AppendUint32(itemBuf, uint32(d))
+				itemBuf = append(itemBuf, tag...)
+				item = itemBuf[from:len(itemBuf):len(itemBuf)]
+			}
+		} else if counted {
 			item = count
 		}
 		pid := sha256.Sum256([]byte(e.PaymentID))
@@ -368,7 +351,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 	cmds := make([]*redis.Cmd, len(calls))
 	for k, c := range calls {
 		keys := make([]string, 0, len(c.cards)+1)
-		args := make([]any, 0, 7+3*len(c.cards)+2*len(events))
+		args := make([]any, 0, 9+3*len(c.cards)+2*len(events)+3*len(c.snaps))
 		args = append(args, cutoff, sweepCutoff, countable.Unix(), s.cfg.MaxPaymentsPerCard, hardCap*s.cfg.MaxPaymentsPerCard,
 			s.ttl().Milliseconds(), len(c.cards))
 		for _, cc := range c.cards {
@@ -384,21 +367,14 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		}
 		if !s.cluster {
 			keys = append(keys, s.pendingKey())
+			args = append(args, s.merchantTTL().Milliseconds(), len(c.snaps))
+			for _, sn := range c.snaps {
+				args = append(args, sn.key, sn.fraudKey, sn.day)
+			}
 		}
 		cmds[k] = s.script.EvalSha(ctx, pipe, keys, args...)
 	}
-	gets := make([]*redis.MapStringStringCmd, len(reads))
-	frauds := make([]*redis.StringSliceCmd, len(reads))
-	for k, m := range reads {
-		gets[k] = pipe.HGetAll(ctx, m.key)
-		frauds[k] = pipe.HKeys(ctx, m.fraudKey)
-	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		s.mu.Lock()
-		for _, m := range reads {
-			m.read = time.Time{} // not read after all
-		}
-		s.mu.Unlock()
 		for _, c := range calls {
 			for _, cc := range c.cards {
 				if cc.sweep {
@@ -410,10 +386,12 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 	}
 
 	lengthSec := int64(length / time.Second)
+	snapshots := make([][]string, len(calls))
 	for k, c := range calls {
 		res, err := cmds[k].Slice()
-		if err != nil || len(res) != len(c.cards) {
-			return fmt.Errorf("observe %d payments: %d histories for %d cards, %v", len(events), len(res), len(c.cards), err)
+		if err != nil || len(res) != len(c.cards)+len(c.snaps) {
+			return fmt.Errorf("observe %d payments: %d replies for %d cards and %d merchants, %v",
+				len(events), len(res), len(c.cards), len(c.snaps), err)
 		}
 		for j, cc := range c.cards {
 			history, _ := res[j].(string)
@@ -430,34 +408,49 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 				}
 			}
 		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, m := range reads {
-		days := make(map[int64]int64, len(gets[k].Val()))
-		for f, v := range gets[k].Val() {
-			d, err1 := strconv.ParseInt(f, 10, 64)
-			n, err2 := strconv.ParseInt(v, 10, 64)
-			if err1 == nil && err2 == nil {
-				days[d] = n
-			}
+		snapshots[k] = make([]string, len(c.snaps))
+		for j := range c.snaps {
+			snapshots[k][j], _ = res[len(c.cards)+j].(string)
 		}
-		m.days = days
-		fraud := map[int64]int64{}
-		for _, f := range frauds[k].Val() {
-			day, _, _ := strings.Cut(f, ":")
-			if d, err := strconv.ParseInt(day, 10, 64); err == nil {
-				fraud[d]++
-			}
-		}
-		m.fraud = fraud
 	}
-	for i, m := range merchants {
-		if m != nil {
-			merchantCounts(&out[i].Aggregates, m.days, m.fraud, events[i].Time)
+	for i, sl := range snaps {
+		if sl.call < 0 {
+			continue
+		}
+		if err := parseSnapshot(snapshots[sl.call][sl.snap], &out[i].Aggregates); err != nil {
+			return fmt.Errorf("observe %d payments: %w", len(events), err)
 		}
 	}
 	return nil
+}
+
+// parseSnapshot reads a merchant snapshot, "<1d>,<7d>,<30d>,<fraud 30d>", into agg.
+func parseSnapshot(v string, agg *Aggregates) error {
+	fields := [4]*int64{&agg.MerchantCount1d, &agg.MerchantCount7d, &agg.MerchantCount30d, &agg.MerchantFraud30d}
+	rest := v
+	for k, f := range fields {
+		var part string
+		if k == len(fields)-1 {
+			part, rest = rest, ""
+		} else {
+			var ok bool
+			if part, rest, ok = strings.Cut(rest, ","); !ok {
+				return fmt.Errorf("merchant snapshot %q: want 4 counts", v)
+			}
+		}
+		n, err := strconv.ParseInt(part, 10, 64)
+		if err != nil {
+			return fmt.Errorf("merchant snapshot %q: %w", v, err)
+		}
+		*f = n
+	}
+	return nil
+}
+
+// merchantTTL is how long a merchant's keys live after its last day count or snapshot: its 31
+// days, the allowed lateness and two days of margin.
+func (s *Store) merchantTTL() time.Duration {
+	return 33*day*time.Second + s.cfg.AllowedLateness
 }
 
 // ttl is how long a card bucket lives after it was last given a TTL: 30 days, the allowed
@@ -482,7 +475,7 @@ func (s *Store) Label(ctx context.Context, card, paymentID string, fraud bool) (
 	cardSum := sha256.Sum256([]byte(card))
 	pid := sha256.Sum256([]byte(paymentID))
 	key, _ := s.key(&cardSum)
-	ttl := (33*day*time.Second + s.cfg.AllowedLateness).Milliseconds()
+	ttl := s.merchantTTL().Milliseconds()
 	flag := 0
 	if fraud {
 		flag = 1
@@ -509,7 +502,7 @@ func (s *Store) Fold(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
-	ttl := (33*day*time.Second + s.cfg.AllowedLateness).Milliseconds()
+	ttl := s.merchantTTL().Milliseconds()
 	total := 0
 	for {
 		n, err := s.fold.Run(ctx, s.rdb, []string{s.pendingKey()}, s.cfg.KeyPrefix, foldBatch, ttl).Int()

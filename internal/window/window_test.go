@@ -211,10 +211,10 @@ func TestEveryKeyExpiresAndOldPaymentsAreDropped(t *testing.T) {
 	ctx := context.Background()
 	observe(t, s, Event{PaymentID: "a", Card: "c1", Time: at("2026-03-01T10:10:00Z"), Merchant: "m1"},
 		Event{PaymentID: "b", Card: "c2", Time: at("2026-03-01T10:20:00Z")})
-	// The bucket and the pending list, before any fold.
+	// The bucket, the pending list and the merchant's snapshot of the day, before any fold.
 	keys, err := rdb.Keys(ctx, s.cfg.KeyPrefix+":*").Result()
-	if err != nil || len(keys) != 2 {
-		t.Fatalf("keys %v, %v: want the bucket and the pending list", keys, err)
+	if err != nil || len(keys) != 3 {
+		t.Fatalf("keys %v, %v: want the bucket, the pending list and the merchant's", keys, err)
 	}
 	for _, k := range keys {
 		if ttl, err := rdb.PTTL(ctx, k).Result(); err != nil || ttl <= 0 {
