@@ -56,8 +56,7 @@ func (h *Handler) score(items []item) {
 			scored = append(scored, i)
 			in = append(in, items[i].features...)
 		} else if !items[i].degraded {
-			items[i].reasons = append(items[i].reasons, decision.Reason{Code: decision.CodeLate,
-				Detail: "not scored by the model: the payment is not in its card's state"})
+			items[i].reasons = notScored(items[i].reasons)
 		}
 	}
 	idx, rows = scored, in
@@ -90,6 +89,19 @@ func (h *Handler) score(items []item) {
 				Detail: fmt.Sprintf("fraud probability %.3f is over %g (model %s)", s, threshold, version)})
 		}
 	}
+}
+
+// notScored says in a payment's late_event reason that the model did not score it, adding the
+// reason if the windows gave none: each reason code appears once in a decision.
+func notScored(reasons []decision.Reason) []decision.Reason {
+	const why = "not scored by the model: the payment is not in its card's state"
+	for k := range reasons {
+		if reasons[k].Code == decision.CodeLate {
+			reasons[k].Detail += "; " + why
+			return reasons
+		}
+	}
+	return append(reasons, decision.Reason{Code: decision.CodeLate, Detail: why})
 }
 
 // Outcome is what the detectors found for one record.

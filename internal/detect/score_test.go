@@ -32,7 +32,13 @@ func (lateWindows) Observe(_ context.Context, events []window.Event, out []windo
 	return true, nil
 }
 
-func (lateWindows) Reasons(window.Result) []decision.Reason { return nil }
+// Reasons gives late_event to a late payment, as window.Store does.
+func (lateWindows) Reasons(r window.Result) []decision.Reason {
+	if r.Late {
+		return []decision.Reason{{Code: decision.CodeLate, Detail: "too late to count"}}
+	}
+	return nil
+}
 
 // recordingScorer scores every row 0.9 and keeps how many rows each call had.
 type recordingScorer struct{ calls []int }
@@ -51,7 +57,8 @@ func (s *recordingScorer) Score(rows []float32, n int, out []float64) (string, e
 func (s *recordingScorer) Threshold() float64 { return 0.5 }
 
 // One model call a batch, for the payments with their card's state only; every valid payment
-// gets its features (the replay writes them), the others a reason saying they were not scored.
+// gets its features (the replay writes them), the others a reason saying they were not scored, in
+// the one late_event reason the windows gave them.
 func TestModelScoresPaymentsWithTheirState(t *testing.T) {
 	sc := &recordingScorer{}
 	h := NewHandler(Config{StateRetryBudget: time.Second}, Topics{}, payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
