@@ -301,11 +301,12 @@ func (h *Handler) drain(sess sarama.ConsumerGroupSession, claim sarama.ConsumerG
 	return nil
 }
 
-// mark marks a batch whose outputs are all acknowledged and counts it.
+// mark marks a batch whose outputs are all acknowledged and counts it. The partition's next
+// offset and the counters are updated first, so whoever sees the mark sees them too.
 func (h *Handler) mark(sess sarama.ConsumerGroupSession, b *batch) {
-	sess.MarkMessage(b.last, "")
 	b.held.next.Store(b.last.Offset + 1)
 	h.m.count(b.tally, b.acks.doneAt)
+	sess.MarkMessage(b.last, "")
 }
 
 // item is one record on its way through a batch.
