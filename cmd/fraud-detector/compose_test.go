@@ -43,6 +43,7 @@ var exportedMetrics = map[string]string{
 	"fraud_redis_retries_total":      "counter", // op
 	"fraud_reviews_opened_total":     "counter",
 	"fraud_labels_applied_total":     "counter",
+	"fraud_state_losses_total":       "counter",
 	"fraud_stage_duration_seconds":   "histogram",
 	"fraud_decision_latency_seconds": "histogram",
 	"fraud_batch_size":               "histogram",

@@ -158,6 +158,7 @@ func defaultConfig() Config {
 			DrainTimeout:       10 * time.Second,
 			StateRetryBudget:   2 * time.Second,
 			StateFailurePolicy: detect.FailOpen,
+			StateLossUnready:   5 * time.Minute,
 		},
 		Redis: RedisConfig{
 			Addrs:        []string{"localhost:6379"},

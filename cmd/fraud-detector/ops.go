@@ -113,7 +113,8 @@ func warnInsecure(cfg Config, log *slog.Logger) {
 	}
 }
 
-// readiness is what /readyz checks: the brokers and Redis answer, and the stream is not degraded.
+// readiness is what /readyz checks: the brokers and Redis answer, the stream is not degraded, and
+// Redis has not lost its data within stream.state_loss_unready.
 // (A model that does not load stops the start, and a failed reload keeps the one before: a
 // running service always has its model.) A degraded stream is probed with the kind of call it makes (a script
 // that writes); if that works, the stream is told, so that an idle stream does not stay degraded
@@ -131,6 +132,14 @@ func readiness(cfg Config, kafka *kafkaProbe, rdb redis.UniversalClient, windows
 			}
 			h.StateAnswered()
 			return nil
+		}},
+		{Name: "state", Probe: func(context.Context) error {
+			lost := h.StateLost()
+			if lost.IsZero() || cfg.Stream.StateLossUnready == 0 || time.Since(lost) >= cfg.Stream.StateLossUnready {
+				return nil
+			}
+			return fmt.Errorf("redis lost its data at %s: windows, aggregates and open reviews started again from nothing (see the README, \"When Redis loses its data\")",
+				lost.Format(time.RFC3339))
 		}},
 	}
 	return checks

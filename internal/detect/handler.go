@@ -45,6 +45,9 @@ type Config struct {
 	// StateFailurePolicy: fail_open decides without the windows and adds degraded_state;
 	// fail_closed holds the partitions, marking nothing, until Redis answers.
 	StateFailurePolicy string `yaml:"state_failure_policy" env:"STATE_FAILURE_POLICY"`
+	// StateLossUnready is how long /readyz fails after the stream found that Redis lost its data
+	// (0: it never fails for that; the log line and fraud_state_losses_total still tell).
+	StateLossUnready time.Duration `yaml:"state_loss_unready" env:"STATE_LOSS_UNREADY"`
 }
 
 // Validate reports the first setting that is out of range.
@@ -64,6 +67,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("stream.retry_backoff: must be positive, got %s", c.RetryBackoff)
 	case c.StateRetryBudget <= 0:
 		return fmt.Errorf("stream.state_retry_budget: must be positive, got %s", c.StateRetryBudget)
+	case c.StateLossUnready < 0:
+		return fmt.Errorf("stream.state_loss_unready: must not be negative, got %s", c.StateLossUnready)
 	case c.StateFailurePolicy != FailOpen && c.StateFailurePolicy != FailClosed:
 		return fmt.Errorf("stream.state_failure_policy: must be fail_open or fail_closed, got %q", c.StateFailurePolicy)
 	case c.DrainTimeout <= 0 || c.DrainTimeout > 50*time.Second:
@@ -110,7 +115,8 @@ type Handler struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	stateDown atomic.Bool // Redis failed on the last try; the change is logged once
+	stateDown atomic.Bool  // Redis failed on the last try; the change is logged once
+	losses    atomic.Int64 // losses of Redis's data logged and counted
 }
 
 var _ sarama.ConsumerGroupHandler = (*Handler)(nil)

@@ -164,6 +164,8 @@ func (w *fakeWindows) Observe(_ context.Context, events []window.Event, out []wi
 	return true, nil
 }
 
+func (w *fakeWindows) Losses() (int64, time.Time) { return 0, time.Time{} }
+
 func (w *fakeWindows) Reasons(r window.Result) []decision.Reason {
 	if r.Count > 10 {
 		return []decision.Reason{{Code: decision.CodeVelocity, Detail: fmt.Sprint(r.Count)}}

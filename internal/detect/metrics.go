@@ -25,6 +25,7 @@ type Metrics struct {
 	redisRetries *prometheus.CounterVec
 	reviews      prometheus.Counter
 	labels       prometheus.Counter
+	stateLosses  prometheus.Counter
 
 	down atomic.Pointer[atomic.Bool] // the handler's state flag, read by fraud_degraded
 
@@ -83,6 +84,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Reviews opened in the analysts' queue (a redelivered decision whose review is open already does not count)."}),
 		labels: f.NewCounter(prometheus.CounterOpts{Name: "fraud_labels_applied_total",
 			Help: "Analysts' verdicts read from the labels topic and applied to the merchants' fraud counts."}),
+		stateLosses: f.NewCounter(prometheus.CounterOpts{Name: "fraud_state_losses_total",
+			Help: "Times this instance found that Redis had lost its data (its epoch key missing or changed): windows, aggregates and reviews started again from nothing."}),
 	}
 	m.held = map[heldKey]*heldPartition{}
 	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraud_degraded",

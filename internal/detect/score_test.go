@@ -32,6 +32,8 @@ func (lateWindows) Observe(_ context.Context, events []window.Event, out []windo
 	return true, nil
 }
 
+func (lateWindows) Losses() (int64, time.Time) { return 0, time.Time{} }
+
 // Reasons gives late_event to a late payment, as window.Store does.
 func (lateWindows) Reasons(r window.Result) []decision.Reason {
 	if r.Late {
@@ -63,10 +65,9 @@ func TestModelScoresPaymentsWithTheirState(t *testing.T) {
 	sc := &recordingScorer{}
 	h := NewHandler(Config{StateRetryBudget: time.Second}, Topics{}, payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
 		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}), lateWindows{}, sc, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	now := time.Now().UTC().Format(time.RFC3339)
 	out, err := h.Decide(context.Background(), [][]byte{
-		[]byte(`{"payment_id":"ok","card_id":"c1","amount":"10","currency":"EUR","timestamp":"` + now + `"}`),
-		[]byte(`{"payment_id":"late-1","card_id":"c2","amount":"10","currency":"EUR","timestamp":"` + now + `"}`),
+		[]byte(`{"payment_id":"ok","card_id":"c1","amount":"10","currency":"EUR","timestamp":"2026-03-01T10:00:00Z"}`),
+		[]byte(`{"payment_id":"late-1","card_id":"c2","amount":"10","currency":"EUR","timestamp":"2026-03-01T10:00:00Z"}`),
 		[]byte(`not a payment`),
 	})
 	if err != nil {

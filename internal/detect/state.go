@@ -16,6 +16,8 @@ type Windows interface {
 	Observe(ctx context.Context, events []window.Event, out []window.Result) (asked bool, err error)
 	// Reasons says what a result means for the decision.
 	Reasons(r window.Result) []decision.Reason
+	// Losses says how many times Redis was found to have lost its data, and when last.
+	Losses() (int64, time.Time)
 }
 
 var _ Windows = (*window.Store)(nil)
@@ -56,6 +58,7 @@ func (h *Handler) windows(ctx context.Context, items []item) bool {
 		}
 		return true
 	}
+	h.noticeLoss()
 	for k, i := range idx {
 		r := &results[k]
 		items[i].state = r
@@ -119,4 +122,26 @@ func (h *Handler) observe(ctx context.Context, events []window.Event, out []wind
 		h.m.redisRetries.WithLabelValues("windows").Inc()
 		wait = min(2*wait, 2*time.Second)
 	}
+}
+
+// noticeLoss logs and counts, once each, the losses of Redis's data that the windows found.
+func (h *Handler) noticeLoss() {
+	n, when := h.win.Losses()
+	if n <= h.losses.Load() {
+		return
+	}
+	if old := h.losses.Swap(n); n > old {
+		h.m.stateLosses.Add(float64(n - old))
+		h.log.Error("redis lost its data: card windows, aggregates and open reviews start again from nothing; "+
+			"see the README, \"When Redis loses its data\"", "found_at", when, "losses", n)
+	}
+}
+
+// StateLost reports when the windows last found that Redis had lost its data (zero: never).
+func (h *Handler) StateLost() time.Time {
+	if h.losses.Load() == 0 {
+		return time.Time{}
+	}
+	_, when := h.win.Losses()
+	return when
 }

@@ -33,6 +33,7 @@ package window
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -134,6 +135,60 @@ type Store struct {
 	loaded  atomic.Bool // the scripts were loaded once; NOSCRIPT loads them again
 	cluster bool        // a Redis Cluster: one script call per slot, and no merchant counts
 	swept   sweeps
+	epoch   epoch
+}
+
+// epoch tells that Redis lost its data. The key <prefix>:epoch holds a random value, written by
+// the first instance that finds it missing; every batch reads it in its round trip (refreshing its
+// TTL), and an instance that finds it missing or changed since it last read it counts a loss.
+type epoch struct {
+	value  atomic.Pointer[string] // as last read; nil before the first batch
+	losses atomic.Int64
+	last   atomic.Int64 // Unix nanoseconds of the last loss found
+}
+
+// Losses reports how many times this store found that Redis had lost its data, and when it last
+// did. A Redis that comes back empty while no instance runs looks like a first start, and is not
+// counted.
+func (s *Store) Losses() (int64, time.Time) {
+	n := s.epoch.losses.Load()
+	if n == 0 {
+		return 0, time.Time{}
+	}
+	return n, time.Unix(0, s.epoch.last.Load()).UTC()
+}
+
+func (s *Store) epochKey() string { return s.cfg.KeyPrefix + ":epoch" }
+
+// checkEpoch compares the epoch a batch read (nil: missing) with the one last read, and writes a
+// new one if it is missing.
+func (s *Store) checkEpoch(ctx context.Context, read *string) error {
+	known := s.epoch.value.Load()
+	if read != nil && known != nil && *read == *known {
+		return nil
+	}
+	if read == nil {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("new epoch: %w", err)
+		}
+		// Another instance may have written one since: SET NX, then read whichever won.
+		if err := s.rdb.SetNX(ctx, s.epochKey(), hex.EncodeToString(b[:]), s.ttl()).Err(); err != nil {
+			return fmt.Errorf("write epoch: %w", err)
+		}
+		v, err := s.rdb.Get(ctx, s.epochKey()).Result()
+		if err != nil {
+			return fmt.Errorf("read epoch: %w", err)
+		}
+		read = &v
+	}
+	if known != nil && s.epoch.value.CompareAndSwap(known, read) {
+		s.epoch.last.Store(s.now().UnixNano())
+		s.epoch.losses.Add(1)
+		return nil
+	}
+	s.epoch.value.CompareAndSwap(nil, read) // the first batch: whatever is there is the epoch
+	return nil
 }
 
 // NewStore returns a store on rdb. now is the clock that lateness is judged by.
@@ -374,7 +429,9 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		}
 		cmds[k] = s.script.EvalSha(ctx, pipe, keys, args...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	// Last, so that a missing epoch (redis.Nil) is not the error Exec reports for a failed script.
+	epochCmd := pipe.GetEx(ctx, s.epochKey(), s.ttl())
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		for _, c := range calls {
 			for _, cc := range c.cards {
 				if cc.sweep {
@@ -389,9 +446,12 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 	snapshots := make([][]string, len(calls))
 	for k, c := range calls {
 		res, err := cmds[k].Slice()
-		if err != nil || len(res) != len(c.cards)+len(c.snaps) {
-			return fmt.Errorf("observe %d payments: %d replies for %d cards and %d merchants, %v",
-				len(events), len(res), len(c.cards), len(c.snaps), err)
+		if err != nil {
+			return fmt.Errorf("observe %d payments: %w", len(events), err)
+		}
+		if len(res) != len(c.cards)+len(c.snaps) {
+			return fmt.Errorf("observe %d payments: %d replies for %d cards and %d merchants",
+				len(events), len(res), len(c.cards), len(c.snaps))
 		}
 		for j, cc := range c.cards {
 			history, _ := res[j].(string)
@@ -412,6 +472,16 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		for j := range c.snaps {
 			snapshots[k][j], _ = res[len(c.cards)+j].(string)
 		}
+	}
+	var read *string
+	switch v, err := epochCmd.Result(); {
+	case err == nil:
+		read = &v
+	case !errors.Is(err, redis.Nil):
+		return fmt.Errorf("observe %d payments: read epoch: %w", len(events), err)
+	}
+	if err := s.checkEpoch(ctx, read); err != nil {
+		return fmt.Errorf("observe %d payments: %w", len(events), err)
 	}
 	for i, sl := range snaps {
 		if sl.call < 0 {

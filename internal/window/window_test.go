@@ -211,10 +211,10 @@ func TestEveryKeyExpiresAndOldPaymentsAreDropped(t *testing.T) {
 	ctx := context.Background()
 	observe(t, s, Event{PaymentID: "a", Card: "c1", Time: at("2026-03-01T10:10:00Z"), Merchant: "m1"},
 		Event{PaymentID: "b", Card: "c2", Time: at("2026-03-01T10:20:00Z")})
-	// The bucket, the pending list and the merchant's snapshot of the day, before any fold.
+	// The bucket, the pending list, the merchant's snapshot of the day and the epoch, before any fold.
 	keys, err := rdb.Keys(ctx, s.cfg.KeyPrefix+":*").Result()
-	if err != nil || len(keys) != 3 {
-		t.Fatalf("keys %v, %v: want the bucket, the pending list and the merchant's", keys, err)
+	if err != nil || len(keys) != 4 {
+		t.Fatalf("keys %v, %v: want the bucket, the pending list, the merchant's and the epoch", keys, err)
 	}
 	for _, k := range keys {
 		if ttl, err := rdb.PTTL(ctx, k).Result(); err != nil || ttl <= 0 {
@@ -231,8 +231,8 @@ func TestEveryKeyExpiresAndOldPaymentsAreDropped(t *testing.T) {
 		t.Fatalf("folded %d merchant counts (%v), want a's", n, err)
 	}
 	keys, err = rdb.Keys(ctx, s.cfg.KeyPrefix+":*").Result()
-	if err != nil || len(keys) != 2 {
-		t.Fatalf("keys %v, %v: want the bucket and the merchant's", keys, err)
+	if err != nil || len(keys) != 3 {
+		t.Fatalf("keys %v, %v: want the bucket, the merchant's and the epoch", keys, err)
 	}
 	for _, k := range keys {
 		ttl, err := rdb.PTTL(ctx, k).Result()
@@ -490,5 +490,47 @@ func TestProbe(t *testing.T) {
 	key := s.cfg.KeyPrefix + ":{probe}"
 	if ttl := rdb.PTTL(context.Background(), key).Val(); ttl <= 0 || ttl > 10*time.Second {
 		t.Errorf("probe key TTL %v, want up to 10s", ttl)
+	}
+}
+
+// Redis losing its data is found by the next batch of every instance, once each, and counted;
+// an instance that starts on Redis as it is finds nothing lost.
+func TestLostDataIsFound(t *testing.T) {
+	a, rdb, _, _ := newTestStore(t, at("2026-03-01T10:30:00Z"), 4)
+	b := NewStore(rdb, a.cfg, a.now)
+	ctx := context.Background()
+	e := func(id string) Event {
+		return Event{PaymentID: id, Card: "c1", Time: at("2026-03-01T10:10:00Z"), Merchant: "m1"}
+	}
+	observe(t, a, e("p1"))
+	observe(t, b, e("p2"))
+	if n, _ := a.Losses(); n != 0 {
+		t.Fatalf("%d losses before any", n)
+	}
+	if n, _ := b.Losses(); n != 0 {
+		t.Fatalf("the second instance found %d losses at its start", n)
+	}
+	// What FLUSHALL, or a restart without persistence, does to this store's keys.
+	keys, err := rdb.Keys(ctx, a.cfg.KeyPrefix+":*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys %v, %v", keys, err)
+	}
+	if err := rdb.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r := observe(t, a, e("p3"))[0]; r.Count != 1 {
+		t.Errorf("count %d after the loss, want 1 (the state starts again)", r.Count)
+	}
+	observe(t, b, e("p4"))
+	observe(t, a, e("p5"))
+	for name, s := range map[string]*Store{"a": a, "b": b} {
+		if n, when := s.Losses(); n != 1 || !when.Equal(at("2026-03-01T10:30:00Z")) {
+			t.Errorf("instance %s: %d losses, last at %s; want 1, at the clock's time", name, n, when)
+		}
+	}
+	c := NewStore(rdb, a.cfg, a.now)
+	observe(t, c, e("p6"))
+	if n, _ := c.Losses(); n != 0 {
+		t.Errorf("a third instance found %d losses at its start", n)
 	}
 }
