@@ -73,20 +73,20 @@ func newRig(t *testing.T) *rig {
 	s := New(cfg, reviews, cards, rec, Ops{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := httptest.NewServer(s.Router())
 	t.Cleanup(srv.Close)
-	// Two flagged payments of card c1, one of c2, with state in the windows.
+	// Two flagged payments of card c1, one of c2, with state in the windows. A review is as old as
+	// its decision: p1 is the oldest, p3 the newest.
 	now := time.Now().UTC()
 	for i, d := range []decision.Decision{
 		{PaymentID: "p1", CardID: "c1", Score: ptr(0.91), Reasons: []decision.Reason{{Code: decision.CodeModel, Detail: "x"}}},
 		{PaymentID: "p2", CardID: "c1", Reasons: []decision.Reason{{Code: decision.CodeAmount, Detail: "y"}}},
 		{PaymentID: "p3", CardID: "c2", Score: ptr(0.6), Reasons: []decision.Reason{{Code: decision.CodeModel, Detail: "z"}}},
 	} {
-		d.Flagged, d.DecidedAt, d.Payment = true, now, []byte(`{"payment_id":"`+d.PaymentID+`","card_number":"400000******0002"}`)
+		d.Flagged, d.DecidedAt, d.Payment = true, now.Add(time.Duration(i-3)*time.Second), []byte(`{"payment_id":"`+d.PaymentID+`","card_number":"400000******0002"}`)
 		if _, err := reviews.Open(context.Background(), d); err != nil {
 			t.Fatal(err)
 		}
 		out := make([]window.Result, 1)
 		cards.Observe(context.Background(), []window.Event{{PaymentID: d.PaymentID, Card: d.CardID, Time: now.Add(-time.Duration(i) * time.Second)}}, out)
-		time.Sleep(2 * time.Millisecond) // distinct opening times
 	}
 	return &rig{srv: srv, reviews: reviews, labels: rec}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -142,18 +141,23 @@ func (c *fakeClaim) Topic() string                            { return "payments
 func (c *fakeClaim) Partition() int32                         { return 0 }
 func (c *fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
 
-// fakeWindows counts per card like the real store (without lateness), or fails while down is set.
+// fakeWindows counts per card like the real store (without lateness), or fails while down is set
+// and once after failOnce is set.
 type fakeWindows struct {
-	mu     sync.Mutex
-	counts map[string]int64
-	down   atomic.Bool
-	calls  atomic.Int64
+	mu       sync.Mutex
+	counts   map[string]int64
+	down     atomic.Bool
+	failOnce atomic.Bool
+	calls    atomic.Int64
 }
 
 func (w *fakeWindows) Observe(_ context.Context, events []window.Event, out []window.Result) (bool, error) {
 	w.calls.Add(1)
 	if w.down.Load() {
 		return true, errors.New("connection refused")
+	}
+	if w.failOnce.CompareAndSwap(true, false) {
+		return true, errors.New("i/o timeout")
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -236,6 +240,16 @@ func (r *rig) nextMark(t *testing.T) int64 {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no offset marked within 10 s")
 		return -1
+	}
+}
+
+// waitUntil polls cond until it holds, and fails the test if it does not within 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10 s: %s", what)
+		}
 	}
 }
 
@@ -648,15 +662,30 @@ func TestVelocityFlagsAndCountsAreInTheDecision(t *testing.T) {
 	}
 }
 
+// A try that fails is retried within the budget; the batch then counts as usual. The budget is
+// far longer than the first wait, so that a slow machine cannot use it up before the retry.
+func TestFailOpenRetriesWithinTheBudget(t *testing.T) {
+	cfg := testConfig()
+	cfg.StateRetryBudget = time.Minute
+	r := newRig(t, cfg)
+	r.win.failOnce.Store(true)
+	out, _, ok := r.h.process(context.Background(), payments(11, "c1", "5"))
+	if n := r.win.calls.Load(); n != 2 {
+		t.Errorf("%d tries, want the failed one and its retry", n)
+	}
+	ds := decisions(t, out)
+	if !ok || len(ds) != 1 || len(ds[0].Reasons) != 1 || ds[0].Reasons[0].Code != decision.CodeVelocity ||
+		ds[0].WindowCount == nil || *ds[0].WindowCount != 11 || r.h.Degraded() {
+		t.Errorf("ok %v, degraded %v, decisions %+v; want the 11th payment flagged with its count", ok, r.h.Degraded(), ds)
+	}
+}
+
 func TestFailOpenDecidesDegraded(t *testing.T) {
 	cfg := testConfig()
-	cfg.StateRetryBudget = 300 * time.Millisecond // room for retries before the policy applies
+	cfg.StateRetryBudget = 300 * time.Millisecond
 	r := newRig(t, cfg)
 	r.win.down.Store(true)
 	out, _, ok := r.h.process(context.Background(), payments(3, "c1", "500"))
-	if n := r.win.calls.Load(); n < 2 {
-		t.Errorf("%d tries within the retry budget, want retries", n)
-	}
 	ds := decisions(t, out)
 	if !ok || len(ds) != 3 {
 		t.Fatalf("ok %v, %d decisions", ok, len(ds))
@@ -692,9 +721,8 @@ func TestFailClosedHoldsUntilRedisAnswers(t *testing.T) {
 	r.feed(0, "500")
 	r.feed(1, "500")
 	r.run()
-	for r.win.calls.Load() < 3 { // it keeps trying; nothing is produced meanwhile
-		runtime.Gosched()
-	}
+	// It keeps trying; nothing is produced meanwhile.
+	waitUntil(t, "three tries of the windows", func() bool { return r.win.calls.Load() >= 3 })
 	r.win.down.Store(false)
 	a, b := r.prod.next(t), r.prod.next(t)
 	r.prod.ack(a)
@@ -715,9 +743,7 @@ func TestFailClosedRevokeMarksNothing(t *testing.T) {
 	r.feed(0, "500")
 	r.feed(1, "500")
 	r.run()
-	for r.win.calls.Load() < 2 {
-		runtime.Gosched()
-	}
+	waitUntil(t, "two tries of the windows", func() bool { return r.win.calls.Load() >= 2 })
 	r.stop()
 	r.wait(t)
 	if got := r.marks(); len(got) != 0 {
