@@ -122,7 +122,8 @@ type Handler struct {
 var _ sarama.ConsumerGroupHandler = (*Handler)(nil)
 
 // NewHandler returns a handler that decodes with dec, decides with the amount rule, the card
-// windows and the model (nil: none), writes through out and counts in m.
+// windows (nil: the stage is off, and without a card's state the model scores nothing) and the
+// model (nil: none), writes through out and counts in m.
 func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, win Windows, scorer Scorer, out *Outputs, m *Metrics, log *slog.Logger) *Handler {
 	h := &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, model: scorer, out: out, m: m, log: log, now: time.Now}
 	m.down.Store(&h.stateDown)

@@ -55,7 +55,7 @@ func (h *Handler) score(items []item) {
 		if st := items[i].state; st != nil && !st.Late && !st.Ahead {
 			scored = append(scored, i)
 			in = append(in, items[i].features...)
-		} else if !items[i].degraded {
+		} else if !items[i].degraded && h.win != nil {
 			items[i].reasons = notScored(items[i].reasons)
 		}
 	}

@@ -32,6 +32,9 @@ const (
 // batch must not be decided: the policy is fail_closed and the session ended while waiting for
 // Redis.
 func (h *Handler) windows(ctx context.Context, items []item) bool {
+	if h.win == nil {
+		return true // the stage is off (stages.windows): no card state
+	}
 	var events []window.Event
 	var idx []int
 	for i := range items {
@@ -139,7 +142,7 @@ func (h *Handler) noticeLoss() {
 
 // StateLost reports when the windows last found that Redis had lost its data (zero: never).
 func (h *Handler) StateLost() time.Time {
-	if h.losses.Load() == 0 {
+	if h.win == nil || h.losses.Load() == 0 {
 		return time.Time{}
 	}
 	_, when := h.win.Losses()

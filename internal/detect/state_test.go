@@ -318,3 +318,33 @@ func TestStateLossIsReported(t *testing.T) {
 	}
 }
 
+
+// With the windows stage off (stages.windows: false) the stream asks Redis nothing: decisions
+// have no window count and no model score, and no reason claims the payment came late.
+func TestWindowsStageOff(t *testing.T) {
+	sc := &recordingScorer{}
+	h := NewHandler(Config{StateRetryBudget: time.Second, StateFailurePolicy: FailOpen}, Topics{},
+		payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
+		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}), nil, sc, nil,
+		NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ts := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC).Format(time.RFC3339)
+	out, err := h.Decide(context.Background(), [][]byte{
+		[]byte(`{"payment_id":"small","card_id":"c1","amount":"10","currency":"EUR","timestamp":"` + ts + `"}`),
+		[]byte(`{"payment_id":"large","card_id":"c1","amount":"100.01","currency":"EUR","timestamp":"` + ts + `"}`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sc.calls) != 0 {
+		t.Errorf("model called %v without the card's state", sc.calls)
+	}
+	if o := out[0]; o.Flagged || len(o.Reasons) != 0 || o.WindowCount != nil || o.Score != nil {
+		t.Errorf("small payment: %+v", o)
+	}
+	if o := out[1]; !o.Flagged || len(o.Reasons) != 1 || o.Reasons[0].Code != decision.CodeAmount || o.WindowCount != nil {
+		t.Errorf("large payment: %+v", o)
+	}
+	if !h.StateLost().IsZero() || h.Degraded() {
+		t.Error("state reported lost or degraded with the stage off")
+	}
+}
