@@ -37,7 +37,12 @@ var _ sarama.ConsumerGroupHandler = (*ReviewHandler)(nil)
 func (h *ReviewHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
 func (h *ReviewHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-// ConsumeClaim opens the reviews of what has arrived, up to 500 decisions a round trip, retrying
+// MaxReviewsPerCall bounds the decisions of one round trip to the review store: a call of 100
+// keeps Redis busy about 2.5 ms (internal/review's BenchmarkOpenAll), far from redis.read_timeout
+// even on a loaded machine, and the stream's own calls get in between.
+const MaxReviewsPerCall = 100
+
+// ConsumeClaim opens the reviews of what has arrived, up to MaxReviewsPerCall decisions a round trip, retrying
 // while Redis fails, and marks the last one once they are open. A record that is not a decision
 // is logged and skipped.
 func (h *ReviewHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
@@ -52,7 +57,7 @@ func (h *ReviewHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama
 			batch, last = batch[:0], m
 			h.add(&batch, m)
 		more:
-			for len(batch) < 500 {
+			for len(batch) < MaxReviewsPerCall {
 				select {
 				case m, ok := <-claim.Messages():
 					if !ok {

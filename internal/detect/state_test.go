@@ -318,7 +318,6 @@ func TestStateLossIsReported(t *testing.T) {
 	}
 }
 
-
 // With the windows stage off (stages.windows: false) the stream asks Redis nothing: decisions
 // have no window count and no model score, and no reason claims the payment came late.
 func TestWindowsStageOff(t *testing.T) {

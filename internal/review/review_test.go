@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,4 +280,57 @@ func TestListExaminesABoundedNumber(t *testing.T) {
 	if _, err := s.List(ctx, Filter{Limit: 5, Cursor: "TmFOfHg"}); !errors.Is(err, ErrInvalidCursor) { // NaN|x
 		t.Errorf("NaN cursor: %v", err)
 	}
+}
+
+// BenchmarkOpenAll opens reviews as the review group does, in round trips of
+// detect.MaxReviewsPerCall decisions of realistic size, and reports the reviews opened a second,
+// Redis's CPU per review (from INFO, so run it with nothing else using that Redis) and the
+// slowest round trip, which must stay far below redis.read_timeout:
+//
+//	go test -run '^$' -bench OpenAll -benchtime 20000x ./internal/review
+func BenchmarkOpenAll(b *testing.B) {
+	rdb, prefix := redistest.New(b, "rvbench")
+	s := NewStore(rdb, Config{KeyPrefix: prefix, Retention: 30 * 24 * time.Hour}, time.Now)
+	ctx := context.Background()
+	const perCall = 100 // detect.MaxReviewsPerCall (not imported: detect imports this package's users)
+	payment := []byte(`{"payment_id":"p","card_id":"tok_0123456789abcdef","amount":"250.00","currency":"EUR",` +
+		`"timestamp":"2026-03-01T09:59:58Z","merchant_id":"m-1234","merchant_category":"5411","country":"DE",` +
+		`"channel":"ecommerce","device_id":"dev-42","ip":"203.0.113.7"}`)
+	ds := make([]decision.Decision, b.N)
+	for i := range ds {
+		d := flagged(fmt.Sprintf("p%09d", i), fmt.Sprintf("card-%06d", i%200_000), ptr(0.9), decision.CodeAmount, decision.CodeModel)
+		d.Payment = payment
+		ds[i] = d
+	}
+	cpu := func() float64 {
+		info, err := rdb.Info(ctx, "cpu").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var sys, user float64
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_cpu_sys:"); ok {
+				sys, _ = strconv.ParseFloat(v, 64)
+			}
+			if v, ok := strings.CutPrefix(line, "used_cpu_user:"); ok {
+				user, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		return sys + user
+	}
+	b.ResetTimer()
+	before, began := cpu(), time.Now()
+	var slowest time.Duration
+	for i := 0; i < len(ds); i += perCall {
+		t := time.Now()
+		if _, err := s.OpenAll(ctx, ds[i:min(i+perCall, len(ds))]); err != nil {
+			b.Fatal(err)
+		}
+		slowest = max(slowest, time.Since(t))
+	}
+	took := time.Since(began)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/took.Seconds(), "reviews/s")
+	b.ReportMetric((cpu()-before)*1e6/float64(b.N), "redis-µs/review")
+	b.ReportMetric(float64(slowest.Microseconds())/1000, "slowest-call-ms")
 }
