@@ -248,19 +248,21 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	consuming = true
 
 	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group, "rules_version", amount.Version())
+	// The groups' errors and failed joins, a few lines a minute of each cause.
+	kafkaLogs := detect.NewLogLimiter(log, 3, time.Minute, time.Now)
 	g, gctx := errgroup.WithContext(ctx)
 	foldCtx, stopFold := context.WithCancel(gctx)
 	g.Go(func() error {
 		defer stopFold()
-		return detect.Consume(gctx, group, []string{cfg.Kafka.Topics.Payments}, handler, log)
+		return detect.Consume(gctx, group, []string{cfg.Kafka.Topics.Payments}, handler, kafkaLogs)
 	})
 	if labels != nil {
 		g.Go(func() error {
-			return detect.Consume(foldCtx, labels, []string{cfg.Kafka.Topics.Labels}, detect.NewLabelHandler(windows, metrics, log), log)
+			return detect.Consume(foldCtx, labels, []string{cfg.Kafka.Topics.Labels}, detect.NewLabelHandler(windows, metrics, log), kafkaLogs)
 		})
 	}
 	g.Go(func() error {
-		return detect.Consume(foldCtx, reviewGroup, []string{cfg.Kafka.Topics.HighRisk}, detect.NewReviewHandler(reviews, metrics, log), log)
+		return detect.Consume(foldCtx, reviewGroup, []string{cfg.Kafka.Topics.HighRisk}, detect.NewReviewHandler(reviews, metrics, log), kafkaLogs)
 	})
 	g.Go(func() error { return windows.RunFold(foldCtx, time.Second, log) })
 	g.Go(func() error {

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/IBM/sarama"
 )
 
 // fakeClock is a time the test moves by hand.
@@ -155,5 +159,111 @@ func TestLogLimiterWritesNoSummaryWhenNothingWasHeldBack(t *testing.T) {
 	lim.Log(ctx, slog.LevelError, "c", "once")
 	if lines := logLines(buf); len(lines) != 3 {
 		t.Errorf("%v, want the 3 lines and no summary", lines)
+	}
+}
+
+// fakeGroup is a consumer group whose sessions the test scripts: each call of Consume runs the
+// next step, which may send errors as sarama does and returns what the session ended with.
+type fakeGroup struct {
+	sarama.ConsumerGroup
+	errs   chan error
+	steps  []func() error
+	calls  int
+	closed bool
+}
+
+func newFakeGroup(steps ...func() error) *fakeGroup {
+	return &fakeGroup{errs: make(chan error), steps: steps}
+}
+
+func (g *fakeGroup) Consume(ctx context.Context, _ []string, _ sarama.ConsumerGroupHandler) error {
+	g.calls++
+	if g.calls > len(g.steps) {
+		return g.steps[len(g.steps)-1]()
+	}
+	return g.steps[g.calls-1]()
+}
+
+func (g *fakeGroup) Errors() <-chan error { return g.errs }
+
+func (g *fakeGroup) Close() error {
+	if !g.closed {
+		g.closed = true
+		close(g.errs)
+	}
+	return nil
+}
+
+// A broker outage as sarama reports it: every partition's fetch fails, then the join. Consume
+// writes the first lines of each cause, whatever the partition, and the limiter counts the rest.
+func TestConsumeRateLimitsAnOutage(t *testing.T) {
+	lim, buf, clock := newTestLimiter(3)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	refused := errors.New("dial tcp 127.0.0.1:9092: connect: connection refused")
+	outOfBrokers := fmt.Errorf("kafka: client has run out of available brokers to talk to: %w", refused)
+	var g *fakeGroup
+	fetchesFail := func() error {
+		for range 50 {
+			for p := range int32(6) {
+				g.errs <- &sarama.ConsumerError{Topic: "payments", Partition: p, Err: outOfBrokers}
+			}
+		}
+		return outOfBrokers
+	}
+	g = newFakeGroup(fetchesFail, fetchesFail, func() error { cancel(); return nil })
+	if err := Consume(ctx, g, []string{"payments"}, nil, lim); err != nil {
+		t.Fatalf("Consume: %v", err)
+	}
+	if !g.closed {
+		t.Error("the group was not closed")
+	}
+	clock.add(time.Minute)
+	lim.Flush(context.Background())
+	got := map[string]int{}
+	for _, l := range logLines(buf) {
+		got[l.Msg]++
+		if l.summary("consumer group") && l.Suppressed != 600-3 {
+			t.Errorf("summary: %d suppressed, want 597", l.Suppressed)
+		}
+	}
+	want := map[string]int{"consumer group": 3, "consumer group; suppressed similar": 1, "consume; joining again": 2}
+	if len(got) != len(want) {
+		t.Errorf("lines %v, want %v", got, want)
+	}
+	for msg, n := range want {
+		if got[msg] != n {
+			t.Errorf("%q written %d times, want %d (all: %v)", msg, got[msg], n, got)
+		}
+	}
+}
+
+// A member fenced by another with its group instance id stops, whether the join was refused or a
+// heartbeat reported it, rather than join again and fence the other in turn.
+func TestConsumeStopsWhenFenced(t *testing.T) {
+	tests := map[string]func(g *fakeGroup) []func() error{
+		"join": func(*fakeGroup) []func() error {
+			return []func() error{func() error { return sarama.ErrFencedInstancedId }}
+		},
+		"heartbeat": func(g *fakeGroup) []func() error {
+			return []func() error{
+				func() error { g.errs <- sarama.ErrFencedInstancedId; return nil },
+				func() error { return nil }, // the session ended; the error is being read
+			}
+		},
+	}
+	for name, steps := range tests {
+		t.Run(name, func(t *testing.T) {
+			lim, _, _ := newTestLimiter(3)
+			g := newFakeGroup()
+			g.steps = steps(g)
+			err := Consume(context.Background(), g, []string{"payments"}, nil, lim)
+			if !errors.Is(err, sarama.ErrFencedInstancedId) || !strings.Contains(err.Error(), "kafka.group_instance_id") {
+				t.Errorf("Consume returned %v, want the fencing explained", err)
+			}
+			if !g.closed {
+				t.Error("the group was not closed")
+			}
+		})
 	}
 }
