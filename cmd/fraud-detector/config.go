@@ -52,6 +52,7 @@ type KafkaConfig struct {
 	ClientID        string        `yaml:"client_id" env:"CLIENT_ID"`
 	Version         string        `yaml:"version" env:"VERSION"`
 	Group           string        `yaml:"group" env:"GROUP"`
+	GroupInstanceID string        `yaml:"group_instance_id" env:"GROUP_INSTANCE_ID"`
 	Topics          TopicsConfig  `yaml:"topics" envPrefix:"TOPICS_"`
 	InitialOffset   string        `yaml:"initial_offset" env:"INITIAL_OFFSET"`
 	CommitInterval  time.Duration `yaml:"commit_interval" env:"COMMIT_INTERVAL"`
@@ -254,8 +255,12 @@ func (c *Config) validate() error {
 			return fmt.Errorf("kafka.brokers: %q is not host:port", b)
 		}
 	}
-	if _, err := sarama.ParseKafkaVersion(k.Version); err != nil {
+	version, err := sarama.ParseKafkaVersion(k.Version)
+	if err != nil {
 		return fmt.Errorf("kafka.version: %q is not a Kafka version such as 3.6.0", k.Version)
+	}
+	if err := k.validateInstanceID(version); err != nil {
+		return err
 	}
 	var codec sarama.CompressionCodec
 	if err := codec.UnmarshalText([]byte(k.Compression)); err != nil {
@@ -314,6 +319,47 @@ func (c *Config) validate() error {
 		return err
 	}
 	return nil
+}
+
+// The service's consumer groups are kafka.group (payments), <group>-labels (analysts' verdicts)
+// and <group>-reviews (the decisions, for the review queue).
+const (
+	labelsGroupSuffix  = "-labels"
+	reviewsGroupSuffix = "-reviews"
+)
+
+// validateInstanceID checks kafka.group_instance_id, and the ids made from it for the other
+// groups, by Kafka's rules: at most 249 characters of a-z, A-Z, 0-9, '.', '_' and '-', and a
+// protocol version that has static membership (2.3.0).
+func (k KafkaConfig) validateInstanceID(version sarama.KafkaVersion) error {
+	id := k.GroupInstanceID
+	if id == "" {
+		return nil
+	}
+	if longest := 249 - len(reviewsGroupSuffix); len(id) > longest {
+		return fmt.Errorf("kafka.group_instance_id: at most %d characters (%q is added for the reviews' group), got %d", longest, reviewsGroupSuffix, len(id))
+	}
+	if id == "." || id == ".." || strings.IndexFunc(id, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	}) >= 0 {
+		return fmt.Errorf("kafka.group_instance_id: only letters, digits, '.', '_' and '-' (and not . or ..), got %q", id)
+	}
+	if !version.IsAtLeast(sarama.V2_3_0_0) {
+		return fmt.Errorf("kafka.group_instance_id: needs kafka.version 2.3.0 or later, got %s", k.Version)
+	}
+	return nil
+}
+
+// consumerGroup returns the name and the configuration of the consumer group kafka.group+suffix:
+// consumer's, with the member's group instance id kafka.group_instance_id+suffix if that is set,
+// so that each of the service's groups has a static member of its own. A static member that stops
+// does not leave its groups: its partitions wait for it to come back, up to the session timeout.
+func (k KafkaConfig) consumerGroup(consumer *sarama.Config, suffix string) (string, *sarama.Config) {
+	c := *consumer
+	if k.GroupInstanceID != "" {
+		c.Consumer.Group.InstanceId = k.GroupInstanceID + suffix
+	}
+	return k.Group + suffix, &c
 }
 
 func parseLevel(s string) (slog.Level, error) {

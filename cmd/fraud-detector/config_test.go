@@ -36,12 +36,16 @@ func TestEnvironmentOverridesFile(t *testing.T) {
 		"FRAUD_RULES_AMOUNT_THRESHOLD":    "250.50",
 		"FRAUD_RULES_CURRENCY_THRESHOLDS": "JPY:15000,KRW:130000",
 		"FRAUD_CARD_HMAC_KEY":             "0123456789abcdef",
+		"FRAUD_KAFKA_GROUP_INSTANCE_ID":   "fraud-detector-0",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(cfg.Kafka.Brokers, ","); got != "a:1,b:2" {
 		t.Errorf("brokers = %s", got)
+	}
+	if cfg.Kafka.GroupInstanceID != "fraud-detector-0" {
+		t.Errorf("group instance id = %q", cfg.Kafka.GroupInstanceID)
 	}
 	if cfg.Kafka.Topics.HighRisk != "hr" || cfg.Stream.BatchLinger.String() != "7ms" {
 		t.Errorf("got %+v", cfg)
@@ -76,6 +80,11 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"same topic", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_TOPICS_HIGH_RISK": "payments"}, "", "kafka.topics"},
 		{"unknown key in file", map[string]string{key: "0123456789abcdef"}, "kafka:\n  brokerz: [x:1]\n", "brokerz"},
 		{"level", map[string]string{key: "0123456789abcdef", "FRAUD_LOG_LEVEL": "loud"}, "", "log.level"},
+		{"instance id character", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_GROUP_INSTANCE_ID": "pod/0"}, "", "kafka.group_instance_id"},
+		{"instance id dots", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_GROUP_INSTANCE_ID": ".."}, "", "kafka.group_instance_id"},
+		// 241 is the longest: the reviews' group adds "-reviews", and Kafka allows 249.
+		{"instance id length", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_GROUP_INSTANCE_ID": strings.Repeat("a", 242)}, "", "kafka.group_instance_id"},
+		{"instance id version", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_GROUP_INSTANCE_ID": "a", "FRAUD_KAFKA_VERSION": "2.2.0"}, "", "kafka.group_instance_id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,6 +98,44 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 				t.Errorf("err = %v, want one naming %s", err, tt.want)
 			}
 		})
+	}
+}
+
+// Each of the service's consumer groups gets a static member id of its own, derived from
+// kafka.group_instance_id, which sarama accepts; without one every member is dynamic.
+func TestConsumerGroupsGetInstanceIDs(t *testing.T) {
+	for _, id := range []string{"", "fraud-detector-0", strings.Repeat("a", 241)} {
+		cfg, err := loadConfig("../../configs/config.yaml", true, envMap(map[string]string{
+			"FRAUD_CARD_HMAC_KEY": "0123456789abcdef", "FRAUD_KAFKA_GROUP_INSTANCE_ID": id,
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.validate(); err != nil {
+			t.Fatalf("id %q: %v", id, err)
+		}
+		consumer, _ := cfg.saramaConfigs()
+		seen := map[string]bool{}
+		for suffix, group := range map[string]string{"": "fraud-detector", labelsGroupSuffix: "fraud-detector-labels", reviewsGroupSuffix: "fraud-detector-reviews"} {
+			name, sc := cfg.Kafka.consumerGroup(consumer, suffix)
+			want := ""
+			if id != "" {
+				want = id + suffix
+			}
+			if name != group || sc.Consumer.Group.InstanceId != want {
+				t.Errorf("id %q, group %q: got group %q, instance id %q, want %q", id, suffix, name, sc.Consumer.Group.InstanceId, want)
+			}
+			if err := sc.Validate(); err != nil {
+				t.Errorf("id %q, group %q: sarama refuses the configuration: %v", id, suffix, err)
+			}
+			seen[sc.Consumer.Group.InstanceId] = true
+		}
+		if id != "" && len(seen) != 3 {
+			t.Errorf("id %q: instance ids %v are not distinct", id, seen)
+		}
+		if consumer.Consumer.Group.InstanceId != "" {
+			t.Errorf("the shared configuration was changed: %q", consumer.Consumer.Group.InstanceId)
+		}
 	}
 }
 

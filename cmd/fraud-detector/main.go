@@ -166,9 +166,13 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 			}
 		}
 	}()
-	group, err := connect(ctx, cfg.Kafka, log, func() (sarama.ConsumerGroup, error) {
-		return sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Kafka.Group, consumerCfg)
-	})
+	newGroup := func(suffix string) func() (sarama.ConsumerGroup, error) {
+		return func() (sarama.ConsumerGroup, error) {
+			name, sc := cfg.Kafka.consumerGroup(consumerCfg, suffix)
+			return sarama.NewConsumerGroup(cfg.Kafka.Brokers, name, sc)
+		}
+	}
+	group, err := connect(ctx, cfg.Kafka, log, newGroup(""))
 	if err != nil {
 		return err
 	}
@@ -228,9 +232,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	// Every group is joined before anything runs: a failure here leaves nothing behind.
 	var labels sarama.ConsumerGroup
 	if windows.KeepsMerchants() {
-		labels, err = connect(ctx, cfg.Kafka, log, func() (sarama.ConsumerGroup, error) {
-			return sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Kafka.Group+"-labels", consumerCfg)
-		})
+		labels, err = connect(ctx, cfg.Kafka, log, newGroup(labelsGroupSuffix))
 		if err != nil {
 			return err
 		}
@@ -238,16 +240,15 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	} else {
 		log.Warn("redis cluster: merchant counts and verdicts are not kept; the labels topic is not read")
 	}
-	reviewGroup, err := connect(ctx, cfg.Kafka, log, func() (sarama.ConsumerGroup, error) {
-		return sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Kafka.Group+"-reviews", consumerCfg)
-	})
+	reviewGroup, err := connect(ctx, cfg.Kafka, log, newGroup(reviewsGroupSuffix))
 	if err != nil {
 		return err
 	}
 	groups = append(groups, reviewGroup)
 	consuming = true
 
-	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group, "rules_version", amount.Version())
+	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group,
+		"group_instance_id", cfg.Kafka.GroupInstanceID, "rules_version", amount.Version())
 	// The groups' errors and failed joins, a few lines a minute of each cause.
 	kafkaLogs := detect.NewLogLimiter(log, 3, time.Minute, time.Now)
 	g, gctx := errgroup.WithContext(ctx)
