@@ -142,7 +142,7 @@ func defaultConfig() Config {
 			Group:           "fraud-detector",
 			Topics:          TopicsConfig{Payments: "payments", HighRisk: "high-risk-payments", DLQ: "payments-dlq", Labels: "fraud-labels"},
 			InitialOffset:   "oldest",
-			CommitInterval:  time.Second,
+			CommitInterval:  200 * time.Millisecond,
 			SessionTimeout:  10 * time.Second,
 			FetchBytes:      4 << 20,
 			Compression:     "none",
