@@ -286,6 +286,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 		g.Go(func() error { return watch(foldCtx) })
 	}
 	err = g.Wait()
+	kafkaLogs.FlushAll(context.Background()) // what the last minute held back
 	log.Info("stopped")
 	return err
 }

@@ -68,12 +68,18 @@ func (l *LogLimiter) Log(ctx context.Context, level slog.Level, cause, msg strin
 // Flush writes the summary of every cause whose window is over and forgets those causes, so that
 // the next line of one is written at once. Call it now and then (Consume does, every few seconds)
 // so that the count of an outage that ended is written too.
-func (l *LogLimiter) Flush(ctx context.Context) {
+func (l *LogLimiter) Flush(ctx context.Context) { l.flush(ctx, false) }
+
+// FlushAll writes the summary of every cause, its window over or not, and forgets them all: when
+// nothing more will be logged through l.
+func (l *LogLimiter) FlushAll(ctx context.Context) { l.flush(ctx, true) }
+
+func (l *LogLimiter) flush(ctx context.Context, all bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for cause, c := range l.causes {
-		if !now.Before(c.start.Add(l.window)) {
+		if all || !now.Before(c.start.Add(l.window)) {
 			l.summarize(ctx, cause, c)
 			delete(l.causes, cause)
 		}

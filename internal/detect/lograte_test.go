@@ -106,6 +106,19 @@ func TestLogLimiterWritesTheFirstLinesOfACauseAndCountsTheRest(t *testing.T) {
 		t.Errorf("a summary was written twice: %v", lines)
 	}
 
+	// At shutdown, the counts of windows not yet over are written too.
+	buf.Reset()
+	for range 5 {
+		lim.Log(ctx, slog.LevelError, "refused", "consumer group")
+	}
+	clock.add(time.Second)
+	lim.FlushAll(ctx)
+	lim.FlushAll(ctx)
+	lines = logLines(buf)
+	if len(lines) != 4 || !lines[3].summary("consumer group") || lines[3].Suppressed != 2 {
+		t.Fatalf("at shutdown: %+v, want 3 lines and a summary of 2", lines)
+	}
+
 	// Forgotten: the next failure is written at once.
 	buf.Reset()
 	clock.add(time.Hour)
