@@ -44,6 +44,16 @@ type Config struct {
 	Rules  rules.Config  `yaml:"rules" envPrefix:"RULES_"`
 	Card   CardConfig    `yaml:"card" envPrefix:"CARD_"`
 	Log    LogConfig     `yaml:"log" envPrefix:"LOG_"`
+	Stages StagesConfig  `yaml:"stages" envPrefix:"STAGES_"`
+}
+
+// StagesConfig turns parts of the pipeline off, for operators and benchmarks.
+type StagesConfig struct {
+	// Windows: the card state in Redis (window counts, velocity, aggregates). Off, the stream asks
+	// Redis nothing and the model, which needs a card's state, scores nothing.
+	Windows bool `yaml:"windows" env:"WINDOWS"`
+	// Reviews: the review group that opens the analysts' reviews from high-risk-payments.
+	Reviews bool `yaml:"reviews" env:"REVIEWS"`
 }
 
 // KafkaConfig says where the payments come from and where decisions go.
@@ -135,6 +145,7 @@ func (c Config) LogValue() slog.Value {
 
 func defaultConfig() Config {
 	return Config{
+		Stages: StagesConfig{Windows: true, Reviews: true},
 		Kafka: KafkaConfig{
 			Brokers:         []string{"localhost:9092"},
 			ClientID:        "fraud-detector",

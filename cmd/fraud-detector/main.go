@@ -204,9 +204,15 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	}
 	reg.MustRegister(newBuildInfo(buildVersion(), amount.Version(), modelVersion))
 	reviews := review.NewStore(rdb, cfg.Review, time.Now)
+	var stateStage detect.Windows // nil: the stage is off
+	if cfg.Stages.Windows {
+		stateStage = windows
+	} else {
+		log.Warn("stages.windows is off: no window counts, velocity or model score; only the amount rule decides")
+	}
 	handler := detect.NewHandler(cfg.Stream,
 		detect.Topics{HighRisk: cfg.Kafka.Topics.HighRisk, DLQ: cfg.Kafka.Topics.DLQ},
-		dec, amount, windows, scorer, out, metrics, log)
+		dec, amount, stateStage, scorer, out, metrics, log)
 	labelProducer, err := connect(ctx, cfg.Kafka, log, func() (sarama.SyncProducer, error) {
 		return sarama.NewSyncProducer(cfg.Kafka.Brokers, producerCfg)
 	})
@@ -231,20 +237,25 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 
 	// Every group is joined before anything runs: a failure here leaves nothing behind.
 	var labels sarama.ConsumerGroup
-	if windows.KeepsMerchants() {
+	if cfg.Stages.Windows && windows.KeepsMerchants() {
 		labels, err = connect(ctx, cfg.Kafka, log, newGroup(labelsGroupSuffix))
 		if err != nil {
 			return err
 		}
 		groups = append(groups, labels)
-	} else {
+	} else if cfg.Stages.Windows {
 		log.Warn("redis cluster: merchant counts and verdicts are not kept; the labels topic is not read")
 	}
-	reviewGroup, err := connect(ctx, cfg.Kafka, log, newGroup(reviewsGroupSuffix))
-	if err != nil {
-		return err
+	var reviewGroup sarama.ConsumerGroup
+	if cfg.Stages.Reviews {
+		reviewGroup, err = connect(ctx, cfg.Kafka, log, newGroup(reviewsGroupSuffix))
+		if err != nil {
+			return err
+		}
+		groups = append(groups, reviewGroup)
+	} else {
+		log.Warn("stages.reviews is off: no review is opened for flagged payments")
 	}
-	groups = append(groups, reviewGroup)
 	consuming = true
 
 	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group,
@@ -262,10 +273,14 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 			return detect.Consume(foldCtx, labels, []string{cfg.Kafka.Topics.Labels}, detect.NewLabelHandler(windows, metrics, log), kafkaLogs)
 		})
 	}
-	g.Go(func() error {
-		return detect.Consume(foldCtx, reviewGroup, []string{cfg.Kafka.Topics.HighRisk}, detect.NewReviewHandler(reviews, metrics, log), kafkaLogs)
-	})
-	g.Go(func() error { return windows.RunFold(foldCtx, time.Second, log) })
+	if reviewGroup != nil {
+		g.Go(func() error {
+			return detect.Consume(foldCtx, reviewGroup, []string{cfg.Kafka.Topics.HighRisk}, detect.NewReviewHandler(reviews, metrics, log), kafkaLogs)
+		})
+	}
+	if cfg.Stages.Windows {
+		g.Go(func() error { return windows.RunFold(foldCtx, time.Second, log) })
+	}
 	g.Go(func() error {
 		log.Info("api listening", "addr", ln.Addr().String())
 		if listening != nil {
