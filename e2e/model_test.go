@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -20,12 +21,17 @@ import (
 
 const shippedModel = "configs/model.onnx" // relative to the repository, where the service runs
 
-// worldStream simulates days of labelled payments that end now (paygen -world) and returns them
-// as KEY<TAB>VALUE lines, with the label of every payment id.
+// worldStream simulates days of labelled payments (paygen -world) and returns them as
+// KEY<TAB>VALUE lines, with the label of every payment id. The world is the same in every run:
+// it starts on a fixed Sunday (paygen draws fewer payments on a weekend, so the weekday it starts
+// on decides every later draw). Its payments are then moved by whole days to end at the last UTC
+// midnight: they keep their times of day and are less than a week old whatever the hour; only
+// day_of_week follows the calendar.
 func worldStream(t *testing.T, days, cards int, seed int) ([]string, map[string]string) {
 	t.Helper()
+	sunday := time.Date(2026, 1, 4, 0, 0, 0, 0, time.UTC)
 	dir := t.TempDir()
-	cmd := exec.Command("go", "run", "../cmd/paygen", "-world", "-start", "now", "-days", fmt.Sprint(days), "-cards", fmt.Sprint(cards),
+	cmd := exec.Command("go", "run", "../cmd/paygen", "-world", "-start", sunday.Format(time.RFC3339), "-days", fmt.Sprint(days), "-cards", fmt.Sprint(cards),
 		"-merchants", "300", "-fraud-scale", "30", "-seed", fmt.Sprint(seed), "-keyed",
 		"-out", filepath.Join(dir, "payments.tsv"), "-labels", filepath.Join(dir, "labels.jsonl"))
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -36,6 +42,23 @@ func worldStream(t *testing.T, days, cards int, seed int) ([]string, map[string]
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	now := time.Now().UTC()
+	shift := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).Sub(sunday.AddDate(0, 0, days))
+	field := regexp.MustCompile(`"timestamp":"([^"]*)"`)
+	for i, l := range lines {
+		n := 0
+		lines[i] = field.ReplaceAllStringFunc(l, func(f string) string {
+			n++
+			at, err := time.Parse(time.RFC3339, field.FindStringSubmatch(f)[1])
+			if err != nil {
+				t.Fatalf("paygen wrote %s: %v", l, err)
+			}
+			return `"timestamp":"` + at.Add(shift).Format(time.RFC3339) + `"`
+		})
+		if n != 1 {
+			t.Fatalf("paygen wrote %d timestamps in %s", n, l)
+		}
+	}
 	labels := map[string]string{}
 	f, err := os.Open(filepath.Join(dir, "labels.jsonl"))
 	if err != nil {
@@ -84,7 +107,8 @@ func TestModelFlagsFraudScenarios(t *testing.T) {
 	lines, labels := worldStream(t, 6, 1000, 11)
 	tp := newTopics(t, 6)
 	kcatProduce(t, tp.payments, lines, false)
-	// The stream covers six days, all of which the windows must count: lateness of a week.
+	// The stream covers the six days before the last midnight, all of which the windows must
+	// count: lateness of a week (its first hour's payments count until 01:00 tomorrow).
 	s := startService(t, tp, "FRAUD_MODEL_PATH="+shippedModel, "FRAUD_WINDOW_ALLOWED_LATENESS=168h")
 	waitCaughtUp(t, s, tp, 120*time.Second)
 	s.stop(t)
