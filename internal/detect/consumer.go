@@ -59,7 +59,7 @@ func Consume(ctx context.Context, group sarama.ConsumerGroup, topics []string, h
 			return fmt.Errorf("consume %s: %w: another member joined the group with this member's "+
 				"group instance id (kafka.group_instance_id must differ between instances)", strings.Join(topics, ","), sarama.ErrFencedInstancedId)
 		case err != nil:
-			logError(ctx, logs, "consume; joining again", err, "topics", topics, "backoff", backoff)
+			logError(ctx, logs, "consume; joining again", err, "topics", topics, "backoff", backoff.String())
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
