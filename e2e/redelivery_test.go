@@ -21,7 +21,8 @@ import (
 // seed (logged; FD_E2E_SEED repeats a run) while it decides two simulated days of payments that
 // cross a UTC midnight, with the shipped model and the merchants' counts folding as they go, and
 // restarts it each time. Every payment decided more than once must get the same decision each
-// time, decided_at aside: the same window count, score, reasons and payment.
+// time, decided_at aside: the same window count, score, reasons and payment; and no decision may
+// give a reason twice.
 func TestRedeliveredDecisionsEqualTheFirst(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("FD_E2E_SEED"); s != "" {
@@ -96,6 +97,15 @@ func TestRedeliveredDecisionsEqualTheFirst(t *testing.T) {
 		id, _ := d["payment_id"].(string)
 		if d["score"] == nil {
 			t.Fatalf("%s: decided without a score: %s", id, m.Value)
+		}
+		codes := map[any]bool{}
+		reasons, _ := d["reasons"].([]any)
+		for _, r := range reasons {
+			c := r.(map[string]any)["code"]
+			if codes[c] {
+				t.Errorf("%s: reason %v twice: %s", id, c, m.Value)
+			}
+			codes[c] = true
 		}
 		delete(d, "decided_at")
 		canon, _ := json.Marshal(d) // map keys sorted
