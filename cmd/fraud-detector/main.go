@@ -260,8 +260,8 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 
 	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group,
 		"group_instance_id", cfg.Kafka.GroupInstanceID, "rules_version", amount.Version())
-	// The groups' errors and failed joins, a few lines a minute of each cause.
-	kafkaLogs := detect.NewLogLimiter(log, 3, time.Minute, time.Now)
+	// The groups' errors and failed joins and the stream's retries: a few lines a minute of each cause.
+	kafkaLogs := handler.Logs()
 	g, gctx := errgroup.WithContext(ctx)
 	foldCtx, stopFold := context.WithCancel(gctx)
 	g.Go(func() error {
@@ -270,12 +270,12 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	})
 	if labels != nil {
 		g.Go(func() error {
-			return detect.Consume(foldCtx, labels, []string{cfg.Kafka.Topics.Labels}, detect.NewLabelHandler(windows, metrics, log), kafkaLogs)
+			return detect.Consume(foldCtx, labels, []string{cfg.Kafka.Topics.Labels}, detect.NewLabelHandler(windows, metrics, log, kafkaLogs), kafkaLogs)
 		})
 	}
 	if reviewGroup != nil {
 		g.Go(func() error {
-			return detect.Consume(foldCtx, reviewGroup, []string{cfg.Kafka.Topics.HighRisk}, detect.NewReviewHandler(reviews, metrics, log), kafkaLogs)
+			return detect.Consume(foldCtx, reviewGroup, []string{cfg.Kafka.Topics.HighRisk}, detect.NewReviewHandler(reviews, metrics, log, kafkaLogs), kafkaLogs)
 		})
 	}
 	if cfg.Stages.Windows {

@@ -113,6 +113,7 @@ type Handler struct {
 	out    *Outputs
 	m      *Metrics
 	log    *slog.Logger
+	logs   *LogLimiter // warnings that repeat while the broker is away
 	now    func() time.Time
 
 	stateDown atomic.Bool  // Redis failed on the last try; the change is logged once
@@ -125,10 +126,16 @@ var _ sarama.ConsumerGroupHandler = (*Handler)(nil)
 // windows (nil: the stage is off, and without a card's state the model scores nothing) and the
 // model (nil: none), writes through out and counts in m.
 func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, win Windows, scorer Scorer, out *Outputs, m *Metrics, log *slog.Logger) *Handler {
-	h := &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, model: scorer, out: out, m: m, log: log, now: time.Now}
+	h := &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, model: scorer, out: out, m: m, log: log,
+		logs: NewLogLimiter(log, 3, time.Minute, time.Now), now: time.Now}
 	m.down.Store(&h.stateDown)
 	return h
 }
+
+// Logs is the limiter of the stream's warnings that repeat while the broker is away (a few lines
+// a minute of each); hand it to Consume, which flushes it, and use it for the service's other
+// groups too.
+func (h *Handler) Logs() *LogLimiter { return h.logs }
 
 // Degraded reports whether Redis failed the stream's last try.
 func (h *Handler) Degraded() bool { return h.stateDown.Load() }
@@ -261,7 +268,7 @@ func (h *Handler) settle(ctx context.Context, sess sarama.ConsumerGroupSession, 
 	}
 	wait := min(h.cfg.RetryBackoff<<min(b.try, 10), 30*time.Second)
 	b.try++
-	h.log.Warn("outputs not acknowledged; sending them again",
+	h.logs.Log(ctx, slog.LevelWarn, "outputs not acknowledged "+claim.Topic(), "outputs not acknowledged; sending them again",
 		"topic", claim.Topic(), "partition", claim.Partition(), "records", len(failed),
 		"attempt", b.try, "backoff", wait, "err", failed[0].err)
 	t := time.NewTimer(wait)
@@ -294,12 +301,12 @@ func (h *Handler) drain(sess sarama.ConsumerGroupSession, claim sarama.ConsumerG
 		select {
 		case <-b.acks.done:
 		case <-deadline.C:
-			h.log.Warn("drain timed out; unacknowledged batches will be read again",
+			h.logs.Log(context.Background(), slog.LevelWarn, "drain timed out "+claim.Topic(), "drain timed out; unacknowledged batches will be read again",
 				"topic", claim.Topic(), "partition", claim.Partition(), "batches", len(inflight)-i)
 			return nil
 		}
 		if failed := b.acks.result(); len(failed) > 0 {
-			h.log.Warn("outputs failed while draining; the batch will be read again",
+			h.logs.Log(context.Background(), slog.LevelWarn, "outputs failed while draining "+claim.Topic(), "outputs failed while draining; the batch will be read again",
 				"topic", claim.Topic(), "partition", claim.Partition(), "records", len(failed), "err", failed[0].err)
 			return nil
 		}

@@ -24,11 +24,13 @@ type LabelHandler struct {
 	state Labeler
 	m     *Metrics
 	log   *slog.Logger
+	logs  *LogLimiter // the retries' warnings
 }
 
-// NewLabelHandler returns a handler that records each label with state.
-func NewLabelHandler(state Labeler, m *Metrics, log *slog.Logger) *LabelHandler {
-	return &LabelHandler{state: state, m: m, log: log}
+// NewLabelHandler returns a handler that records each label with state, and logs its retries
+// through logs.
+func NewLabelHandler(state Labeler, m *Metrics, log *slog.Logger, logs *LogLimiter) *LabelHandler {
+	return &LabelHandler{state: state, m: m, log: log, logs: logs}
 }
 
 var _ sarama.ConsumerGroupHandler = (*LabelHandler)(nil)
@@ -66,7 +68,7 @@ func (h *LabelHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.
 				h.log.Error("label not recorded; skipped", "payment_id", l.PaymentID, "err", err)
 				break
 			}
-			h.log.Warn("label not recorded; retrying", "payment_id", l.PaymentID, "err", err)
+			h.logs.Log(s.Context(), slog.LevelWarn, "label not recorded", "label not recorded; retrying", "payment_id", l.PaymentID, "err", err)
 			select {
 			case <-s.Context().Done():
 				return nil

@@ -25,11 +25,13 @@ type ReviewHandler struct {
 	reviews Reviews
 	m       *Metrics
 	log     *slog.Logger
+	logs    *LogLimiter // the retries' warnings
 }
 
-// NewReviewHandler returns a handler that opens reviews in reviews.
-func NewReviewHandler(reviews Reviews, m *Metrics, log *slog.Logger) *ReviewHandler {
-	return &ReviewHandler{reviews: reviews, m: m, log: log}
+// NewReviewHandler returns a handler that opens reviews in reviews, and logs its retries through
+// logs.
+func NewReviewHandler(reviews Reviews, m *Metrics, log *slog.Logger, logs *LogLimiter) *ReviewHandler {
+	return &ReviewHandler{reviews: reviews, m: m, log: log, logs: logs}
 }
 
 var _ sarama.ConsumerGroupHandler = (*ReviewHandler)(nil)
@@ -98,7 +100,7 @@ func (h *ReviewHandler) open(ctx context.Context, ds []decision.Decision) bool {
 			return true
 		}
 		h.m.redisErrors.WithLabelValues("reviews").Inc()
-		h.log.Warn("reviews not opened; retrying", "decisions", len(ds), "err", err)
+		h.logs.Log(ctx, slog.LevelWarn, "reviews not opened", "reviews not opened; retrying", "decisions", len(ds), "err", err)
 		select {
 		case <-ctx.Done():
 			return false
