@@ -63,8 +63,19 @@ func TestCrashMidStream(t *testing.T) {
 	svc = startService(t, tp, amountOnly)
 	waitCaughtUp(t, svc, tp, 120*time.Second)
 
-	seen := decisionCounts(t, client, tp.highRisk)
-	duplicates, missing := 0, 0
+	duplicates, missing := flaggedAtLeastOnce(t, decisionCounts(t, client, tp.highRisk), shouldFlag)
+	t.Logf("crash result: %d payments, %d should be flagged, %d decisions written, %d duplicates (%.2f%%), %d missing",
+		total, len(shouldFlag), len(shouldFlag)+duplicates, duplicates, 100*float64(duplicates)/float64(len(shouldFlag)), missing)
+	if dlq := readAll(t, client, tp.dlq); len(dlq) != 0 {
+		t.Errorf("%d dead letters from valid payments, first: %s", len(dlq), header(dlq[0], "error.message"))
+	}
+	svc.stop(t)
+}
+
+// flaggedAtLeastOnce requires every payment of shouldFlag decided, and nothing else, and counts
+// the decisions written more than once and the payments missing.
+func flaggedAtLeastOnce(t *testing.T, seen map[string]int, shouldFlag map[string]bool) (duplicates, missing int) {
+	t.Helper()
 	for id, n := range seen {
 		if !shouldFlag[id] {
 			t.Errorf("%s flagged but not over the threshold", id)
@@ -82,12 +93,7 @@ func TestCrashMidStream(t *testing.T) {
 	if missing > 0 {
 		t.Errorf("%d of %d flagged payments missing", missing, len(shouldFlag))
 	}
-	t.Logf("crash result: %d payments, %d should be flagged, %d decisions written, %d duplicates (%.2f%%), %d missing",
-		total, len(shouldFlag), len(shouldFlag)+duplicates, duplicates, 100*float64(duplicates)/float64(len(shouldFlag)), missing)
-	if dlq := readAll(t, client, tp.dlq); len(dlq) != 0 {
-		t.Errorf("%d dead letters from valid payments, first: %s", len(dlq), header(dlq[0], "error.message"))
-	}
-	svc.stop(t)
+	return duplicates, missing
 }
 
 // waitForOutput waits until topic holds at least n records.
@@ -95,18 +101,7 @@ func waitForOutput(t *testing.T, client sarama.Client, topic string, n int64) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var sum int64
-		parts, err := client.Partitions(topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range parts {
-			o, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sum += o
-		}
+		sum := endOffsets(t, client, topic)
 		if sum >= n {
 			return
 		}
