@@ -18,6 +18,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -108,6 +110,7 @@ type bench struct {
 	payments, highRisk, dlq string
 	labels                  string
 	group                   string
+	api                     string // the service's HTTP address, for /metrics
 	client                  sarama.Client
 	admin                   sarama.ClusterAdmin
 }
@@ -124,7 +127,13 @@ func newBench(o options, name string) (*bench, error) {
 		return nil, err
 	}
 	id := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
-	b := &bench{o: o, client: client, admin: admin,
+	l, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the service's API
+	if err != nil {
+		return nil, err
+	}
+	api := l.Addr().String()
+	l.Close()
+	b := &bench{o: o, client: client, admin: admin, api: api,
 		payments: "bench-payments-" + id, highRisk: "bench-high-risk-" + id, dlq: "bench-dlq-" + id, labels: "bench-labels-" + id, group: "bench-" + id}
 	appendTime := map[string]*string{"message.timestamp.type": ptr("LogAppendTime")}
 	for name, parts := range map[string]int32{b.payments: int32(o.partitions), b.highRisk: 3, b.dlq: 1, b.labels: 1} {
@@ -182,7 +191,7 @@ func (b *bench) start(extraArgs ...string) (*service, error) {
 		"FRAUD_KAFKA_TOPICS_DLQ="+b.dlq,
 		"FRAUD_KAFKA_TOPICS_LABELS="+b.labels,
 		"FRAUD_REVIEW_KEY_PREFIX="+b.group,
-		"FRAUD_API_LISTEN=127.0.0.1:0",
+		"FRAUD_API_LISTEN="+b.api,
 		"FRAUD_KAFKA_COMMIT_INTERVAL=100ms",
 		"FRAUD_CARD_HMAC_KEY=bench-card-key-0123456789",
 		"FRAUD_REDIS_ADDRS="+b.o.redis,
@@ -343,6 +352,17 @@ func drain(ctx context.Context, o options, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reviews := !slices.Contains(o.env, "FRAUD_STAGES_REVIEWS=false")
+	var reviewsBehind time.Duration
+	if reviews {
+		if reviewsBehind, err = b.waitReviews(ctx, svc); err != nil {
+			return err
+		}
+	}
+	m, err := b.metrics()
+	if err != nil {
+		return err
+	}
 	cpu, err := svc.stop()
 	if err != nil {
 		return err
@@ -353,6 +373,11 @@ func drain(ctx context.Context, o options, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "drain: service CPU %s, %.2f µs per payment\n", cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(o.n))
 	fmt.Fprintf(stdout, "drain: Redis CPU %s, %.2f µs per payment (all of Redis's work while the service ran)\n",
 		(redisAfter - redisBefore).Round(time.Millisecond), float64((redisAfter-redisBefore).Microseconds())/float64(o.n))
+	if reviews {
+		fmt.Fprintf(stdout, "drain: reviews: %.0f opened, caught up %s after the stream; %.0f Redis errors, %.0f retries (fraud_redis_*_total{op=\"reviews\"})\n",
+			m[`fraud_reviews_opened_total`], reviewsBehind.Round(time.Millisecond),
+			m[`fraud_redis_errors_total{op="reviews"}`], m[`fraud_redis_retries_total{op="reviews"}`])
+	}
 	if o.profile != "" {
 		fmt.Fprintf(stdout, "drain: CPU profile in %s (go tool pprof -top %s %s)\n", o.profile, o.bin, o.profile)
 	}
@@ -446,6 +471,74 @@ func latency(ctx context.Context, o options, stdout io.Writer) error {
 
 // waitAssigned waits until the service's group is stable, so that the latency run does not count
 // the time it takes to join.
+// waitReviews waits until the review group has opened the reviews of every decision written, and
+// says how long that took.
+func (b *bench) waitReviews(ctx context.Context, svc *service) (time.Duration, error) {
+	began := time.Now()
+	group := b.group + "-reviews"
+	for {
+		parts, err := b.client.Partitions(b.highRisk)
+		if err != nil {
+			return 0, err
+		}
+		res, err := b.admin.ListConsumerGroupOffsets(group, map[string][]int32{b.highRisk: parts})
+		if err != nil {
+			return 0, err
+		}
+		behind := int64(0)
+		for _, p := range parts {
+			end, err := b.client.GetOffset(b.highRisk, p, sarama.OffsetNewest)
+			if err != nil {
+				return 0, err
+			}
+			done := int64(0)
+			if blk := res.GetBlock(b.highRisk, p); blk != nil && blk.Offset > 0 {
+				done = blk.Offset
+			}
+			behind += end - done
+		}
+		if behind == 0 {
+			return time.Since(began), nil
+		}
+		if time.Since(began) > 5*time.Minute {
+			return 0, fmt.Errorf("the review group is %d decisions behind 5 minutes after the stream", behind)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case err := <-svc.done:
+			return 0, fmt.Errorf("service exited early (%v); log %s", err, svc.log)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// metrics reads the service's counters and gauges from /metrics, by name and labels as the text
+// format writes them (fraud_redis_retries_total{op="reviews"}).
+func (b *bench) metrics() (map[string]float64, error) {
+	resp, err := http.Get("http://" + b.api + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("scrape: %w", err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out, sc.Err()
+}
+
 func (b *bench) waitAssigned(ctx context.Context, svc *service) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
