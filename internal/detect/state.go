@@ -130,14 +130,13 @@ func (h *Handler) observe(ctx context.Context, events []window.Event, out []wind
 // noticeLoss logs and counts, once each, the losses of Redis's data that the windows found.
 func (h *Handler) noticeLoss() {
 	n, when := h.win.Losses()
-	if n <= h.losses.Load() {
-		return
+	old := h.losses.Load()
+	if n <= old || !h.losses.CompareAndSwap(old, n) {
+		return // nothing new, or another partition's batch moved it first (the next batch sees the rest)
 	}
-	if old := h.losses.Swap(n); n > old {
-		h.m.stateLosses.Add(float64(n - old))
-		h.log.Error("redis lost its data: card windows, aggregates and open reviews start again from nothing; "+
-			"see the README, \"When Redis loses its data\"", "found_at", when, "losses", n)
-	}
+	h.m.stateLosses.Add(float64(n - old))
+	h.log.Error("redis lost its data: card windows, aggregates and open reviews start again from nothing; "+
+		"see the README, \"When Redis loses its data\"", "found_at", when, "losses", n)
 }
 
 // StateLost reports when the windows last found that Redis had lost its data (zero: never).

@@ -164,8 +164,9 @@ func (b *brute) observe(cfg Config, now time.Time, batch []Event) ([]Result, []i
 			}
 		}
 		r.Aggregates = aggregates(e, prior)
-		if e.Merchant != "" {
-			// The merchant's counts as the day's first payment there found them folded.
+		if e.Merchant != "" && !ahead {
+			// The merchant's counts as the day's first payment there found them folded (none for
+			// a payment too far ahead to count: it takes no snapshot).
 			if b.snapshots == nil {
 				b.snapshots = map[string]Aggregates{}
 			}

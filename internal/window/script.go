@@ -29,7 +29,8 @@ package window
 // again gets the merchant counts it got the first time.
 //
 // Write commands are what a script spends most on (about 2 µs each here), so there is one per
-// card with new payments and one per call for the merchants.
+// card with new payments and one per call for the merchants' pending list; a merchant's snapshot
+// is a read, and two writes once a day.
 const observeScript = `
 local function u32(s, i)
   local a, b, c, d = string.byte(s, i, i + 3)
@@ -148,8 +149,9 @@ return out
 // merchants' day counts. An item is <day, 4 bytes big-endian><merchant tag, 16 hex digits>; the
 // merchant's key is the hash ARGV[1]:m:{<tag>}, a field a day (the day number in decimal) holding
 // its count, beside the snapshots (s<day>) that observeScript takes. A merchant's first count of
-// a day drops its days and snapshots more than 31 before it and sets the key's TTL, ARGV[3] ms. Returns the number of items taken. (It names keys that KEYS does not
-// list, as only a single Redis allows.)
+// a day drops its days and snapshots more than 31 before it and sets the key's TTL, ARGV[3] ms.
+// Returns the number of items taken. (It names keys that KEYS does not list, as only a single
+// Redis allows.)
 const foldScript = `
 local function u32(s, i)
   local a, b, c, d = string.byte(s, i, i + 3)

@@ -25,8 +25,8 @@
 // payment's merchant counts are of whole days before its own, from a snapshot per merchant and day
 // that the script takes, in the same round trip, for the first payment of that day at the merchant
 // and returns unchanged to every later one (so a redelivered payment gets the counts it got the
-// first time). Payments of the day before that were not folded yet when the snapshot was taken
-// (the last fold interval of the day, at most) are missing from it. On a Redis Cluster merchant
+// first time). Payments of the days before that were not read and folded yet when the snapshot
+// was taken (the last fold interval, and whatever the stream had not read) are missing from it. On a Redis Cluster merchant
 // counts are not kept (they are 0): the pending list and the merchants' keys are in other slots
 // than the cards'.
 package window
@@ -160,10 +160,11 @@ func (s *Store) Losses() (int64, time.Time) {
 
 func (s *Store) epochKey() string { return s.cfg.KeyPrefix + ":epoch" }
 
-// checkEpoch compares the epoch a batch read (nil: missing) with the one last read, and writes a
-// new one if it is missing.
-func (s *Store) checkEpoch(ctx context.Context, read *string) error {
-	known := s.epoch.value.Load()
+// checkEpoch compares the epoch a batch read (nil: missing) with known, the one last read when the
+// batch was sent, and writes a new one if it is missing. A loss counts only for the batch that
+// moves the store from known to the new epoch: batches of other partitions that were in flight
+// across the loss, on either side of it, count nothing and change nothing.
+func (s *Store) checkEpoch(ctx context.Context, known, read *string) error {
 	if read != nil && known != nil && *read == *known {
 		return nil
 	}
@@ -179,6 +180,9 @@ func (s *Store) checkEpoch(ctx context.Context, read *string) error {
 		v, err := s.rdb.Get(ctx, s.epochKey()).Result()
 		if err != nil {
 			return fmt.Errorf("read epoch: %w", err)
+		}
+		if known != nil && v == *known {
+			return nil // back as it was (a replica, or the data reloaded): nothing was lost
 		}
 		read = &v
 	}
@@ -330,6 +334,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 	var calls []*call
 	bySlot := map[string]*call{} // Redis Cluster: the call of each bucket
 	var current *call
+	currentIdx := -1 // current's index in calls
 	snaps := make([]slot, len(events))
 	buf := make([]byte, len(events)*entrySize)
 	itemBuf := make([]byte, 0, len(events)*(4+16))
@@ -358,6 +363,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			if current == nil || (len(current.cards) == maxPerCall && current.byCard[e.Card] == nil) {
 				current = &call{byCard: map[string]*cardCall{}, bySnap: map[string]int{}}
 				calls = append(calls, current)
+				currentIdx = len(calls) - 1
 			}
 			c = current
 		}
@@ -369,7 +375,9 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		}
 		item := lookUp
 		snaps[i] = slot{-1, -1}
-		if e.Merchant != "" && !s.cluster {
+		// A payment too far ahead to count takes no snapshot: it would fix a day not yet begun
+		// (its merchant counts are 0; the model does not score it).
+		if e.Merchant != "" && !s.cluster && !out[i].Ahead {
 			mkey, fkey, tag := s.merchantKeys(e.Merchant)
 			d := e.Time.Unix() / day
 			id := mkey + strconv.FormatInt(d, 10)
@@ -379,7 +387,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 				c.bySnap[id] = k
 				c.snaps = append(c.snaps, snapshot{key: mkey, fraudKey: fkey, day: d})
 			}
-			snaps[i] = slot{len(calls) - 1, k}
+			snaps[i] = slot{currentIdx, k}
 			if counted {
 				from := len(itemBuf)
 				itemBuf = binary.BigEndian.AppendUint32(itemBuf, uint32(d))
@@ -431,6 +439,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 	}
 	// Last, so that a missing epoch (redis.Nil) is not the error Exec reports for a failed script.
 	epochCmd := pipe.GetEx(ctx, s.epochKey(), s.ttl())
+	knownEpoch := s.epoch.value.Load()
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		for _, c := range calls {
 			for _, cc := range c.cards {
@@ -480,7 +489,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 	case !errors.Is(err, redis.Nil):
 		return fmt.Errorf("observe %d payments: read epoch: %w", len(events), err)
 	}
-	if err := s.checkEpoch(ctx, read); err != nil {
+	if err := s.checkEpoch(ctx, knownEpoch, read); err != nil {
 		return fmt.Errorf("observe %d payments: %w", len(events), err)
 	}
 	for i, sl := range snaps {

@@ -534,3 +534,34 @@ func TestLostDataIsFound(t *testing.T) {
 		t.Errorf("a third instance found %d losses at its start", n)
 	}
 }
+
+// Batches of other partitions in flight across a loss count nothing: one read the old epoch before
+// the flush, another the new one that a third wrote; the loss counts once and the new epoch stays.
+func TestLossCountedOnceAcrossBatchesInFlight(t *testing.T) {
+	s, rdb, _, _ := newTestStore(t, at("2026-03-01T10:30:00Z"), 4)
+	ctx := context.Background()
+	observe(t, s, Event{PaymentID: "p1", Card: "c1", Time: at("2026-03-01T10:10:00Z")})
+	old := s.epoch.value.Load()
+	if old == nil {
+		t.Fatal("no epoch after a batch")
+	}
+	if err := rdb.Del(ctx, s.epochKey()).Err(); err != nil { // the flush
+		t.Fatal(err)
+	}
+	// All three batches were sent with old as the known epoch.
+	if err := s.checkEpoch(ctx, old, nil); err != nil { // read after the flush: writes a new one
+		t.Fatal(err)
+	}
+	current := s.epoch.value.Load()
+	stale := *old
+	if err := s.checkEpoch(ctx, old, &stale); err != nil { // read before the flush
+		t.Fatal(err)
+	}
+	fresh := *current
+	if err := s.checkEpoch(ctx, old, &fresh); err != nil { // read the new one
+		t.Fatal(err)
+	}
+	if n, _ := s.Losses(); n != 1 || *s.epoch.value.Load() != *current || *current == *old {
+		t.Errorf("%d losses, epoch %q (old %q, new %q); want 1 and the new one", n, *s.epoch.value.Load(), *old, *current)
+	}
+}
