@@ -39,12 +39,12 @@ var _ sarama.ConsumerGroupHandler = (*ReviewHandler)(nil)
 func (h *ReviewHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
 func (h *ReviewHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-// MaxReviewsPerCall bounds the decisions of one round trip to the review store: a call of 100
+// maxReviewsPerCall bounds the decisions of one round trip to the review store: a call of 100
 // keeps Redis busy about 2.5 ms (internal/review's BenchmarkOpenAll), far from redis.read_timeout
 // even on a loaded machine, and the stream's own calls get in between.
-const MaxReviewsPerCall = 100
+const maxReviewsPerCall = 100
 
-// ConsumeClaim opens the reviews of what has arrived, up to MaxReviewsPerCall decisions a round trip, retrying
+// ConsumeClaim opens the reviews of what has arrived, up to maxReviewsPerCall decisions a round trip, retrying
 // while Redis fails, and marks the last one once they are open. A record that is not a decision
 // is logged and skipped.
 func (h *ReviewHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
@@ -59,7 +59,7 @@ func (h *ReviewHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama
 			batch, last = batch[:0], m
 			h.add(&batch, m)
 		more:
-			for len(batch) < MaxReviewsPerCall {
+			for len(batch) < maxReviewsPerCall {
 				select {
 				case m, ok := <-claim.Messages():
 					if !ok {

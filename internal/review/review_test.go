@@ -283,7 +283,7 @@ func TestListExaminesABoundedNumber(t *testing.T) {
 }
 
 // BenchmarkOpenAll opens reviews as the review group does, in round trips of
-// detect.MaxReviewsPerCall decisions of realistic size, and reports the reviews opened a second,
+// 100 decisions of realistic size (detect's maxReviewsPerCall), and reports the reviews opened a second,
 // Redis's CPU per review (from INFO, so run it with nothing else using that Redis) and the
 // slowest round trip, which must stay far below redis.read_timeout:
 //
@@ -292,7 +292,7 @@ func BenchmarkOpenAll(b *testing.B) {
 	rdb, prefix := redistest.New(b, "rvbench")
 	s := NewStore(rdb, Config{KeyPrefix: prefix, Retention: 30 * 24 * time.Hour}, time.Now)
 	ctx := context.Background()
-	const perCall = 100 // detect.MaxReviewsPerCall (not imported: detect imports this package's users)
+	const perCall = 100
 	payment := []byte(`{"payment_id":"p","card_id":"tok_0123456789abcdef","amount":"250.00","currency":"EUR",` +
 		`"timestamp":"2026-03-01T09:59:58Z","merchant_id":"m-1234","merchant_category":"5411","country":"DE",` +
 		`"channel":"ecommerce","device_id":"dev-42","ip":"203.0.113.7"}`)
