@@ -323,19 +323,46 @@ var (
 // slot is where an event's merchant snapshot comes back: its call and its index there, -1 for none.
 type slot struct{ call, snap int }
 
+// plan is a batch's script calls, where each event's merchant snapshot comes back, and the
+// cutoffs the calls apply.
+type plan struct {
+	calls []*call
+	snaps []slot // by event
+	// Entries are kept while a payment that can still be counted may look back to them: its 30
+	// days, from a window and the lateness (and a margin for clocks) before now.
+	countable, cutoff, sweepCutoff int64 // Unix seconds
+}
+
+// observe counts a batch in one round trip: plan the script calls, run them, read the answers.
 func (s *Store) observe(ctx context.Context, events []Event, out []Result) error {
-	now := s.now()
+	p := s.planBatch(s.now(), events, out)
+	replies, err := s.runBatch(ctx, p)
+	if err == nil {
+		err = s.readBatch(p, replies, out)
+	}
+	if err != nil {
+		return fmt.Errorf("observe %d payments: %w", len(events), err)
+	}
+	return nil
+}
+
+// planBatch groups the events into script calls (up to maxPerCall cards a call; one a bucket on a
+// Redis Cluster), encodes their entries, and starts out[i] with its window and whether it is too
+// far ahead to count.
+func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 	length := s.cfg.Length
 	// How far ahead of the clock an event time may be and still count: further ahead is a
 	// wrong clock, and counting it would keep state for as long.
 	ahead := now.Add(length + expiryMargin)
 	today := now.Unix() / day
+	countable := now.Add(-length - s.cfg.AllowedLateness - expiryMargin)
+	cutoff := countable.Add(-month * time.Second).Unix()
+	p := &plan{snaps: make([]slot, len(events)), countable: countable.Unix(), cutoff: cutoff,
+		sweepCutoff: cutoff - int64((2*length+s.cfg.AllowedLateness+expiryMargin)/time.Second)}
 
-	var calls []*call
 	bySlot := map[string]*call{} // Redis Cluster: the call of each bucket
 	var current *call
-	currentIdx := -1 // current's index in calls
-	snaps := make([]slot, len(events))
+	currentIdx := -1 // current's index in p.calls
 	buf := make([]byte, len(events)*entrySize)
 	itemBuf := make([]byte, 0, len(events)*(4+16))
 	for i := range events {
@@ -357,13 +384,13 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			if c = bySlot[key]; c == nil {
 				c = &call{byCard: map[string]*cardCall{}}
 				bySlot[key] = c
-				calls = append(calls, c)
+				p.calls = append(p.calls, c)
 			}
 		} else {
 			if current == nil || (len(current.cards) == maxPerCall && current.byCard[e.Card] == nil) {
 				current = &call{byCard: map[string]*cardCall{}, bySnap: map[string]int{}}
-				calls = append(calls, current)
-				currentIdx = len(calls) - 1
+				p.calls = append(p.calls, current)
+				currentIdx = len(p.calls) - 1
 			}
 			c = current
 		}
@@ -374,7 +401,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 			c.cards = append(c.cards, cc)
 		}
 		item := lookUp
-		snaps[i] = slot{-1, -1}
+		p.snaps[i] = slot{-1, -1}
 		// A payment too far ahead to count takes no snapshot: it would fix a day not yet begun
 		// (its merchant counts are 0; the model does not score it).
 		if e.Merchant != "" && !s.cluster && !out[i].Ahead {
@@ -387,7 +414,7 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 				c.bySnap[id] = k
 				c.snaps = append(c.snaps, snapshot{key: mkey, fraudKey: fkey, day: d})
 			}
-			snaps[i] = slot{currentIdx, k}
+			p.snaps[i] = slot{currentIdx, k}
 			if counted {
 				from := len(itemBuf)
 				itemBuf = binary.BigEndian.AppendUint32(itemBuf, uint32(d))
@@ -404,18 +431,18 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 		cc.entries = append(cc.entries, en)
 		cc.items = append(cc.items, item)
 	}
+	return p
+}
 
-	// Entries are kept while a payment that can still be counted may look back to them: its 30
-	// days, from a window and the lateness (and a margin for clocks) before now.
-	countable := now.Add(-length - s.cfg.AllowedLateness - expiryMargin)
-	cutoff := countable.Add(-month * time.Second).Unix()
-	sweepCutoff := cutoff - int64((2*length+s.cfg.AllowedLateness+expiryMargin)/time.Second)
+// runBatch sends the plan's calls and the epoch's read in one pipeline, checks the epoch, and
+// returns each call's replies.
+func (s *Store) runBatch(ctx context.Context, p *plan) ([][]any, error) {
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(calls))
-	for k, c := range calls {
+	cmds := make([]*redis.Cmd, len(p.calls))
+	for k, c := range p.calls {
 		keys := make([]string, 0, len(c.cards)+1)
-		args := make([]any, 0, 9+3*len(c.cards)+2*len(events)+3*len(c.snaps))
-		args = append(args, cutoff, sweepCutoff, countable.Unix(), s.cfg.MaxPaymentsPerCard, hardCap*s.cfg.MaxPaymentsPerCard,
+		args := make([]any, 0, 9+3*len(c.cards)+2*len(p.snaps)+3*len(c.snaps))
+		args = append(args, p.cutoff, p.sweepCutoff, p.countable, s.cfg.MaxPaymentsPerCard, hardCap*s.cfg.MaxPaymentsPerCard,
 			s.ttl().Milliseconds(), len(c.cards))
 		for _, cc := range c.cards {
 			keys = append(keys, cc.key)
@@ -439,33 +466,46 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 	}
 	// Last, so that a missing epoch (redis.Nil) is not the error Exec reports for a failed script.
 	epochCmd := pipe.GetEx(ctx, s.epochKey(), s.ttl())
-	knownEpoch := s.epoch.value.Load()
+	known := s.epoch.value.Load()
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		for _, c := range calls {
+		for _, c := range p.calls {
 			for _, cc := range c.cards {
 				if cc.sweep {
 					s.swept.undo(cc.bucket) // perhaps not swept after all
 				}
 			}
 		}
-		return fmt.Errorf("observe %d payments: %w", len(events), err)
+		return nil, err
 	}
-
-	lengthSec := int64(length / time.Second)
-	snapshots := make([][]string, len(calls))
-	for k, c := range calls {
+	replies := make([][]any, len(p.calls))
+	for k, c := range p.calls {
 		res, err := cmds[k].Slice()
 		if err != nil {
-			return fmt.Errorf("observe %d payments: %w", len(events), err)
+			return nil, err
 		}
 		if len(res) != len(c.cards)+len(c.snaps) {
-			return fmt.Errorf("observe %d payments: %d replies for %d cards and %d merchants",
-				len(events), len(res), len(c.cards), len(c.snaps))
+			return nil, fmt.Errorf("%d replies for %d cards and %d merchants", len(res), len(c.cards), len(c.snaps))
 		}
+		replies[k] = res
+	}
+	var epoch *string
+	switch v, err := epochCmd.Result(); {
+	case err == nil:
+		epoch = &v
+	case !errors.Is(err, redis.Nil):
+		return nil, fmt.Errorf("read epoch: %w", err)
+	}
+	return replies, s.checkEpoch(ctx, known, epoch)
+}
+
+// readBatch fills each event's result from its card's history and its merchant's snapshot.
+func (s *Store) readBatch(p *plan, replies [][]any, out []Result) error {
+	lengthSec := int64(s.cfg.Length / time.Second)
+	for k, c := range p.calls {
 		for j, cc := range c.cards {
-			history, _ := res[j].(string)
+			history, _ := replies[k][j].(string)
 			for n, i := range cc.events {
-				agg, count, found := read(history, cc.entries[n], lengthSec, cutoff)
+				agg, count, found := read(history, cc.entries[n], lengthSec, p.cutoff)
 				agg.NoMerchants = s.cluster
 				out[i].Aggregates = agg
 				switch {
@@ -477,27 +517,15 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 				}
 			}
 		}
-		snapshots[k] = make([]string, len(c.snaps))
-		for j := range c.snaps {
-			snapshots[k][j], _ = res[len(c.cards)+j].(string)
-		}
 	}
-	var read *string
-	switch v, err := epochCmd.Result(); {
-	case err == nil:
-		read = &v
-	case !errors.Is(err, redis.Nil):
-		return fmt.Errorf("observe %d payments: read epoch: %w", len(events), err)
-	}
-	if err := s.checkEpoch(ctx, knownEpoch, read); err != nil {
-		return fmt.Errorf("observe %d payments: %w", len(events), err)
-	}
-	for i, sl := range snaps {
+	for i, sl := range p.snaps {
 		if sl.call < 0 {
 			continue
 		}
-		if err := parseSnapshot(snapshots[sl.call][sl.snap], &out[i].Aggregates); err != nil {
-			return fmt.Errorf("observe %d payments: %w", len(events), err)
+		c := p.calls[sl.call]
+		v, _ := replies[sl.call][len(c.cards)+sl.snap].(string)
+		if err := parseSnapshot(v, &out[i].Aggregates); err != nil {
+			return err
 		}
 	}
 	return nil
