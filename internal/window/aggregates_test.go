@@ -302,7 +302,7 @@ func TestLabelsCountForTheMerchant(t *testing.T) {
 // A payment decided again gets the merchant counts it got the first time, whatever was folded or
 // labelled in between, also when it comes again after midnight; the next day's payments see them.
 func TestRedeliveredPaymentKeepsItsMerchantCounts(t *testing.T) {
-	s, _, _, c := newTestStore(t, at("2026-03-02T23:59:00Z"), 16)
+	s, rdb, _, c := newTestStore(t, at("2026-03-02T23:59:00Z"), 16)
 	ctx := context.Background()
 	fold := func() {
 		t.Helper()
@@ -333,6 +333,11 @@ func TestRedeliveredPaymentKeepsItsMerchantCounts(t *testing.T) {
 	again := observe(t, s, Event{PaymentID: "p", Card: "c4", Time: at("2026-03-02T23:57:00Z"), Merchant: "m"})[0]
 	if again != first {
 		t.Errorf("redelivered after midnight:\n got %+v\nwant %+v", again, first)
+	}
+	// Another instance, which has read no snapshot yet, gets the same from Redis.
+	other := NewStore(rdb, s.cfg, s.now)
+	if r := observe(t, other, Event{PaymentID: "p", Card: "c4", Time: at("2026-03-02T23:57:00Z"), Merchant: "m"})[0]; r != first {
+		t.Errorf("redelivered to another instance:\n got %+v\nwant %+v", r, first)
 	}
 	next := observe(t, s, Event{PaymentID: "r", Card: "c7", Time: at("2026-03-03T00:00:10Z"), Merchant: "m"})[0]
 	if next.MerchantCount1d != 2 || next.MerchantCount7d != 5 || next.MerchantFraud30d != 1 {

@@ -42,6 +42,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -136,6 +137,47 @@ type Store struct {
 	cluster bool        // a Redis Cluster: one script call per slot, and no merchant counts
 	swept   sweeps
 	epoch   epoch
+	snaps   snapshotCache
+}
+
+// snapshotCache keeps the merchant snapshots this process has read: a snapshot never changes once
+// taken, so a batch asks Redis only for the ones it has not seen. Forgotten all at once when full,
+// and when Redis is found to have lost its data (the snapshots there are gone too).
+type snapshotCache struct {
+	mu sync.Mutex
+	m  map[merchantDay]merchantCounts
+}
+
+type merchantDay struct {
+	merchant string
+	day      int64
+}
+
+type merchantCounts struct{ count1d, count7d, count30d, fraud30d int64 }
+
+// maxCachedSnapshots bounds the snapshot cache: about 100 bytes each.
+const maxCachedSnapshots = 500_000
+
+func (c *snapshotCache) get(k merchantDay) (merchantCounts, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+func (c *snapshotCache) put(k merchantDay, v merchantCounts) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedSnapshots {
+		c.m = map[merchantDay]merchantCounts{}
+	}
+	c.m[k] = v
+}
+
+func (c *snapshotCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m = nil
 }
 
 // epoch tells that Redis lost its data. The key <prefix>:epoch holds a random value, written by
@@ -187,6 +229,7 @@ func (s *Store) checkEpoch(ctx context.Context, known, read *string) error {
 		read = &v
 	}
 	if known != nil && s.epoch.value.CompareAndSwap(known, read) {
+		s.snaps.clear()
 		s.epoch.last.Store(s.now().UnixNano())
 		s.epoch.losses.Add(1)
 		return nil
@@ -296,7 +339,7 @@ type call struct {
 	cards  []*cardCall
 	byCard map[string]*cardCall
 	snaps  []snapshot
-	bySnap map[string]int // index into snaps, by merchant key and day
+	bySnap map[merchantDay]int // index into snaps
 }
 
 type cardCall struct {
@@ -320,8 +363,13 @@ var (
 	count  = []byte{}
 )
 
-// slot is where an event's merchant snapshot comes back: its call and its index there, -1 for none.
-type slot struct{ call, snap int }
+// slot is where an event's merchant snapshot comes back: its call and its index there, -1 for none
+// (no merchant, or the snapshot was cached: then cached holds it).
+type slot struct {
+	call, snap int
+	key        merchantDay
+	cached     *merchantCounts
+}
 
 // plan is a batch's script calls, where each event's merchant snapshot comes back, and the
 // cutoffs the calls apply.
@@ -388,7 +436,7 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 			}
 		} else {
 			if current == nil || (len(current.cards) == maxPerCall && current.byCard[e.Card] == nil) {
-				current = &call{byCard: map[string]*cardCall{}, bySnap: map[string]int{}}
+				current = &call{byCard: map[string]*cardCall{}, bySnap: map[merchantDay]int{}}
 				p.calls = append(p.calls, current)
 				currentIdx = len(p.calls) - 1
 			}
@@ -401,20 +449,24 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 			c.cards = append(c.cards, cc)
 		}
 		item := lookUp
-		p.snaps[i] = slot{-1, -1}
+		p.snaps[i] = slot{call: -1, snap: -1}
 		// A payment too far ahead to count takes no snapshot: it would fix a day not yet begun
 		// (its merchant counts are 0; the model does not score it).
 		if e.Merchant != "" && !s.cluster && !out[i].Ahead {
 			mkey, fkey, tag := s.merchantKeys(e.Merchant)
 			d := e.Time.Unix() / day
-			id := mkey + strconv.FormatInt(d, 10)
-			k, ok := c.bySnap[id]
-			if !ok {
-				k = len(c.snaps)
-				c.bySnap[id] = k
-				c.snaps = append(c.snaps, snapshot{key: mkey, fraudKey: fkey, day: d})
+			md := merchantDay{e.Merchant, d}
+			if v, ok := s.snaps.get(md); ok {
+				p.snaps[i].cached = &v
+			} else {
+				k, ok := c.bySnap[md]
+				if !ok {
+					k = len(c.snaps)
+					c.bySnap[md] = k
+					c.snaps = append(c.snaps, snapshot{key: mkey, fraudKey: fkey, day: d})
+				}
+				p.snaps[i] = slot{call: currentIdx, snap: k, key: md}
 			}
-			p.snaps[i] = slot{currentIdx, k}
 			if counted {
 				from := len(itemBuf)
 				itemBuf = binary.BigEndian.AppendUint32(itemBuf, uint32(d))
@@ -519,39 +571,41 @@ func (s *Store) readBatch(p *plan, replies [][]any, out []Result) error {
 		}
 	}
 	for i, sl := range p.snaps {
-		if sl.call < 0 {
+		var m merchantCounts
+		switch {
+		case sl.cached != nil:
+			m = *sl.cached
+		case sl.call >= 0:
+			c := p.calls[sl.call]
+			v, _ := replies[sl.call][len(c.cards)+sl.snap].(string)
+			var err error
+			if m, err = parseSnapshot(v); err != nil {
+				return err
+			}
+			s.snaps.put(sl.key, m)
+		default:
 			continue
 		}
-		c := p.calls[sl.call]
-		v, _ := replies[sl.call][len(c.cards)+sl.snap].(string)
-		if err := parseSnapshot(v, &out[i].Aggregates); err != nil {
-			return err
-		}
+		a := &out[i].Aggregates
+		a.MerchantCount1d, a.MerchantCount7d, a.MerchantCount30d, a.MerchantFraud30d = m.count1d, m.count7d, m.count30d, m.fraud30d
 	}
 	return nil
 }
 
-// parseSnapshot reads a merchant snapshot, "<1d>,<7d>,<30d>,<fraud 30d>", into agg.
-func parseSnapshot(v string, agg *Aggregates) error {
-	fields := [4]*int64{&agg.MerchantCount1d, &agg.MerchantCount7d, &agg.MerchantCount30d, &agg.MerchantFraud30d}
-	rest := v
-	for k, f := range fields {
-		var part string
-		if k == len(fields)-1 {
-			part, rest = rest, ""
-		} else {
-			var ok bool
-			if part, rest, ok = strings.Cut(rest, ","); !ok {
-				return fmt.Errorf("merchant snapshot %q: want 4 counts", v)
-			}
-		}
-		n, err := strconv.ParseInt(part, 10, 64)
-		if err != nil {
-			return fmt.Errorf("merchant snapshot %q: %w", v, err)
-		}
-		*f = n
+// parseSnapshot reads a merchant snapshot, "<1d>,<7d>,<30d>,<fraud 30d>".
+func parseSnapshot(v string) (merchantCounts, error) {
+	parts := strings.Split(v, ",")
+	if len(parts) != 4 {
+		return merchantCounts{}, fmt.Errorf("merchant snapshot %q: want 4 counts", v)
 	}
-	return nil
+	var n [4]int64
+	for k, part := range parts {
+		var err error
+		if n[k], err = strconv.ParseInt(part, 10, 64); err != nil {
+			return merchantCounts{}, fmt.Errorf("merchant snapshot %q: %w", v, err)
+		}
+	}
+	return merchantCounts{count1d: n[0], count7d: n[1], count30d: n[2], fraud30d: n[3]}, nil
 }
 
 // merchantTTL is how long a merchant's keys live after its last day count or snapshot: its 31
