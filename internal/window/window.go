@@ -25,7 +25,7 @@
 // payment's merchant counts are of whole days before its own, from a snapshot per merchant and day
 // that the script takes, in the same round trip, for the first payment of that day at the merchant
 // and returns unchanged to every later one (so a redelivered payment gets the counts it got the
-// first time). Payments of the days before that were not read and folded yet when the snapshot
+// first time); the store keeps the snapshots it has read, and asks only for new ones. Payments of the days before that were not read and folded yet when the snapshot
 // was taken (the last fold interval, and whatever the stream had not read) are missing from it. On a Redis Cluster merchant
 // counts are not kept (they are 0): the pending list and the merchants' keys are in other slots
 // than the cards'.
