@@ -106,10 +106,22 @@ func modelDecisions(t *testing.T, topic string) []modelDecision {
 func TestModelFlagsFraudScenarios(t *testing.T) {
 	lines, labels := worldStream(t, 6, 1000, 11)
 	tp := newTopics(t, 6)
-	kcatProduce(t, tp.payments, lines, false)
 	// The stream covers the six days before the last midnight, all of which the windows must
 	// count: lateness of a week (its first hour's payments count until 01:00 tomorrow).
 	s := startService(t, tp, "FRAUD_MODEL_PATH="+shippedModel, "FRAUD_WINDOW_ALLOWED_LATENESS=168h")
+	// A day at a time, each decided and folded into the merchants' counts before the next
+	// begins, as days pass in production: a day's merchant snapshots then hold the days before.
+	for from := 0; from < len(lines); {
+		day := eventTime(t, lines[from]).Truncate(24 * time.Hour)
+		to := from
+		for to < len(lines) && eventTime(t, lines[to]).Truncate(24*time.Hour).Equal(day) {
+			to++
+		}
+		kcatProduce(t, tp.payments, lines[from:to], false)
+		waitCommitted(t, s, tp, int64(to))
+		waitFolded(t, tp.group)
+		from = to
+	}
 	waitCaughtUp(t, s, tp, 120*time.Second)
 	s.stop(t)
 	if !strings.Contains(s.logs.String(), `"msg":"model loaded"`) {
@@ -287,4 +299,26 @@ func TestLabelsReachMerchantFraudCounts(t *testing.T) {
 	}
 	waitForLog(t, s, `"msg":"not a label; skipped"`)
 	s.stop(t)
+}
+
+// waitFolded waits until the merchants' pending list under the key prefix is empty: every
+// payment counted so far is in its merchant's day counts.
+func waitFolded(t *testing.T, prefix string) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := rdb.LLen(context.Background(), prefix+":pending").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d payments still to fold into the merchants' counts after 30 s", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
