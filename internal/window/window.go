@@ -292,12 +292,16 @@ func (s *Store) Probe(ctx context.Context) error {
 	return nil
 }
 
-// merchantKeys are a merchant's keys: its day counts and snapshots <prefix>:m:{<tag>}, its
-// fraud labels <prefix>:mf:{<FNV tag of the id, hex>}, and the tag that names it in a pending item.
-func (s *Store) merchantKeys(id string) (key, fraudKey, tag string) {
+// merchantTag names a merchant in its pending items and its key: 16 hex digits of SHA-256.
+func merchantTag(id string) string {
 	sum := sha256.Sum256([]byte(id))
-	tag = hex.EncodeToString(sum[:8])
-	return s.cfg.KeyPrefix + ":m:{" + tag + "}", fmt.Sprintf("%s:mf:{%08x}", s.cfg.KeyPrefix, tag4(id)), tag
+	return hex.EncodeToString(sum[:8])
+}
+
+// merchantKeys are a merchant's keys: its day counts and snapshots <prefix>:m:{<tag>}, and its
+// fraud labels <prefix>:mf:{<FNV tag of the id, hex>}.
+func (s *Store) merchantKeys(id string) (key, fraudKey string) {
+	return s.cfg.KeyPrefix + ":m:{" + merchantTag(id) + "}", fmt.Sprintf("%s:mf:{%08x}", s.cfg.KeyPrefix, tag4(id))
 }
 
 func (s *Store) load(ctx context.Context) error {
@@ -453,7 +457,6 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 		// A payment too far ahead to count takes no snapshot: it would fix a day not yet begun
 		// (its merchant counts are 0; the model does not score it).
 		if e.Merchant != "" && !s.cluster && !out[i].Ahead {
-			mkey, fkey, tag := s.merchantKeys(e.Merchant)
 			d := e.Time.Unix() / day
 			md := merchantDay{e.Merchant, d}
 			if v, ok := s.snaps.get(md); ok {
@@ -461,6 +464,7 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 			} else {
 				k, ok := c.bySnap[md]
 				if !ok {
+					mkey, fkey := s.merchantKeys(e.Merchant)
 					k = len(c.snaps)
 					c.bySnap[md] = k
 					c.snaps = append(c.snaps, snapshot{key: mkey, fraudKey: fkey, day: d})
@@ -470,7 +474,8 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 			if counted {
 				from := len(itemBuf)
 				itemBuf = binary.BigEndian.AppendUint32(itemBuf, uint32(d))
-				itemBuf = append(itemBuf, tag...)
+				sum := sha256.Sum256([]byte(e.Merchant))
+				itemBuf = hex.AppendEncode(itemBuf, sum[:8]) // merchantTag, without a string
 				item = itemBuf[from:len(itemBuf):len(itemBuf)]
 			}
 		} else if counted {
