@@ -149,6 +149,21 @@ func (w *syncWriter) Write(b []byte) (int, error) {
 	return w.w.Write(b)
 }
 
+// newProxiedRig is a rig whose Redis client goes through a muteProxy (100 ms read timeout, one
+// retry, as the service's client), with one payment of card c1 counted.
+func newProxiedRig(t *testing.T, policy string) (*stateRig, *muteProxy) {
+	t.Helper()
+	base, prefix := redistest.New(t, "fdstate")
+	proxy := newMuteProxy(t, base.Options().Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.addr, ReadTimeout: 100 * time.Millisecond, MaxRetries: 1})
+	t.Cleanup(func() { rdb.Close() })
+	r := newStateRig(t, rdb, prefix, policy)
+	if o, err := r.decide(t, context.Background(), "warm-up"); err != nil || count(o) != 1 {
+		t.Fatalf("warm-up: %+v, %v", o, err)
+	}
+	return r, proxy
+}
+
 // decide decides one payment of card c1, ten minutes before the rig's clock.
 func (r *stateRig) decide(t *testing.T, ctx context.Context, id string) (Outcome, error) {
 	t.Helper()
@@ -183,16 +198,8 @@ func count(o Outcome) int64 {
 // payment is decided without its card's state (degraded_state) and is counted once all the same:
 // the card's next payment sees it, and its redelivery finds it and gets its count.
 func TestFailOpenWhenTheOutcomeIsUnknown(t *testing.T) {
-	base, prefix := redistest.New(t, "fdstate")
-	proxy := newMuteProxy(t, base.Options().Addr)
-	rdb := redis.NewClient(&redis.Options{Addr: proxy.addr, ReadTimeout: 100 * time.Millisecond, MaxRetries: 1})
-	t.Cleanup(func() { rdb.Close() })
-	r := newStateRig(t, rdb, prefix, FailOpen)
+	r, proxy := newProxiedRig(t, FailOpen)
 	ctx := context.Background()
-
-	if o, err := r.decide(t, ctx, "warm-up"); err != nil || count(o) != 1 {
-		t.Fatalf("warm-up: %+v, %v", o, err)
-	}
 	proxy.mute.Store(true)
 	first, err := r.decide(t, ctx, "p1")
 	if err != nil {
@@ -224,16 +231,8 @@ func TestFailOpenWhenTheOutcomeIsUnknown(t *testing.T) {
 // fail_closed with calls whose outcome is unknown: the batch waits, trying again, until Redis
 // answers, and its payment is then counted once, with the count it got when first applied.
 func TestFailClosedWhenTheOutcomeIsUnknown(t *testing.T) {
-	base, prefix := redistest.New(t, "fdstate")
-	proxy := newMuteProxy(t, base.Options().Addr)
-	rdb := redis.NewClient(&redis.Options{Addr: proxy.addr, ReadTimeout: 100 * time.Millisecond, MaxRetries: 1})
-	t.Cleanup(func() { rdb.Close() })
-	r := newStateRig(t, rdb, prefix, FailClosed)
+	r, proxy := newProxiedRig(t, FailClosed)
 	ctx := context.Background()
-
-	if o, err := r.decide(t, ctx, "warm-up"); err != nil || count(o) != 1 {
-		t.Fatalf("warm-up: %+v, %v", o, err)
-	}
 	proxy.mute.Store(true)
 	type result struct {
 		o   Outcome
