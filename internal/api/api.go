@@ -1,8 +1,10 @@
 // Package api is the analysts' HTTP API under /v1 (go-chi): list and read reviews of flagged
-// payments, record verdicts (published to the labels topic), look a card up. Every request needs
-// a bearer token from the configuration; tokens have roles: viewer reads, analyst also decides.
-// Errors are {"error": {"code", "message"}} with the status that fits; a malformed request never
-// gets a 5xx. The routes are described in /v1/openapi.json.
+// payments, record verdicts (published to the labels topic), look a card up, and keep the lists
+// that rules test (block and allow lists of cards, merchants, countries, IPs, devices, BINs).
+// Every request needs a bearer token from the configuration; tokens have roles: viewer reads,
+// analyst also decides and changes lists. Errors are {"error": {"code", "message"}} with the
+// status that fits; a malformed request never gets a 5xx. The routes are described in
+// /v1/openapi.json.
 package api
 
 import (
@@ -16,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,6 +29,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-json-experiment/json"
 
+	"github.com/paysentry/fraud-detector/internal/lists"
 	"github.com/paysentry/fraud-detector/internal/review"
 )
 
@@ -138,6 +142,19 @@ type Label struct {
 	DecidedAt time.Time `json:"decided_at"`
 }
 
+// Lists is the lists' store: the lists the rules declare and their items.
+type Lists interface {
+	Specs() []lists.Spec
+	Counts(ctx context.Context) (map[string]int, error)
+	Put(ctx context.Context, list, value, by, note string) (lists.Item, bool, error)
+	Delete(ctx context.Context, list, value, by string) error
+	Get(ctx context.Context, list, value string) (lists.Item, error)
+	Items(ctx context.Context, list, cursor string, limit int) ([]lists.Item, string, error)
+	Changes(ctx context.Context, list string, limit int) ([]lists.Change, error)
+}
+
+var _ Lists = (*lists.Store)(nil)
+
 // Publisher sends labels to the labels topic.
 type Publisher interface {
 	Publish(ctx context.Context, l Label) error
@@ -168,6 +185,7 @@ type Server struct {
 	reviews Reviews
 	cards   Cards
 	labels  Publisher
+	lists   Lists
 	ops     Ops
 	log     *slog.Logger
 	now     func() time.Time
@@ -179,9 +197,10 @@ type token struct {
 	sum        [sha256.Size]byte
 }
 
-// New returns the API over its stores, with the operator's endpoints of ops.
-func New(cfg Config, reviews Reviews, cards Cards, labels Publisher, ops Ops, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, reviews: reviews, cards: cards, labels: labels, ops: ops, log: log, now: time.Now}
+// New returns the API over its stores, with the operator's endpoints of ops. With nil lists the
+// lists' routes answer 503 lists_unavailable.
+func New(cfg Config, reviews Reviews, cards Cards, labels Publisher, lists Lists, ops Ops, log *slog.Logger) *Server {
+	s := &Server{cfg: cfg, reviews: reviews, cards: cards, labels: labels, lists: lists, ops: ops, log: log, now: time.Now}
 	for _, t := range cfg.Tokens {
 		var tk token
 		hex.Decode(tk.sum[:], []byte(t.SHA256))
@@ -207,8 +226,8 @@ func (s *Server) Router() http.Handler {
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		var allowed []string
-		for _, m := range []string{http.MethodGet, http.MethodPost} {
-			if r.Match(chi.NewRouteContext(), m, req.URL.Path) {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+			if r.Match(chi.NewRouteContext(), m, routePath(req)) {
 				allowed = append(allowed, m)
 			}
 		}
@@ -232,10 +251,16 @@ func (s *Server) Router() http.Handler {
 			r.Get("/reviews", s.listReviews)
 			r.Get("/reviews/{payment_id}", s.getReview)
 			r.Get("/cards/{card_id}", s.getCard)
+			r.With(s.needLists).Get("/lists", s.getLists)
+			r.With(s.needLists).Get("/lists/{name}/items", s.listItems)
+			r.With(s.needLists).Get("/lists/{name}/items/{value}", s.getItem)
+			r.With(s.needLists).Get("/lists/{name}/changes", s.listChanges)
 		})
 		r.Group(func(r chi.Router) {
 			r.Use(s.auth(RoleAnalyst))
 			r.Post("/reviews/{payment_id}/verdict", s.postVerdict)
+			r.With(s.needLists).Put("/lists/{name}/items/{value}", s.putItem)
+			r.With(s.needLists).Delete("/lists/{name}/items/{value}", s.deleteItem)
 		})
 	})
 	return r
@@ -316,7 +341,7 @@ func (s *Server) auth(role string) func(http.Handler) http.Handler {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="fraud-detector", error="invalid_token"`)
 				writeError(w, http.StatusUnauthorized, "unauthorized", "the token is not valid")
 			case role == RoleAnalyst && found.role != RoleAnalyst:
-				writeError(w, http.StatusForbidden, "forbidden", "recording a verdict needs the analyst role")
+				writeError(w, http.StatusForbidden, "forbidden", "recording a verdict or changing a list needs the analyst role")
 			default:
 				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, found.name)))
 			}
@@ -363,15 +388,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // storeError maps a store error to its status, in one place.
 func (s *Server) storeError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, review.ErrNotFound):
+	case errors.Is(err, review.ErrNotFound), errors.Is(err, lists.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, lists.ErrUnknownList):
+		writeError(w, http.StatusNotFound, "unknown_list", err.Error())
+	case errors.Is(err, lists.ErrInvalidValue):
+		writeError(w, http.StatusUnprocessableEntity, "invalid_value", err.Error())
+	case errors.Is(err, lists.ErrInvalidArgument):
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, review.ErrAlreadyDecided):
 		writeError(w, http.StatusConflict, "already_decided", err.Error())
 	case errors.Is(err, review.ErrInvalidCursor), errors.Is(err, review.ErrInvalidArgument):
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 	default:
 		s.log.Error("api store", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the review store is not available; try again")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the store is not available; try again")
 	}
 }
 
@@ -380,17 +411,27 @@ type reviewList struct {
 	Next    string          `json:"next_cursor,omitempty"`
 }
 
-func (s *Server) listReviews(w http.ResponseWriter, r *http.Request) {
+// query returns the request's query parameters if each is one of known, given once and not
+// empty; otherwise it answers 400 and returns false.
+func query(w http.ResponseWriter, r *http.Request, known ...string) (url.Values, bool) {
 	q := r.URL.Query()
 	for k, vs := range q {
 		switch {
-		case !slices.Contains([]string{"status", "card", "reason", "from", "to", "order", "limit", "cursor"}, k):
+		case !slices.Contains(known, k):
 			writeError(w, http.StatusBadRequest, "invalid_request", "unknown parameter "+strconv.Quote(k))
-			return
+			return nil, false
 		case len(vs) != 1 || vs[0] == "":
 			writeError(w, http.StatusBadRequest, "invalid_request", "parameter "+strconv.Quote(k)+" must be given once, not empty")
-			return
+			return nil, false
 		}
+	}
+	return q, true
+}
+
+func (s *Server) listReviews(w http.ResponseWriter, r *http.Request) {
+	q, ok := query(w, r, "status", "card", "reason", "from", "to", "order", "limit", "cursor")
+	if !ok {
+		return
 	}
 	f := review.Filter{Status: q.Get("status"), Card: q.Get("card"), Reason: q.Get("reason"), Cursor: q.Get("cursor"), Limit: 50}
 	var err error
@@ -446,19 +487,30 @@ type verdictRequest struct {
 	Note  string `json:"note"`
 }
 
-func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
+// readBody reads a request's body, up to the configured size, and answers 415 for a content type
+// other than JSON, 413 for a body too large, 400 for one that cannot be read: then it returns
+// false.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json")
-		return
+		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is over %d bytes", s.cfg.MaxBodyBytes))
-			return
+			return nil, false
 		}
 		writeError(w, http.StatusBadRequest, "invalid_request", "cannot read the body")
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r)
+	if !ok {
 		return
 	}
 	var req verdictRequest
