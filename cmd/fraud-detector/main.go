@@ -233,7 +233,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Checks:  readiness(cfg, probe, rdb, windows, handler),
 	}
-	httpServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, ops, log).HTTPServer()
+	httpServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, nil, ops, log).HTTPServer()
 
 	// Every group is joined before anything runs: a failure here leaves nothing behind.
 	var labels sarama.ConsumerGroup
