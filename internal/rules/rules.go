@@ -1,87 +1,229 @@
-// Package rules holds the stateless rules: amount thresholds, one default and optional ones per
-// currency, compared exactly (100.00 is not over 100).
+// Package rules compiles and evaluates the rules file (configs/rules.yaml): rules written in CEL
+// over a payment, its card's state, the model's score and named lists. It computes which rules
+// match a payment; what a match means (flag, review, allow) is decided by the pipeline's policy.
+//
+// A file compiles into a Set once: every expression is parsed, type-checked, bounded in cost and
+// planned, and every problem of the file is reported at once, by rule and line. Evaluating a Set
+// reads only the variables its rules use, with no map built per payment.
+//
+// The package still holds the amount thresholds (Config, Amount) that the stream used before the
+// rules file; they go once nothing calls them.
 package rules
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
+	"os"
+	"sync"
 
-	"github.com/shopspring/decimal"
-	"golang.org/x/text/currency"
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/interpreter"
 
-	"github.com/paysentry/fraud-detector/internal/decision"
+	"github.com/paysentry/fraud-detector/internal/payment"
+	"github.com/paysentry/fraud-detector/internal/window"
 )
 
-// Config sets the thresholds. An amount strictly greater than its currency's threshold, or the
-// default threshold for currencies without one, is high risk.
-type Config struct {
-	AmountThreshold    decimal.Decimal            `yaml:"amount_threshold" env:"AMOUNT_THRESHOLD"`
-	CurrencyThresholds map[string]decimal.Decimal `yaml:"currency_thresholds" env:"CURRENCY_THRESHOLDS"`
+// Actions of a rule: what the policy does when it matches.
+const (
+	ActionFlag   = "flag"
+	ActionReview = "review"
+	ActionAllow  = "allow"
+)
+
+// Modes of a rule: an active rule's matches are acted on; a shadow rule's are only reported.
+const (
+	ModeActive = "active"
+	ModeShadow = "shadow"
+)
+
+// Rule is one rule of a file.
+type Rule struct {
+	ID          string // [a-z][a-z0-9_]{0,63}, unique in the file
+	Description string // required
+	Expression  string // CEL, of type bool
+	// Detail is an optional CEL expression of type string: the reason's detail when the rule
+	// matches; without one the detail is the Description.
+	Detail string
+	Action string // flag, review or allow
+	Reason string // the reason code, [a-z][a-z0-9_]{0,63}; the ID unless the file says
+	Mode   string // active or shadow
+	Line   int    // line of the rule in its file (1-based)
 }
 
-// Validate reports the first setting that is out of range.
-func (c Config) Validate() error {
-	if c.AmountThreshold.Sign() < 0 {
-		return fmt.Errorf("rules.amount_threshold: must not be negative, got %s", c.AmountThreshold)
-	}
-	for cur, t := range c.CurrencyThresholds {
-		if _, err := currency.ParseISO(cur); err != nil || strings.ToUpper(cur) != cur {
-			return fmt.Errorf("rules.currency_thresholds: %q is not an ISO 4217 code such as JPY", cur)
-		}
-		if t.Sign() < 0 {
-			return fmt.Errorf("rules.currency_thresholds.%s: must not be negative, got %s", cur, t)
-		}
-	}
-	return nil
+// ListSpec declares a list the rules may use: lists.<name>.
+type ListSpec struct {
+	Name        string // [a-z][a-z0-9_]{0,63}
+	Kind        string // one of Kinds
+	Description string
 }
 
-// Amount applies the amount thresholds.
-type Amount struct {
-	def     decimal.Decimal
-	byCur   map[string]decimal.Decimal
+// Kinds are the kinds of list: what a list's items are.
+func Kinds() []string {
+	return []string{"card", "merchant", "country", "ip", "device", "bin"}
+}
+
+// Lists says whether a list holds a value. The lists' store provides an immutable snapshot that
+// implements it.
+type Lists interface {
+	Contains(list, value string) bool
+}
+
+// Input is what the rules see of one payment.
+type Input struct {
+	Payment *payment.Payment
+	// State is the card's state: nil, or with Late or Ahead set, when there is none.
+	State *window.Result
+	Score float64 // the model's fraud probability
+	// Scored is false when the model did not score this payment (none configured, it failed, or
+	// there was no card state).
+	Scored       bool
+	ModelVersion string
+	Lists        Lists // nil: every list is empty
+}
+
+// Hit is a rule that matched a payment.
+type Hit struct {
+	Rule   *Rule // the Set's rule: read it, never change it
+	Detail string
+}
+
+// EvalError is a rule whose evaluation failed at run time for one payment: it did not match, or
+// it matched and its detail failed (the Hit then has the Description for detail).
+type EvalError struct {
+	Rule *Rule
+	Err  error
+}
+
+func (e EvalError) Error() string { return "rule " + e.Rule.ID + ": " + e.Err.Error() }
+
+func (e EvalError) Unwrap() error { return e.Err }
+
+// Set is a compiled rules file: immutable, safe for concurrent use.
+type Set struct {
 	version string
+	rules   []Rule
+	lists   []ListSpec
+	exprs   []cel.Program
+	details []cel.Program // nil for a rule without a detail
+	acts    sync.Pool     // of *activation
 }
 
-// NewAmount returns the amount rule for cfg.
-func NewAmount(cfg Config) *Amount {
+// Load reads and compiles the rules file at path.
+func Load(path string) (*Set, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	return Compile(path, b)
+}
+
+// Compile compiles a rules file; name is the file's name in messages. The error lists every
+// problem of the file: it is an *Errors, unless the CEL environment itself could not be made.
+func Compile(name string, data []byte) (*Set, error) {
+	errs := &Errors{File: name}
+	f := parseFile(data, errs)
+	c, err := newCompiler(f.lists, errs)
+	if err != nil {
+		return nil, fmt.Errorf("rules %s: %w", name, err)
+	}
+	s := &Set{lists: f.lists}
 	h := sha256.New()
-	fmt.Fprintf(h, "amount>%s", cfg.AmountThreshold)
-	for _, cur := range slices.Sorted(maps.Keys(cfg.CurrencyThresholds)) {
-		fmt.Fprintf(h, ";%s>%s", cur, cfg.CurrencyThresholds[cur])
+	field := func(s string) {
+		h.Write(binary.AppendUvarint(nil, uint64(len(s))))
+		h.Write([]byte(s))
 	}
-	return &Amount{
-		def:     cfg.AmountThreshold,
-		byCur:   maps.Clone(cfg.CurrencyThresholds),
-		version: "amount-" + hex.EncodeToString(h.Sum(nil)[:4]),
+	for _, l := range f.lists {
+		field("list")
+		field(l.Name)
+		field(l.Kind)
 	}
+	for i := range f.rules {
+		r := &f.rules[i]
+		var expr, detail compiled
+		okExpr, okDetail := r.expr != nil, true
+		if okExpr {
+			expr, okExpr = c.compile(r.label, "expression", r.expr, types.BoolType)
+		}
+		if r.detail != nil {
+			detail, okDetail = c.compile(r.label, "detail", r.detail, types.StringType)
+		}
+		if !r.ok || !okExpr || !okDetail {
+			continue
+		}
+		s.rules = append(s.rules, r.Rule)
+		s.exprs = append(s.exprs, expr.prg)
+		s.details = append(s.details, detail.prg)
+		field("rule")
+		for _, v := range []string{r.ID, r.Description, expr.canonical, detail.canonical, r.Action, r.Reason, r.Mode} {
+			field(v)
+		}
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	s.version = "rules-" + hex.EncodeToString(h.Sum(nil)[:6])
+	lists := s.lists
+	s.acts.New = func() any { return newActivation(lists) }
+	return s, nil
 }
 
-// Version names the thresholds in force: it changes whenever one of them does.
-func (a *Amount) Version() string { return a.version }
+// Version names the rule set: a hash of what the rules compute (ids, descriptions,
+// expressions and details as parsed, actions, reasons, modes, and the lists' names and kinds), so
+// that comments and layout do not change it. Its form is rules-<12 hex digits>.
+func (s *Set) Version() string { return s.version }
 
-// Check reports whether amount in currency is over its threshold, and why.
-func (a *Amount) Check(amount decimal.Decimal, currency string) (decision.Reason, bool) {
-	t, ok := a.byCur[currency]
-	if !ok {
-		t = a.def
-	}
-	if amount.Cmp(t) <= 0 {
-		return decision.Reason{}, false
-	}
-	return decision.Reason{
-		Code:   decision.CodeAmount,
-		Detail: fmt.Sprintf("amount %s %s is over the threshold of %s %s", show(amount), currency, show(t), currency),
-	}, true
-}
+// Rules returns a copy of the rules, in the file's order.
+func (s *Set) Rules() []Rule { return append([]Rule(nil), s.rules...) }
 
-// show writes d with the decimal places it was given (150.00 stays 150.00).
-func show(d decimal.Decimal) string {
-	if e := d.Exponent(); e < 0 {
-		return d.StringFixed(-e)
+// Lists returns a copy of the lists the file declares, in its order.
+func (s *Set) Lists() []ListSpec { return append([]ListSpec(nil), s.lists...) }
+
+// Eval evaluates every rule, active and shadow alike, in the file's order, on in and appends
+// those that match to hits. A rule whose evaluation fails does not match and is returned in the
+// errors; so is a matching rule whose detail fails (its Hit has the Description for detail).
+func (s *Set) Eval(in *Input, hits []Hit) ([]Hit, []EvalError) {
+	a := s.acts.Get().(*activation)
+	a.reset(in)
+	// One frame for all the rules, rather than one that each Eval would take from cel-go's pool.
+	frame, err := interpreter.NewExecutionFrame(a)
+	var errs []EvalError
+	if err != nil { // for an input that is no activation: not this one
+		for i := range s.rules {
+			errs = append(errs, EvalError{Rule: &s.rules[i], Err: err})
+		}
+		return hits, errs
 	}
-	return d.String()
+	for i, prg := range s.exprs {
+		r := &s.rules[i]
+		out, _, err := prg.Eval(frame)
+		if err != nil {
+			errs = append(errs, EvalError{Rule: r, Err: err})
+			continue
+		}
+		if out != types.True {
+			if out != types.False {
+				errs = append(errs, EvalError{Rule: r, Err: fmt.Errorf("expression gave %v, want a bool", out)})
+			}
+			continue
+		}
+		h := Hit{Rule: r, Detail: r.Description}
+		if d := s.details[i]; d != nil {
+			switch out, _, err := d.Eval(frame); {
+			case err != nil:
+				errs = append(errs, EvalError{Rule: r, Err: fmt.Errorf("detail: %w", err)})
+			case out.Type() != types.StringType:
+				errs = append(errs, EvalError{Rule: r, Err: fmt.Errorf("detail gave %v, want a string", out)})
+			default:
+				h.Detail = string(out.(types.String))
+			}
+		}
+		hits = append(hits, h)
+	}
+	frame.Close()
+	a.reset(nil)
+	s.acts.Put(a)
+	return hits, errs
 }

@@ -1,0 +1,333 @@
+package rules
+
+import (
+	"fmt"
+	"reflect"
+	"time"
+
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/paysentry/fraud-detector/internal/payment"
+)
+
+// activation gives the rules the variables of one Input. It makes a variable's value when a rule
+// first reads it, from the Input's fields, and keeps it for the other rules: nothing is made for
+// a variable no rule reads. One is used by one Eval at a time (Set keeps them in a pool).
+type activation struct {
+	in    *Input
+	p     *payment.Payment // in.Payment, or an empty payment
+	known bool             // the card's state is known
+
+	vals   [numVars]ref.Val // the values made so far, by index
+	amount decimalVal       // payment.amount's value
+
+	lists map[string]*listVal // by variable name: lists.<name>
+
+	noPayment payment.Payment // stands for a nil Input.Payment
+}
+
+var _ interpreter.Activation = (*activation)(nil)
+
+func newActivation(lists []ListSpec) *activation {
+	a := &activation{lists: make(map[string]*listVal, len(lists))}
+	for _, l := range lists {
+		a.lists[nsLists+"."+l.Name] = &listVal{name: l.Name, act: a}
+	}
+	return a
+}
+
+// reset makes a resolve in's variables; nil forgets the last Input.
+func (a *activation) reset(in *Input) {
+	a.in, a.p, a.known = in, &a.noPayment, false
+	a.vals = [numVars]ref.Val{}
+	if in == nil {
+		return
+	}
+	if in.Payment != nil {
+		a.p = in.Payment
+	}
+	a.known = in.State != nil && !in.State.Late && !in.State.Ahead
+}
+
+// Parent implements interpreter.Activation.
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+// ResolveName implements interpreter.Activation: name is a variable's qualified name, such as
+// payment.amount, as the checker resolved it.
+func (a *activation) ResolveName(name string) (any, bool) {
+	i := varIndex(name)
+	if i < 0 {
+		if l, ok := a.lists[name]; ok {
+			return l, true
+		}
+		return nil, false
+	}
+	if v := a.vals[i]; v != nil {
+		return v, true
+	}
+	v := a.value(i)
+	a.vals[i] = v
+	return v, true
+}
+
+// The variables of payment, card and model, by index.
+const (
+	varPaymentID = iota
+	varPaymentCardID
+	varPaymentBIN
+	varPaymentAmount
+	varPaymentCurrency
+	varPaymentCountry
+	varPaymentMerchantID
+	varPaymentMerchantCategory
+	varPaymentChannel
+	varPaymentDeviceID
+	varPaymentIP
+	varPaymentTimestamp
+	varCardKnown
+	varCardWindowCount
+	varCardWindowStart
+	varCardCount1h
+	varCardCount24h
+	varCardCount7d
+	varCardCount30d
+	varCardSum1h
+	varCardSum24h
+	varCardSum7d
+	varCardSum30d
+	varCardNewCountry
+	varCardNewMerchant
+	varCardNewDevice
+	varCardSecondsSincePrevious
+	varModelScore
+	varModelScored
+	varModelVersion
+	numVars
+)
+
+// varIndex is the index of the variable named name, -1 if there is none (a list, or nothing).
+func varIndex(name string) int {
+	switch name {
+	case "payment.id":
+		return varPaymentID
+	case "payment.card_id":
+		return varPaymentCardID
+	case "payment.bin":
+		return varPaymentBIN
+	case "payment.amount":
+		return varPaymentAmount
+	case "payment.currency":
+		return varPaymentCurrency
+	case "payment.country":
+		return varPaymentCountry
+	case "payment.merchant_id":
+		return varPaymentMerchantID
+	case "payment.merchant_category":
+		return varPaymentMerchantCategory
+	case "payment.channel":
+		return varPaymentChannel
+	case "payment.device_id":
+		return varPaymentDeviceID
+	case "payment.ip":
+		return varPaymentIP
+	case "payment.timestamp":
+		return varPaymentTimestamp
+	case "card.known":
+		return varCardKnown
+	case "card.window_count":
+		return varCardWindowCount
+	case "card.window_start":
+		return varCardWindowStart
+	case "card.count_1h":
+		return varCardCount1h
+	case "card.count_24h":
+		return varCardCount24h
+	case "card.count_7d":
+		return varCardCount7d
+	case "card.count_30d":
+		return varCardCount30d
+	case "card.sum_1h":
+		return varCardSum1h
+	case "card.sum_24h":
+		return varCardSum24h
+	case "card.sum_7d":
+		return varCardSum7d
+	case "card.sum_30d":
+		return varCardSum30d
+	case "card.new_country":
+		return varCardNewCountry
+	case "card.new_merchant":
+		return varCardNewMerchant
+	case "card.new_device":
+		return varCardNewDevice
+	case "card.seconds_since_previous":
+		return varCardSecondsSincePrevious
+	case "model.score":
+		return varModelScore
+	case "model.scored":
+		return varModelScored
+	case "model.version":
+		return varModelVersion
+	}
+	return -1
+}
+
+// value makes the value of variable i.
+func (a *activation) value(i int) ref.Val {
+	p := a.p
+	switch i {
+	case varPaymentID:
+		return types.String(p.ID)
+	case varPaymentCardID:
+		return types.String(p.CardID)
+	case varPaymentBIN:
+		return types.String(bin(p.CardMasked))
+	case varPaymentAmount:
+		a.amount.set(p.Amount)
+		return &a.amount
+	case varPaymentCurrency:
+		return types.String(p.Currency)
+	case varPaymentCountry:
+		return types.String(p.Country)
+	case varPaymentMerchantID:
+		return types.String(p.MerchantID)
+	case varPaymentMerchantCategory:
+		return types.String(p.MerchantCategory)
+	case varPaymentChannel:
+		return types.String(p.Channel)
+	case varPaymentDeviceID:
+		return types.String(p.DeviceID)
+	case varPaymentIP:
+		return types.String(p.IP)
+	case varPaymentTimestamp:
+		return types.Timestamp{Time: p.Time.UTC()}
+	case varModelScore:
+		if a.in == nil || !a.in.Scored {
+			return types.Double(0)
+		}
+		return types.Double(a.in.Score)
+	case varModelScored:
+		return types.Bool(a.in != nil && a.in.Scored)
+	case varModelVersion:
+		if a.in == nil {
+			return types.String("")
+		}
+		return types.String(a.in.ModelVersion)
+	}
+	if !a.known {
+		return unknownCard(i)
+	}
+	s := a.in.State
+	switch i {
+	case varCardKnown:
+		return types.True
+	case varCardWindowCount:
+		return types.Int(s.Count)
+	case varCardWindowStart:
+		return types.Timestamp{Time: s.Window.UTC()}
+	case varCardCount1h:
+		return types.Int(s.Count1h)
+	case varCardCount24h:
+		return types.Int(s.Count24h)
+	case varCardCount7d:
+		return types.Int(s.Count7d)
+	case varCardCount30d:
+		return types.Int(s.Count30d)
+	case varCardSum1h:
+		return types.Double(s.Sum1h)
+	case varCardSum24h:
+		return types.Double(s.Sum24h)
+	case varCardSum7d:
+		return types.Double(s.Sum7d)
+	case varCardSum30d:
+		return types.Double(s.Sum30d)
+	case varCardNewCountry:
+		return types.Bool(s.NewCountry)
+	case varCardNewMerchant:
+		return types.Bool(s.NewMerchant)
+	case varCardNewDevice:
+		return types.Bool(s.NewDevice)
+	case varCardSecondsSincePrevious:
+		return types.Int(s.SincePrevious)
+	}
+	return types.NewErr("no variable %d", i)
+}
+
+// unknownCard is card variable i when the card's state is not known: false, 0, the zero time,
+// and -1 seconds since the previous payment.
+func unknownCard(i int) ref.Val {
+	switch i {
+	case varCardWindowStart:
+		return types.Timestamp{Time: time.Time{}.UTC()}
+	case varCardSecondsSincePrevious:
+		return types.IntNegOne
+	case varCardSum1h, varCardSum24h, varCardSum7d, varCardSum30d:
+		return types.Double(0)
+	case varCardWindowCount, varCardCount1h, varCardCount24h, varCardCount7d, varCardCount30d:
+		return types.IntZero
+	}
+	return types.False
+}
+
+// bin is the card number's first 6 digits from its masked form, "" without a card number.
+func bin(masked string) string {
+	if len(masked) < 6 {
+		return ""
+	}
+	for i := range 6 {
+		if masked[i] < '0' || masked[i] > '9' {
+			return ""
+		}
+	}
+	return masked[:6]
+}
+
+// listVal is lists.<name> at run time: a map(string, bool) to the checker, of which the
+// evaluation only asks `value in lists.name`, answered by the Input's Lists.
+type listVal struct {
+	name string
+	act  *activation
+}
+
+var (
+	_ ref.Val          = (*listVal)(nil)
+	_ traits.Container = (*listVal)(nil)
+)
+
+// Contains implements traits.Container.
+func (l *listVal) Contains(v ref.Val) ref.Val {
+	s, ok := v.(types.String)
+	if !ok {
+		return types.MaybeNoSuchOverloadErr(v)
+	}
+	in := l.act.in
+	if in == nil || in.Lists == nil {
+		return types.False
+	}
+	return types.Bool(in.Lists.Contains(l.name, string(s)))
+}
+
+// ConvertToNative implements ref.Val.
+func (l *listVal) ConvertToNative(typeDesc reflect.Type) (any, error) {
+	return nil, fmt.Errorf("list %s: its items cannot be read, only tested with `in`", l.name)
+}
+
+// ConvertToType implements ref.Val.
+func (l *listVal) ConvertToType(typeVal ref.Type) ref.Val {
+	if typeVal == types.TypeType {
+		return listType
+	}
+	return types.NewErr("list %s: its items cannot be read, only tested with `in`", l.name)
+}
+
+// Equal implements ref.Val.
+func (l *listVal) Equal(other ref.Val) ref.Val { return types.Bool(other == ref.Val(l)) }
+
+// Type implements ref.Val.
+func (l *listVal) Type() ref.Type { return listType }
+
+// Value implements ref.Val.
+func (l *listVal) Value() any { return l.name }
