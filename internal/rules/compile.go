@@ -116,7 +116,7 @@ func (c *compiler) compile(label, field string, n *yaml.Node, want *types.Type) 
 		return compiled{}, false
 	}
 	if got := checked.OutputType(); !got.IsExactType(want) {
-		report(nil, fmt.Sprintf("%s is %s, want %s", field, got, want))
+		c.errs.add(label, exprLine(n, 1), "%s is %s, want %s", field, got, want)
 		return compiled{}, false
 	}
 	if is := checkListUse(checked.NativeRep()); len(is) > 0 {
