@@ -98,7 +98,8 @@ rules:
 			{"", 2, `list l: kind "person" is not one of card, merchant, country, ip, device, bin`},
 			{"a", 7, `action "block" is not flag, review or allow`},
 			{"a", 8, `mode "dry_run" is not active or shadow`}}},
-		{"list without kind", "lists:\n  l: {description: x}\nrules: []\n", []want{{"", 2, "list l: missing kind"}}},
+		{"list without kind", "lists:\n  l: {description: x}\nrules:\n  - {id: a, description: x, expression: payment.card_id in lists.l, action: flag}\n",
+			[]want{{"", 2, "list l: missing kind"}}},
 		{"bad list name", "lists:\n  Blocked: {kind: card}\nrules: []\n", []want{{"", 2, `list "Blocked": the name must match`}}},
 		{"cel syntax", `rules:
   - id: a

@@ -100,10 +100,9 @@ func parseLists(n *yaml.Node, errs *Errors) []ListSpec {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		name := k.Value
-		bad := false
-		if !nameRE.MatchString(name) {
+		valid := nameRE.MatchString(name)
+		if !valid {
 			errs.add("", k.Line, "list %q: the name must match %s", name, namePattern)
-			bad = true
 		}
 		if first, dup := seen[name]; dup {
 			errs.add("", k.Line, "list %s: declared twice (first on line %d)", name, first)
@@ -113,21 +112,22 @@ func parseLists(n *yaml.Node, errs *Errors) []ListSpec {
 		spec := ListSpec{Name: name}
 		if v.Kind != yaml.MappingNode {
 			errs.add("", v.Line, "list %s: want a mapping {kind: ..., description: ...}", name)
+			if valid {
+				out = append(out, spec)
+			}
 			continue
 		}
-		kinds := map[string]int{}
+		keys := map[string]int{}
 		for j := 0; j+1 < len(v.Content); j += 2 {
 			kk, vv := v.Content[j], v.Content[j+1]
-			if first, dup := kinds[kk.Value]; dup {
+			if first, dup := keys[kk.Value]; dup {
 				errs.add("", kk.Line, "list %s: %s given twice (first on line %d)", name, kk.Value, first)
-				bad = true
 				continue
 			}
-			kinds[kk.Value] = kk.Line
+			keys[kk.Value] = kk.Line
 			s, ok := scalar(vv)
 			if !ok {
 				errs.add("", vv.Line, "list %s: %s must be a string", name, kk.Value)
-				bad = true
 				continue
 			}
 			switch kk.Value {
@@ -135,20 +135,19 @@ func parseLists(n *yaml.Node, errs *Errors) []ListSpec {
 				spec.Kind = s
 				if s != "" && !slices.Contains(Kinds(), s) {
 					errs.add("", vv.Line, "list %s: kind %q is not one of %s", name, s, strings.Join(Kinds(), ", "))
-					bad = true
 				}
 			case "description":
 				spec.Description = s
 			default:
 				errs.add("", kk.Line, "list %s: unknown key %q; a list has kind and description", name, kk.Value)
-				bad = true
 			}
 		}
 		if spec.Kind == "" {
 			errs.add("", v.Line, "list %s: missing kind (one of %s)", name, strings.Join(Kinds(), ", "))
-			bad = true
 		}
-		if !bad {
+		if valid {
+			// A list with a problem is declared all the same, so that the rules using it are
+			// checked (the problem fails the file).
 			out = append(out, spec)
 		}
 	}
