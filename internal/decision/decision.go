@@ -19,23 +19,31 @@ const (
 	CodeLate     = "late_event"
 )
 
-// Reason is one detector's finding.
+// Reason is why a payment was decided as it was: a rule that matched (Rule names it), or a
+// stage's note (late_event, degraded_state), which explains and never flags.
 type Reason struct {
 	Code   string `json:"code"`
 	Detail string `json:"detail"`
+	Rule   string `json:"rule,omitempty"`
 }
 
 // Decision is the verdict on one payment.
 type Decision struct {
-	PaymentID    string    `json:"payment_id"`
-	CardID       string    `json:"card_id"`
-	Flagged      bool      `json:"flagged"`
-	Score        *float64  `json:"score"`        // model probability; null while no model is configured
-	Reasons      []Reason  `json:"reasons"`      // never null
-	WindowCount  *int64    `json:"window_count"` // the card's count in its hourly window; null without one
-	ModelVersion string    `json:"model_version"`
-	RulesVersion string    `json:"rules_version"`
-	DecidedAt    time.Time `json:"decided_at"`
+	PaymentID string `json:"payment_id"`
+	CardID    string `json:"card_id"`
+	Flagged   bool   `json:"flagged"`
+	// Action is what the policy decided: flag (high risk), or review (not high risk, but an
+	// analyst should look); Rule is the rule that decided it.
+	Action  string   `json:"action"`
+	Rule    string   `json:"rule"`
+	Score   *float64 `json:"score"`   // model probability; null while no model is configured
+	Reasons []Reason `json:"reasons"` // never null
+	// ShadowReasons are the shadow rules that matched: evaluated and counted, never acted on.
+	ShadowReasons []Reason  `json:"shadow_reasons"` // never null
+	WindowCount   *int64    `json:"window_count"`   // the card's count in its hourly window; null without one
+	ModelVersion  string    `json:"model_version"`
+	RulesVersion  string    `json:"rules_version"`
+	DecidedAt     time.Time `json:"decided_at"`
 	// Payment is the payment as received, unknown fields included, with its card number masked.
 	Payment jsontext.Value `json:"payment"`
 }
@@ -44,6 +52,9 @@ type Decision struct {
 func (d *Decision) Marshal() ([]byte, error) {
 	if d.Reasons == nil {
 		d.Reasons = []Reason{}
+	}
+	if d.ShadowReasons == nil {
+		d.ShadowReasons = []Reason{}
 	}
 	return json.Marshal(d)
 }
@@ -58,24 +69,21 @@ func (d *Decision) AppendJSON(b []byte) []byte {
 	b, _ = jsontext.AppendQuote(b, d.CardID)
 	b = append(b, `,"flagged":`...)
 	b = strconv.AppendBool(b, d.Flagged)
+	b = append(b, `,"action":`...)
+	b, _ = jsontext.AppendQuote(b, d.Action)
+	b = append(b, `,"rule":`...)
+	b, _ = jsontext.AppendQuote(b, d.Rule)
 	b = append(b, `,"score":`...)
 	if d.Score == nil {
 		b = append(b, "null"...)
 	} else {
 		b = strconv.AppendFloat(b, *d.Score, 'g', -1, 64)
 	}
-	b = append(b, `,"reasons":[`...)
-	for i, r := range d.Reasons {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"code":`...)
-		b, _ = jsontext.AppendQuote(b, r.Code)
-		b = append(b, `,"detail":`...)
-		b, _ = jsontext.AppendQuote(b, r.Detail)
-		b = append(b, '}')
-	}
-	b = append(b, `],"window_count":`...)
+	b = append(b, `,"reasons":`...)
+	b = appendReasons(b, d.Reasons)
+	b = append(b, `,"shadow_reasons":`...)
+	b = appendReasons(b, d.ShadowReasons)
+	b = append(b, `,"window_count":`...)
 	if d.WindowCount == nil {
 		b = append(b, "null"...)
 	} else {
@@ -90,6 +98,25 @@ func (d *Decision) AppendJSON(b []byte) []byte {
 	b = append(b, `","payment":`...)
 	b = append(b, d.Payment...)
 	return append(b, '}')
+}
+
+func appendReasons(b []byte, rs []Reason) []byte {
+	b = append(b, '[')
+	for i, r := range rs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"code":`...)
+		b, _ = jsontext.AppendQuote(b, r.Code)
+		b = append(b, `,"detail":`...)
+		b, _ = jsontext.AppendQuote(b, r.Detail)
+		if r.Rule != "" {
+			b = append(b, `,"rule":`...)
+			b, _ = jsontext.AppendQuote(b, r.Rule)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 // Unmarshal decodes a `high-risk-payments` record.

@@ -12,10 +12,11 @@ import (
 func TestAppendJSONMatchesMarshal(t *testing.T) {
 	score, count := 0.8125, int64(12)
 	decisions := []Decision{
-		{PaymentID: "p1", CardID: "c1", Flagged: true, RulesVersion: "amount-1",
-			Reasons:   []Reason{{Code: CodeAmount, Detail: `amount 250.00 EUR is over "100" <&> \ é`}},
-			DecidedAt: time.Date(2026, 3, 1, 10, 0, 0, 123456789, time.UTC),
-			Payment:   jsontext.Value(`{"payment_id":"p1","amount":"250.00","extra":[1,{"x":null}]}`)},
+		{PaymentID: "p1", CardID: "c1", Flagged: true, Action: "flag", Rule: "amount_over_threshold", RulesVersion: "rules-1",
+			Reasons:       []Reason{{Code: CodeAmount, Detail: `amount 250.00 EUR is over "100" <&> \ é`, Rule: "amount_over_threshold"}},
+			ShadowReasons: []Reason{{Code: "new_rule", Detail: "would flag", Rule: "new_rule"}},
+			DecidedAt:     time.Date(2026, 3, 1, 10, 0, 0, 123456789, time.UTC),
+			Payment:       jsontext.Value(`{"payment_id":"p1","amount":"250.00","extra":[1,{"x":null}]}`)},
 		{PaymentID: "p2\u2028", CardID: "tok_ab", Flagged: true, Score: &score, WindowCount: &count,
 			ModelVersion: "m-3", Reasons: []Reason{{Code: CodeVelocity, Detail: "12 in 1h"}, {Code: CodeModel, Detail: "0.81"}},
 			DecidedAt: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC), Payment: jsontext.Value(`{"a":1}`)},
