@@ -36,7 +36,7 @@ const repoRoot = "../.."
 // of the service checks that it exports them.
 var exportedMetrics = map[string]string{
 	"fraud_payments_consumed_total":  "counter",
-	"fraud_decisions_total":          "counter", // outcome="flagged"|"clear"
+	"fraud_decisions_total":          "counter", // outcome="flagged"|"review"|"allowed"|"clear"
 	"fraud_flags_total":              "counter", // reason
 	"fraud_dead_letters_total":       "counter", // error
 	"fraud_redis_errors_total":       "counter", // op
@@ -44,6 +44,9 @@ var exportedMetrics = map[string]string{
 	"fraud_reviews_opened_total":     "counter",
 	"fraud_labels_applied_total":     "counter",
 	"fraud_state_losses_total":       "counter",
+	"fraud_rule_hits_total":          "counter", // rule, mode
+	"fraud_rule_errors_total":        "counter", // rule
+	"fraud_rules_reloads_total":      "counter", // result
 	"fraud_stage_duration_seconds":   "histogram",
 	"fraud_decision_latency_seconds": "histogram",
 	"fraud_batch_size":               "histogram",

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -16,14 +15,13 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/caarlos0/env/v11"
 	"github.com/redis/go-redis/v9"
-	"github.com/shopspring/decimal"
 	"gopkg.in/yaml.v3"
 
 	"github.com/paysentry/fraud-detector/internal/api"
 	"github.com/paysentry/fraud-detector/internal/detect"
 	"github.com/paysentry/fraud-detector/internal/model"
+	"github.com/paysentry/fraud-detector/internal/pipeline"
 	"github.com/paysentry/fraud-detector/internal/review"
-	"github.com/paysentry/fraud-detector/internal/rules"
 	"github.com/paysentry/fraud-detector/internal/window"
 )
 
@@ -41,10 +39,51 @@ type Config struct {
 	Model  model.Config  `yaml:"model" envPrefix:"MODEL_"`
 	Review review.Config `yaml:"review" envPrefix:"REVIEW_"`
 	API    api.Config    `yaml:"api" envPrefix:"API_"`
-	Rules  rules.Config  `yaml:"rules" envPrefix:"RULES_"`
+	Rules  RulesConfig   `yaml:"rules" envPrefix:"RULES_"`
+	Lists  ListsConfig   `yaml:"lists" envPrefix:"LISTS_"`
 	Card   CardConfig    `yaml:"card" envPrefix:"CARD_"`
 	Log    LogConfig     `yaml:"log" envPrefix:"LOG_"`
 	Stages StagesConfig  `yaml:"stages" envPrefix:"STAGES_"`
+}
+
+// RulesConfig says where the policy is: the rules file, reloaded when it changes.
+type RulesConfig struct {
+	// Path of the rules file (CEL expressions; see configs/rules.yaml).
+	Path string `yaml:"path" env:"PATH"`
+	// ReloadCheck is how often the file is checked for a change (SIGHUP checks at once); 0: never.
+	ReloadCheck time.Duration `yaml:"reload_check" env:"RELOAD_CHECK"`
+}
+
+// ListsConfig says where the lists the rules use are kept in Redis and how soon a change is seen.
+type ListsConfig struct {
+	KeyPrefix string `yaml:"key_prefix" env:"KEY_PREFIX"`
+	// Refresh is how often each instance asks Redis whether a list changed (one small request).
+	Refresh time.Duration `yaml:"refresh" env:"REFRESH"`
+}
+
+// movedSettings were settings of the configuration before the policy became data; setting one
+// now is an error that says where it went, never silently ignored.
+var movedSettings = []struct{ yaml, env, rule string }{
+	{"rules.amount_threshold", "FRAUD_RULES_AMOUNT_THRESHOLD", "amount_over_threshold"},
+	{"rules.currency_thresholds", "FRAUD_RULES_CURRENCY_THRESHOLDS", "amount_over_threshold"},
+	{"window.threshold", "FRAUD_WINDOW_THRESHOLD", "card_velocity_1h"},
+	{"model.threshold", "FRAUD_MODEL_THRESHOLD", "model_score"},
+}
+
+// checkMoved refuses the settings that moved to the rules file, in the YAML file b or the environment.
+func checkMoved(b []byte, getenv func(string) string) error {
+	var doc map[string]any
+	_ = yaml.Unmarshal(b, &doc) // a file that does not parse is reported by the real decode
+	for _, m := range movedSettings {
+		section, key, _ := strings.Cut(m.yaml, ".")
+		sec, _ := doc[section].(map[string]any)
+		_, inFile := sec[key]
+		if inFile || getenv(m.env) != "" {
+			return fmt.Errorf("%s (%s): the thresholds are rules now: change the expression of rule %s in the rules file (rules.path, configs/rules.yaml by default), and remove this setting",
+				m.yaml, m.env, m.rule)
+		}
+	}
+	return nil
 }
 
 // StagesConfig turns parts of the pipeline off, for operators and benchmarks.
@@ -169,7 +208,7 @@ func defaultConfig() Config {
 			RetryBackoff:       250 * time.Millisecond,
 			DrainTimeout:       10 * time.Second,
 			StateRetryBudget:   2 * time.Second,
-			StateFailurePolicy: detect.FailOpen,
+			StateFailurePolicy: pipeline.FailOpen,
 			StateLossUnready:   5 * time.Minute,
 		},
 		Redis: RedisConfig{
@@ -178,11 +217,12 @@ func defaultConfig() Config {
 			ReadTimeout:  time.Second,
 			WriteTimeout: time.Second,
 		},
-		Window: window.Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096},
+		Window: window.Config{Length: time.Hour, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096},
 		Review: review.Config{KeyPrefix: "fd", Retention: 30 * 24 * time.Hour},
 		API:    api.Config{Listen: ":8080", Tokens: api.Tokens{}, MaxBodyBytes: 16 << 10, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second},
-		Model:  model.Config{Path: "configs/model.onnx", Threshold: 0.5, Library: ".cache/onnxruntime/libonnxruntime.so.1.24.1", ReloadCheck: 5 * time.Second},
-		Rules:  rules.Config{AmountThreshold: decimal.NewFromInt(100)},
+		Model:  model.Config{Path: "configs/model.onnx", Library: ".cache/onnxruntime/libonnxruntime.so.1.24.1", ReloadCheck: 5 * time.Second},
+		Rules:  RulesConfig{Path: "configs/rules.yaml", ReloadCheck: 2 * time.Second},
+		Lists:  ListsConfig{KeyPrefix: "fd", Refresh: time.Second},
 		Log:    LogConfig{Level: "info"},
 	}
 }
@@ -192,6 +232,9 @@ func defaultConfig() Config {
 func loadConfig(path string, required bool, getenv func(string) string) (Config, error) {
 	cfg := defaultConfig()
 	b, err := os.ReadFile(path)
+	if err := checkMoved(b, getenv); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
 	switch {
 	case err == nil:
 		dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -203,9 +246,7 @@ func loadConfig(path string, required bool, getenv func(string) string) (Config,
 	default:
 		return Config{}, fmt.Errorf("config file: %w", err)
 	}
-	opts := env.Options{Prefix: envPrefix, FuncMap: map[reflect.Type]env.ParserFunc{
-		reflect.TypeOf(decimal.Decimal{}): func(v string) (any, error) { return decimal.NewFromString(v) },
-	}}
+	opts := env.Options{Prefix: envPrefix}
 	params, err := env.GetFieldParamsWithOptions(&cfg, opts)
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
@@ -232,6 +273,26 @@ func loadConfig(path string, required bool, getenv func(string) string) (Config,
 		return Config{}, fmt.Errorf("environment: %w", err)
 	}
 	return cfg, nil
+}
+
+func (c RulesConfig) validate() error {
+	switch {
+	case c.Path == "":
+		return errors.New("rules.path: must name the rules file (configs/rules.yaml ships with the service)")
+	case c.ReloadCheck < 0:
+		return fmt.Errorf("rules.reload_check: must not be negative, got %s", c.ReloadCheck)
+	}
+	return nil
+}
+
+func (c ListsConfig) validate() error {
+	switch {
+	case c.KeyPrefix == "":
+		return errors.New("lists.key_prefix: must not be empty")
+	case c.Refresh < 100*time.Millisecond || c.Refresh > time.Minute:
+		return fmt.Errorf("lists.refresh: must be from 100ms to 1m, got %s", c.Refresh)
+	}
+	return nil
 }
 
 // validate reports the first setting that is wrong, by its name in the file, and resolves the
@@ -286,7 +347,10 @@ func (c *Config) validate() error {
 	if err := c.Stream.Validate(); err != nil {
 		return err
 	}
-	if err := c.Rules.Validate(); err != nil {
+	if err := c.Rules.validate(); err != nil {
+		return err
+	}
+	if err := c.Lists.validate(); err != nil {
 		return err
 	}
 	if err := c.Window.Validate(); err != nil {

@@ -6,8 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/shopspring/decimal"
 )
 
 func envMap(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -19,10 +17,6 @@ func TestShippedConfigIsTheDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := defaultConfig()
-	// An empty map from the file and a nil one from the code mean the same.
-	if len(cfg.Rules.CurrencyThresholds) == 0 {
-		cfg.Rules.CurrencyThresholds = nil
-	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("configs/config.yaml and defaultConfig differ:\nfile: %+v\ncode: %+v", cfg, want)
 	}
@@ -30,13 +24,13 @@ func TestShippedConfigIsTheDefaults(t *testing.T) {
 
 func TestEnvironmentOverridesFile(t *testing.T) {
 	cfg, err := loadConfig("../../configs/config.yaml", true, envMap(map[string]string{
-		"FRAUD_KAFKA_BROKERS":             "a:1,b:2",
-		"FRAUD_KAFKA_TOPICS_HIGH_RISK":    "hr",
-		"FRAUD_STREAM_BATCH_LINGER":       "7ms",
-		"FRAUD_RULES_AMOUNT_THRESHOLD":    "250.50",
-		"FRAUD_RULES_CURRENCY_THRESHOLDS": "JPY:15000,KRW:130000",
-		"FRAUD_CARD_HMAC_KEY":             "0123456789abcdef",
-		"FRAUD_KAFKA_GROUP_INSTANCE_ID":   "fraud-detector-0",
+		"FRAUD_KAFKA_BROKERS":           "a:1,b:2",
+		"FRAUD_KAFKA_TOPICS_HIGH_RISK":  "hr",
+		"FRAUD_STREAM_BATCH_LINGER":     "7ms",
+		"FRAUD_RULES_PATH":              "/etc/fraud/rules.yaml",
+		"FRAUD_LISTS_REFRESH":           "3s",
+		"FRAUD_CARD_HMAC_KEY":           "0123456789abcdef",
+		"FRAUD_KAFKA_GROUP_INSTANCE_ID": "fraud-detector-0",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -50,11 +44,8 @@ func TestEnvironmentOverridesFile(t *testing.T) {
 	if cfg.Kafka.Topics.HighRisk != "hr" || cfg.Stream.BatchLinger.String() != "7ms" {
 		t.Errorf("got %+v", cfg)
 	}
-	if !cfg.Rules.AmountThreshold.Equal(decimal.RequireFromString("250.5")) {
-		t.Errorf("threshold = %s", cfg.Rules.AmountThreshold)
-	}
-	if !cfg.Rules.CurrencyThresholds["KRW"].Equal(decimal.NewFromInt(130000)) {
-		t.Errorf("currency thresholds = %v", cfg.Rules.CurrencyThresholds)
+	if cfg.Rules.Path != "/etc/fraud/rules.yaml" || cfg.Lists.Refresh.String() != "3s" {
+		t.Errorf("rules %+v, lists %+v", cfg.Rules, cfg.Lists)
 	}
 	if err := cfg.validate(); err != nil {
 		t.Errorf("validate: %v", err)
@@ -76,7 +67,12 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"initial offset", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_INITIAL_OFFSET": "middle"}, "", "kafka.initial_offset"},
 		{"version", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_VERSION": "banana"}, "", "kafka.version"},
 		{"broker", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_BROKERS": "localhost"}, "", "kafka.brokers"},
-		{"threshold", map[string]string{key: "0123456789abcdef", "FRAUD_RULES_AMOUNT_THRESHOLD": "-1"}, "", "rules.amount_threshold"},
+		// The thresholds became rules: setting one says where it went, in the file or the environment.
+		{"amount threshold moved", map[string]string{key: "0123456789abcdef", "FRAUD_RULES_AMOUNT_THRESHOLD": "250"}, "", "rule amount_over_threshold"},
+		{"window threshold moved", map[string]string{key: "0123456789abcdef"}, "window:\n  threshold: 5\n", "rule card_velocity_1h"},
+		{"model threshold moved", map[string]string{key: "0123456789abcdef"}, "model:\n  threshold: 0.7\n", "rule model_score"},
+		{"no rules file", map[string]string{key: "0123456789abcdef", "FRAUD_RULES_PATH": ""}, "rules:\n  path: \"\"\n", "rules.path"},
+		{"lists refresh", map[string]string{key: "0123456789abcdef", "FRAUD_LISTS_REFRESH": "10ms"}, "", "lists.refresh"},
 		{"same topic", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_TOPICS_HIGH_RISK": "payments"}, "", "kafka.topics"},
 		{"unknown key in file", map[string]string{key: "0123456789abcdef"}, "kafka:\n  brokerz: [x:1]\n", "brokerz"},
 		{"level", map[string]string{key: "0123456789abcdef", "FRAUD_LOG_LEVEL": "loud"}, "", "log.level"},

@@ -27,11 +27,9 @@ import (
 
 	"github.com/paysentry/fraud-detector/internal/api"
 	"github.com/paysentry/fraud-detector/internal/detect"
-	"github.com/paysentry/fraud-detector/internal/model"
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/review"
 	"github.com/paysentry/fraud-detector/internal/rules"
-	"github.com/paysentry/fraud-detector/internal/window"
 )
 
 const defaultConfigPath = "configs/config.yaml"
@@ -59,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runHealthcheck(ctx, args[1:], getenv, stderr)
 		case "demo":
 			return runDemo(ctx, args[1:], getenv, stdout, stderr)
+		case "rules":
+			return runRules(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("fraud-detector", flag.ContinueOnError)
@@ -66,7 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: fraud-detector [flags]            run the service
        fraud-detector demo [flags]       the whole pipeline in one process (in-process Kafka and Redis)
-       fraud-detector replay [flags]     decide on a file of payments as the stream would
+       fraud-detector replay [flags]     decide on a file of payments as the stream would; backtest rules
+       fraud-detector rules check FILE   compile and type-check a rules file
        fraud-detector healthcheck        exit 0 if the service on this machine answers /healthz
 
 flags:
@@ -130,7 +131,6 @@ func newLogger(w io.Writer, c LogConfig) *slog.Logger {
 // serve runs the service on a validated configuration until ctx is done, with its metrics in reg.
 // listening, when set, is told the API's address once it listens.
 func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.Logger, listening func(net.Addr)) error {
-	amount := rules.NewAmount(cfg.Rules)
 	dec := payment.NewDecoder([]byte(cfg.Card.HMACKey), cfg.Stream.MaxPaymentBytes)
 	consumerCfg, producerCfg := cfg.saramaConfigs()
 	metrics := detect.NewMetrics(reg)
@@ -185,34 +185,24 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 			"policy", cfg.Stream.StateFailurePolicy, "err", err)
 	}
 	cancel()
-	windows := window.NewStore(rdb, cfg.Window, time.Now)
-	var scorer detect.Scorer
-	var watch func(context.Context) error
-	modelVersion := func() string { return "none" }
-	if cfg.Model.Enabled() {
-		m, err := model.NewScorer(cfg.Model, log)
-		if err != nil {
-			return err
-		}
-		defer m.Close()
-		scorer = m
-		modelVersion = m.Version
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		watch = func(ctx context.Context) error { return m.Watch(ctx, hup) }
+	d, err := newDecider(cfg, rdb, time.Now, metrics.Pipeline(), log, false)
+	if err != nil {
+		return err
 	}
-	reg.MustRegister(newBuildInfo(buildVersion(), amount.Version(), modelVersion))
+	defer d.Close()
+	windows, pipe := d.windows, d.pipe
+	metrics.KnowRules(pipe.Rules())
+	if _, err := d.lists.Refresh(ctx); err != nil {
+		log.Warn("lists not read at start; every list is empty until redis answers", "err", err)
+	}
+	reg.MustRegister(newBuildInfo(buildVersion(), pipe.RulesVersion, d.modelVersion))
 	reviews := review.NewStore(rdb, cfg.Review, time.Now)
-	var stateStage detect.Windows // nil: the stage is off
-	if cfg.Stages.Windows {
-		stateStage = windows
-	} else {
-		log.Warn("stages.windows is off: no window counts, velocity or model score; only the amount rule decides")
+	if !cfg.Stages.Windows {
+		log.Warn("stages.windows is off: no card state, so no window counts and no model score; the rules decide on the payment and the lists")
 	}
 	handler := detect.NewHandler(cfg.Stream,
 		detect.Topics{HighRisk: cfg.Kafka.Topics.HighRisk, DLQ: cfg.Kafka.Topics.DLQ},
-		dec, amount, stateStage, scorer, out, metrics, log)
+		dec, pipe, out, metrics, log)
 	labelProducer, err := connect(ctx, cfg.Kafka, log, func() (sarama.SyncProducer, error) {
 		return sarama.NewSyncProducer(cfg.Kafka.Brokers, producerCfg)
 	})
@@ -231,9 +221,9 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	}
 	ops := api.Ops{
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Checks:  readiness(cfg, probe, rdb, windows, handler),
+		Checks:  readiness(cfg, probe, rdb, windows, pipe),
 	}
-	httpServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, nil, ops, log).HTTPServer()
+	httpServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, d.lists, ops, log).HTTPServer()
 
 	// Every group is joined before anything runs: a failure here leaves nothing behind.
 	var labels sarama.ConsumerGroup
@@ -259,7 +249,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	consuming = true
 
 	log.Info("consuming", "topic", cfg.Kafka.Topics.Payments, "group", cfg.Kafka.Group,
-		"group_instance_id", cfg.Kafka.GroupInstanceID, "rules_version", amount.Version())
+		"group_instance_id", cfg.Kafka.GroupInstanceID, "rules_version", pipe.RulesVersion())
 	// The groups' errors and failed joins and the stream's retries: a few lines a minute of each cause.
 	kafkaLogs := handler.Logs()
 	g, gctx := errgroup.WithContext(ctx)
@@ -297,8 +287,21 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 		defer cancel()
 		return httpServer.Shutdown(shutdown)
 	})
-	if watch != nil {
-		g.Go(func() error { return watch(foldCtx) })
+	g.Go(func() error { return d.lists.Run(foldCtx, cfg.Lists.Refresh, log) })
+	// SIGHUP checks the rules file and the model file at once; each has a channel of its own.
+	rulesHup, modelHup := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	signal.Notify(rulesHup, syscall.SIGHUP)
+	signal.Notify(modelHup, syscall.SIGHUP)
+	defer signal.Stop(rulesHup)
+	defer signal.Stop(modelHup)
+	g.Go(func() error {
+		return pipe.WatchRules(foldCtx, cfg.Rules.Path, cfg.Rules.ReloadCheck, rulesHup, func(set *rules.Set) {
+			d.lists.SetSpecs(listSpecs(set))
+			metrics.KnowRules(set)
+		})
+	})
+	if d.scorer != nil {
+		g.Go(func() error { return d.scorer.Watch(foldCtx, modelHup) })
 	}
 	err = g.Wait()
 	kafkaLogs.FlushAll(context.Background()) // what the last minute held back

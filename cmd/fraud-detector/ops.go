@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/paysentry/fraud-detector/internal/api"
-	"github.com/paysentry/fraud-detector/internal/detect"
+	"github.com/paysentry/fraud-detector/internal/pipeline"
 	"github.com/paysentry/fraud-detector/internal/window"
 )
 
@@ -37,15 +37,16 @@ func buildVersion() string {
 	return version
 }
 
-// buildInfo is the fraud_build_info gauge: always 1, its labels say what runs. The model's
-// version is read at each scrape, since the model can be swapped while the service runs.
+// buildInfo is the fraud_build_info gauge: always 1, its labels say what runs. The model's and the
+// rules' versions are read at each scrape, since both can change while the service runs (the
+// rules' with the lists too).
 type buildInfo struct {
-	desc           *prometheus.Desc
-	version, rules string
-	model          func() string
+	desc         *prometheus.Desc
+	version      string
+	rules, model func() string
 }
 
-func newBuildInfo(version, rules string, model func() string) prometheus.Collector {
+func newBuildInfo(version string, rules, model func() string) prometheus.Collector {
 	return buildInfo{
 		desc: prometheus.NewDesc("fraud_build_info", "What runs: the service's version, the model's and the rules'.",
 			[]string{"version", "model_version", "rules_version"}, nil),
@@ -56,7 +57,7 @@ func newBuildInfo(version, rules string, model func() string) prometheus.Collect
 func (b buildInfo) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
 
 func (b buildInfo) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, 1, b.version, b.model(), b.rules)
+	ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, 1, b.version, b.model(), b.rules())
 }
 
 // kafkaProbe asks the brokers for the payments topic's metadata, for readiness. Probes that
@@ -119,7 +120,7 @@ func warnInsecure(cfg Config, log *slog.Logger) {
 // running service always has its model.) A degraded stream is probed with the kind of call it makes (a script
 // that writes); if that works, the stream is told, so that an idle stream does not stay degraded
 // until its next payment.
-func readiness(cfg Config, kafka *kafkaProbe, rdb redis.UniversalClient, windows *window.Store, h *detect.Handler) []api.Check {
+func readiness(cfg Config, kafka *kafkaProbe, rdb redis.UniversalClient, windows *window.Store, h *pipeline.Pipeline) []api.Check {
 	checks := []api.Check{
 		{Name: "kafka", Probe: kafka.Probe},
 		{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},

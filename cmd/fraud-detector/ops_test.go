@@ -39,7 +39,7 @@ func (d *describing) Unregister(prometheus.Collector) bool { return false }
 func TestServiceExportsTheDashboardsMetrics(t *testing.T) {
 	d := &describing{}
 	detect.NewMetrics(d)
-	d.MustRegister(newBuildInfo("v", "r", func() string { return "m" }))
+	d.MustRegister(newBuildInfo("v", func() string { return "r" }, func() string { return "m" }))
 	slices.Sort(d.names)
 	var want []string
 	for name := range exportedMetrics {

@@ -21,20 +21,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/paysentry/fraud-detector/internal/decision"
-	"github.com/paysentry/fraud-detector/internal/detect"
 	"github.com/paysentry/fraud-detector/internal/model"
 	"github.com/paysentry/fraud-detector/internal/payment"
+	"github.com/paysentry/fraud-detector/internal/pipeline"
 	"github.com/paysentry/fraud-detector/internal/rules"
-	"github.com/paysentry/fraud-detector/internal/window"
 )
 
-const replayUsage = `fraud-detector replay: run the service's decode, rules, windows and model over a file of
-payments in event-time order, and write every payment's features, score, decision and reasons as
-CSV: training data computed by the serving code, and backtests of a rule or model change.
+const replayUsage = `fraud-detector replay: run the service's decision pipeline (card state, model, rules,
+policy) over a file of payments in event-time order, and write every payment's features, score,
+decision and reasons as CSV: training data computed by the serving code, and backtests of a rule
+or model change.
 
   fraud-detector replay -in payments.jsonl -labels labels.jsonl -out features.csv
   fraud-detector replay -in payments.jsonl -labels labels.jsonl -model configs/model.onnx -out /dev/null
+  fraud-detector replay -in payments.jsonl -labels labels.jsonl -rules candidate.yaml -out /dev/null
+
+With -rules, a candidate rules file is decided beside the current one (rules.path) on the same
+card state and scores, and a backtest goes to standard output: per rule of either file, its
+hits, precision and recall against the labels, and the payments the candidate newly flags and
+no longer flags. The lists are those of the Redis the replay uses (with -redis: that Redis's
+lists under lists.key_prefix; in-process: empty).
 
 Input: one payment (the topic's JSON) a line. Labels: one {"payment_id", "label": "fraud" |
 "legitimate", "scenario"} a line (what paygen -world -labels writes). With labels, precision,
@@ -43,12 +49,10 @@ and each fraud label is applied to its merchant's fraud counts -label-delay afte
 as verdicts come in live: no feature sees a label before it could have been known.
 `
 
-// replayLine is a payment of the input with what the replay knows of it.
+// replayLine is a payment of the input.
 type replayLine struct {
-	value    []byte
-	at       time.Time
-	id, card string
-	n        int // input order
+	p payment.Payment
+	n int // input order
 }
 
 // verdict is a label the replay applies once the clock passes its time.
@@ -74,6 +78,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	redisAddr := fs.String("redis", "", "a Redis to keep the card state in, under a key prefix of its own that is deleted after; default: an in-process Redis")
 	modelPath := fs.String("model", "", "score with this ONNX model (default: model.path of the configuration; \"none\" for no model)")
 	batch := fs.Int("batch", 500, "payments a batch, as the stream's stream.batch_size")
+	candidatePath := fs.String("rules", "", "backtest: a candidate rules `file` to decide beside the current rules (see above)")
 	delay := fs.Duration("label-delay", 7*24*time.Hour, "a fraud label becomes known (to the merchant's fraud counts) this long after its payment's event time, as analysts' verdicts come in")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -121,21 +126,25 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer rdb.Close()
 	var clock time.Time
-	store := window.NewStore(rdb, cfg.Window, func() time.Time { return clock })
-
-	var scorer detect.Scorer
-	if cfg.Model.Enabled() {
-		m, err := model.NewScorer(cfg.Model, log)
+	cfg.Stream.StateFailurePolicy = pipeline.FailClosed // a replay waits for Redis rather than decide without it
+	cfg.Stages.Windows = true
+	d, err := newDecider(cfg, rdb, func() time.Time { return clock }, pipeline.NewMetrics(prometheus.NewRegistry()), log, true)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if _, err := d.lists.Refresh(ctx); err != nil {
+		return fmt.Errorf("lists: %w", err)
+	}
+	store := d.windows
+	var bt *backtest
+	if *candidatePath != "" {
+		cand, err := rules.Load(*candidatePath)
 		if err != nil {
 			return err
 		}
-		defer m.Close()
-		scorer = m
+		bt = newBacktest(d.pipe.Rules(), cfg.Rules.Path, cand, *candidatePath)
 	}
-	stream := cfg.Stream
-	stream.StateFailurePolicy = detect.FailClosed // a replay waits for Redis rather than decide without it
-	h := detect.NewHandler(stream, detect.Topics{}, payment.NewDecoder([]byte(cfg.Card.HMACKey), cfg.Stream.MaxPaymentBytes),
-		rules.NewAmount(cfg.Rules), store, scorer, nil, detect.NewMetrics(prometheus.NewRegistry()), log)
 
 	w := os.Stdout
 	if f, ok := stdout.(*os.File); ok {
@@ -156,51 +165,56 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	// Fraud labels, in the order they become known.
 	var verdicts []verdict
 	for _, l := range lines {
-		if labels[l.id].Label == "fraud" {
-			verdicts = append(verdicts, verdict{at: l.at.Add(*delay), id: l.id, card: l.card})
+		if labels[l.p.ID].Label == "fraud" {
+			verdicts = append(verdicts, verdict{at: l.p.Time.Add(*delay), id: l.p.ID, card: l.p.CardID})
 		}
 	}
 	slices.SortStableFunc(verdicts, func(a, b verdict) int { return a.at.Compare(b.at) })
 
 	var ev evaluation
-	values := make([][]byte, 0, *batch)
+	batchOf := make([]*payment.Payment, 0, *batch)
+	ds := make([]pipeline.Decision, *batch)
 	began := time.Now()
 	for start, end := 0, 0; start < len(lines); start = end {
 		// A batch is what the stream would have read together: up to -batch payments, within a
 		// minute of event time. The clock that judges lateness is the batch's newest event time.
-		values = values[:0]
-		for end = start; end < len(lines) && end-start < *batch && lines[end].at.Sub(lines[start].at) <= time.Minute; end++ {
-			values = append(values, lines[end].value)
-			clock = maxTime(clock, lines[end].at)
+		batchOf = batchOf[:0]
+		first := lines[start].p.Time
+		for end = start; end < len(lines) && end-start < *batch && lines[end].p.Time.Sub(first) <= time.Minute; end++ {
+			batchOf = append(batchOf, &lines[end].p)
+			clock = maxTime(clock, lines[end].p.Time)
 		}
 		// Verdicts known by the batch's first payment: none is seen by a payment before its time.
-		for len(verdicts) > 0 && !verdicts[0].at.After(lines[start].at) {
+		for len(verdicts) > 0 && !verdicts[0].at.After(first) {
 			if _, err := store.Label(ctx, verdicts[0].card, verdicts[0].id, true); err != nil {
 				return err
 			}
 			verdicts = verdicts[1:]
 		}
-		outcomes, err := h.Decide(ctx, values)
-		if err != nil {
+		if err := d.pipe.Decide(ctx, batchOf, ds[:len(batchOf)]); err != nil {
 			return err
 		}
 		if _, err := store.Fold(ctx); err != nil {
 			return err
 		}
-		for _, o := range outcomes {
-			if o.Err != nil {
-				continue // readPayments left out what does not decode
-			}
-			l := labels[o.Payment.ID]
-			rulesFlagged := slices.ContainsFunc(o.Reasons, func(r decision.Reason) bool {
-				return r.Code == decision.CodeAmount || r.Code == decision.CodeVelocity
-			})
+		for i := range batchOf {
+			o := &ds[i]
+			pm := o.Input.Payment
+			l := labels[pm.ID]
+			// Flagged without the model: what the rules make of the payment alone.
+			bare := o.Input
+			bare.Score, bare.Scored = 0, false
+			hits, _ := d.pipe.Rules().Eval(&bare, nil)
+			rulesFlagged := pipeline.Apply(hits).Flagged
 			ev.add(l.Label, o.Flagged, rulesFlagged, o.Score)
+			if bt != nil {
+				bt.add(l.Label, o)
+			}
 			codes := make([]string, len(o.Reasons))
 			for i, r := range o.Reasons {
 				codes[i] = r.Code
 			}
-			row := []string{o.Payment.ID, strconv.FormatInt(o.Payment.Time.Unix(), 10), o.Payment.CardID,
+			row := []string{pm.ID, strconv.FormatInt(pm.Time.Unix(), 10), pm.CardID,
 				labelValue(l.Label), l.Scenario, b01(rulesFlagged), b01(o.Flagged), score(o.Score), strings.Join(codes, "|")}
 			for _, f := range o.Features {
 				row = append(row, strconv.FormatFloat(float64(f), 'g', -1, 32))
@@ -215,6 +229,13 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	fmt.Fprintf(stderr, "replay: %d payments in %s (%d invalid, left out)\n", len(lines), time.Since(began).Round(time.Millisecond), invalid)
 	if len(labels) > 0 {
 		ev.report(stderr)
+	}
+	if bt != nil {
+		rep := stdout // the CSV goes elsewhere; with -out -, the report joins the evaluation
+		if *out == "-" {
+			rep = stderr
+		}
+		bt.report(rep)
 	}
 	return nil
 }
@@ -242,12 +263,12 @@ func readPayments(path string, dec *payment.Decoder) ([]replayLine, int, error) 
 			invalid++
 			continue
 		}
-		lines = append(lines, replayLine{value: v, at: p.Time, id: p.ID, card: p.CardID, n: len(lines)})
+		lines = append(lines, replayLine{p: p, n: len(lines)})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, 0, fmt.Errorf("read %s: %w", path, err)
 	}
-	slices.SortStableFunc(lines, func(a, b replayLine) int { return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.n, b.n)) })
+	slices.SortStableFunc(lines, func(a, b replayLine) int { return cmp.Or(a.p.Time.Compare(b.p.Time), cmp.Compare(a.n, b.n)) })
 	return lines, invalid, nil
 }
 

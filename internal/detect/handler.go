@@ -9,15 +9,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
 	"github.com/paysentry/fraud-detector/internal/payment"
+	"github.com/paysentry/fraud-detector/internal/pipeline"
 	"github.com/paysentry/fraud-detector/internal/rules"
-	"github.com/paysentry/fraud-detector/internal/window"
 )
 
 // Config sets how records are batched and drained.
@@ -40,7 +39,8 @@ type Config struct {
 	// DrainTimeout bounds how long a partition waits for its in-flight outputs when it is revoked
 	// or the service stops. What is not acknowledged by then is not marked, and is read again.
 	DrainTimeout time.Duration `yaml:"drain_timeout" env:"DRAIN_TIMEOUT"`
-	// StateRetryBudget is how long a batch retries Redis before StateFailurePolicy applies.
+	// StateRetryBudget is how long a batch retries Redis before StateFailurePolicy applies (the
+	// pipeline's card state stage applies both).
 	StateRetryBudget time.Duration `yaml:"state_retry_budget" env:"STATE_RETRY_BUDGET"`
 	// StateFailurePolicy: fail_open decides without the windows and adds degraded_state;
 	// fail_closed holds the partitions, marking nothing, until Redis answers.
@@ -69,7 +69,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("stream.state_retry_budget: must be positive, got %s", c.StateRetryBudget)
 	case c.StateLossUnready < 0:
 		return fmt.Errorf("stream.state_loss_unready: must not be negative, got %s", c.StateLossUnready)
-	case c.StateFailurePolicy != FailOpen && c.StateFailurePolicy != FailClosed:
+	case c.StateFailurePolicy != pipeline.FailOpen && c.StateFailurePolicy != pipeline.FailClosed:
 		return fmt.Errorf("stream.state_failure_policy: must be fail_open or fail_closed, got %q", c.StateFailurePolicy)
 	case c.DrainTimeout <= 0 || c.DrainTimeout > 50*time.Second:
 		// A member that takes longer than the group's rebalance timeout (60 s) to let go of its
@@ -107,46 +107,27 @@ type Handler struct {
 	cfg    Config
 	topics Topics
 	dec    *payment.Decoder
-	amount *rules.Amount
-	win    Windows
-	model  Scorer // nil: no model
+	pipe   *pipeline.Pipeline
 	out    *Outputs
 	m      *Metrics
 	log    *slog.Logger
 	logs   *LogLimiter // warnings that repeat while the broker is away
 	now    func() time.Time
-
-	stateDown atomic.Bool  // Redis failed on the last try; the change is logged once
-	losses    atomic.Int64 // losses of Redis's data logged and counted
 }
 
 var _ sarama.ConsumerGroupHandler = (*Handler)(nil)
 
-// NewHandler returns a handler that decodes with dec, decides with the amount rule, the card
-// windows (nil: the stage is off, and without a card's state the model scores nothing) and the
-// model (nil: none), writes through out and counts in m.
-func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, amount *rules.Amount, win Windows, scorer Scorer, out *Outputs, m *Metrics, log *slog.Logger) *Handler {
-	h := &Handler{cfg: cfg, topics: topics, dec: dec, amount: amount, win: win, model: scorer, out: out, m: m, log: log,
+// NewHandler returns a handler that decodes with dec, decides with pipe, writes through out and
+// counts in m.
+func NewHandler(cfg Config, topics Topics, dec *payment.Decoder, pipe *pipeline.Pipeline, out *Outputs, m *Metrics, log *slog.Logger) *Handler {
+	return &Handler{cfg: cfg, topics: topics, dec: dec, pipe: pipe, out: out, m: m, log: log,
 		logs: NewLogLimiter(log, 3, time.Minute, time.Now), now: time.Now}
-	m.down.Store(&h.stateDown)
-	return h
 }
 
 // Logs is the limiter of the stream's warnings that repeat while the broker is away (a few lines
 // a minute of each); hand it to Consume, which flushes it, and use it for the service's other
 // groups too.
 func (h *Handler) Logs() *LogLimiter { return h.logs }
-
-// Degraded reports whether Redis failed the stream's last try.
-func (h *Handler) Degraded() bool { return h.stateDown.Load() }
-
-// StateAnswered tells the handler that Redis answered something else (a readiness probe), so that
-// an idle stream does not stay degraded until its next payment.
-func (h *Handler) StateAnswered() {
-	if h.stateDown.CompareAndSwap(true, false) {
-		h.log.Info("redis answers again; windows back in use")
-	}
-}
 
 // Setup is called when a new session starts.
 func (h *Handler) Setup(s sarama.ConsumerGroupSession) error {
@@ -325,32 +306,16 @@ func (h *Handler) mark(sess sarama.ConsumerGroupSession, b *batch) {
 
 // item is one record on its way through a batch.
 type item struct {
-	msg         *sarama.ConsumerMessage
-	p           payment.Payment
-	err         error // decoding error: the record is dead-lettered
-	reasons     []decision.Reason
-	windowCount *int64         // the card's count in the payment's window; nil if late or degraded
-	state       *window.Result // what the windows said; nil if degraded
-	degraded    bool
-	features    []float32 // the model's inputs, when a model (or the replay) wants them
-	score       *float64
-	version     string // of the model that scored it
+	msg *sarama.ConsumerMessage
+	p   payment.Payment
+	err error // decoding error: the record is dead-lettered
+	d   *pipeline.Decision
 }
 
-// flagged reports whether a detector found a risk; late_event and degraded_state only explain.
-func (it *item) flagged() bool {
-	for _, r := range it.reasons {
-		if r.Code != decision.CodeLate && r.Code != decision.CodeDegraded {
-			return true
-		}
-	}
-	return false
-}
-
-// process decides on a batch and returns the records to produce: a decision for every flagged
-// payment and a dead-letter record for every invalid one, and what the batch adds to the metrics.
-// Each stage runs over the whole batch, so that a stage that needs a round trip (Redis, the model)
-// makes one per batch. It reports false if the batch could not be decided before the session ended.
+// process decides on a batch and returns the records to produce: a decision for every payment
+// the policy flagged or sent to review and a dead-letter record for every invalid one, and what
+// the batch adds to the metrics. It reports false if the batch could not be decided before the
+// session ended.
 func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) ([]*sarama.ProducerMessage, *tally, bool) {
 	items := make([]item, len(msgs))
 	t := &tally{records: len(msgs), appended: make([]time.Time, len(msgs))}
@@ -360,7 +325,7 @@ func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) (
 	}
 	h.m.batchSize.Observe(float64(len(msgs)))
 	began := time.Now()
-	if !h.decide(ctx, items, h.model != nil) {
+	if !h.decide(ctx, items) {
 		return nil, nil, false
 	}
 	if took := time.Since(began); took > time.Second {
@@ -370,22 +335,30 @@ func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) (
 	var out []*sarama.ProducerMessage
 	for i := range items {
 		it := &items[i]
-		switch {
-		case it.err != nil:
+		if it.err != nil {
 			out = append(out, h.deadLetter(it.msg, it.err))
 			if t.deadLetters == nil {
 				t.deadLetters = map[string]int{}
 			}
 			t.deadLetters[errorCode(it.err)]++
-		case it.flagged():
+			continue
+		}
+		t.hit(it.d.Hits)
+		switch it.d.Action {
+		case rules.ActionFlag:
 			out = append(out, h.decision(it, now))
 			t.flagged++
 			if t.reasons == nil {
 				t.reasons = map[string]int{}
 			}
-			for _, r := range it.reasons {
+			for _, r := range it.d.Reasons {
 				t.reasons[r.Code]++
 			}
+		case rules.ActionReview:
+			out = append(out, h.decision(it, now))
+			t.reviewed++
+		case rules.ActionAllow:
+			t.allowed++
 		default:
 			t.clear++
 		}
@@ -402,34 +375,28 @@ func errorCode(err error) string {
 	return "internal"
 }
 
-// decide runs the detectors over a batch: decode, the amount rule, the card windows, the model.
-// With features, every valid item gets its model features even without a model (the replay
-// wants them). It reports false if the batch could not be decided before the session ended.
-func (h *Handler) decide(ctx context.Context, items []item, features bool) bool {
+// decide decodes a batch and runs the pipeline over its valid payments. It reports false if the
+// batch could not be decided before the session ended.
+func (h *Handler) decide(ctx context.Context, items []item) bool {
 	began := time.Now()
+	ps := make([]*payment.Payment, 0, len(items))
 	for i := range items {
 		it := &items[i]
-		it.p, it.err = h.dec.Decode(it.msg.Value)
-	}
-	h.m.observeStage(StageDecode, began)
-	began = time.Now()
-	for i := range items {
-		it := &items[i]
-		if it.err != nil {
-			continue
-		}
-		if r, ok := h.amount.Check(it.p.Amount, it.p.Currency); ok {
-			it.reasons = append(it.reasons, r)
+		if it.p, it.err = h.dec.Decode(it.msg.Value); it.err == nil {
+			ps = append(ps, &it.p)
 		}
 	}
-	h.m.observeStage(StageRules, began)
-	began = time.Now()
-	if !h.windows(ctx, items) {
+	h.m.pipeline.Stage.WithLabelValues(pipeline.StageDecode).Observe(time.Since(began).Seconds())
+	ds := make([]pipeline.Decision, len(ps))
+	if err := h.pipe.Decide(ctx, ps, ds); err != nil {
 		return false
 	}
-	h.m.observeStage(StageWindow, began)
-	if features {
-		h.score(items)
+	k := 0
+	for i := range items {
+		if items[i].err == nil {
+			items[i].d = &ds[k]
+			k++
+		}
 	}
 	return true
 }
@@ -437,16 +404,19 @@ func (h *Handler) decide(ctx context.Context, items []item, features bool) bool 
 func (h *Handler) decision(it *item, now time.Time) *sarama.ProducerMessage {
 	pj := it.p.JSON()
 	d := decision.Decision{
-		PaymentID:    it.p.ID,
-		CardID:       it.p.CardID,
-		Flagged:      true,
-		Score:        it.score,
-		Reasons:      it.reasons,
-		WindowCount:  it.windowCount,
-		ModelVersion: it.version,
-		RulesVersion: h.amount.Version(),
-		DecidedAt:    now,
-		Payment:      pj,
+		PaymentID:     it.p.ID,
+		CardID:        it.p.CardID,
+		Flagged:       it.d.Flagged,
+		Action:        it.d.Action,
+		Rule:          it.d.Rule,
+		Score:         it.d.Score,
+		Reasons:       it.d.Reasons,
+		ShadowReasons: it.d.Shadow,
+		WindowCount:   it.d.WindowCount,
+		ModelVersion:  it.d.ModelVersion,
+		RulesVersion:  it.d.RulesVersion,
+		DecidedAt:     now,
+		Payment:       pj,
 	}
 	v := d.AppendJSON(make([]byte, 0, 384+len(pj)))
 	return &sarama.ProducerMessage{

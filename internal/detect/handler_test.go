@@ -16,10 +16,10 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/shopspring/decimal"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
 	"github.com/paysentry/fraud-detector/internal/payment"
+	"github.com/paysentry/fraud-detector/internal/pipeline"
 	"github.com/paysentry/fraud-detector/internal/rules"
 	"github.com/paysentry/fraud-detector/internal/window"
 )
@@ -170,15 +170,11 @@ func (w *fakeWindows) Observe(_ context.Context, events []window.Event, out []wi
 
 func (w *fakeWindows) Losses() (int64, time.Time) { return 0, time.Time{} }
 
-func (w *fakeWindows) Reasons(r window.Result) []decision.Reason {
-	if r.Count > 10 {
-		return []decision.Reason{{Code: decision.CodeVelocity, Detail: fmt.Sprint(r.Count)}}
-	}
-	return nil
-}
+func (w *fakeWindows) Note(window.Result) (decision.Reason, bool) { return decision.Reason{}, false }
 
 type rig struct {
 	win   *fakeWindows
+	p     *pipeline.Pipeline
 	h     *Handler
 	prod  *fakeProducer
 	sess  *fakeSession
@@ -205,10 +201,16 @@ func newRig(t *testing.T, cfg Config) *rig {
 		reg:   prometheus.NewRegistry(),
 	}
 	r.sess.onMark = prod.onMark
+	set, err := rules.Load("../../configs/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(r.reg)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r.p = pipeline.New(pipeline.Config{StateRetryBudget: cfg.StateRetryBudget, StateFailurePolicy: cfg.StateFailurePolicy},
+		r.win, nil, set, nil, m.Pipeline(), log)
 	r.h = NewHandler(cfg, Topics{HighRisk: "high-risk", DLQ: "dlq"},
-		payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
-		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}),
-		r.win, nil, out, NewMetrics(r.reg), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		payment.NewDecoder([]byte("test-key-0123456789"), 64<<10), r.p, out, m, log)
 	t.Cleanup(func() { cancel(); out.Close(time.Second) })
 	return r
 }
@@ -262,7 +264,7 @@ func (r *rig) marks() []int64 {
 func testConfig() Config {
 	return Config{BatchSize: 2, BatchLinger: time.Hour, MaxInFlightBatches: 4, MaxPaymentBytes: 64 << 10,
 		DLQMaxValueBytes: 1024, RetryBackoff: time.Millisecond, DrainTimeout: 10 * time.Second,
-		StateRetryBudget: 20 * time.Millisecond, StateFailurePolicy: FailOpen}
+		StateRetryBudget: 20 * time.Millisecond, StateFailurePolicy: pipeline.FailOpen}
 }
 
 // Batches are marked in order and only once all of their outputs are acknowledged, whatever the
@@ -355,22 +357,6 @@ func TestMetricsCountMarkedBatches(t *testing.T) {
 				t.Errorf("latency: %d samples, sum %v s; want 1 sample of about a second", h.GetSampleCount(), h.GetSampleSum())
 			}
 		}
-	}
-}
-
-// fraud_degraded follows the handler's state flag, whoever changes it.
-func TestDegradedFollowsTheState(t *testing.T) {
-	r := newRig(t, testConfig())
-	if got, _ := gathered(t, r.reg, "fraud_degraded"); got != 0 {
-		t.Fatalf("fraud_degraded %v at start", got)
-	}
-	r.h.stateDown.Store(true)
-	if got, _ := gathered(t, r.reg, "fraud_degraded"); got != 1 {
-		t.Errorf("fraud_degraded %v while down, want 1", got)
-	}
-	r.h.StateAnswered()
-	if got, _ := gathered(t, r.reg, "fraud_degraded"); got != 0 || r.h.Degraded() {
-		t.Errorf("fraud_degraded %v after redis answered, want 0", got)
 	}
 }
 
@@ -675,8 +661,8 @@ func TestFailOpenRetriesWithinTheBudget(t *testing.T) {
 	}
 	ds := decisions(t, out)
 	if !ok || len(ds) != 1 || len(ds[0].Reasons) != 1 || ds[0].Reasons[0].Code != decision.CodeVelocity ||
-		ds[0].WindowCount == nil || *ds[0].WindowCount != 11 || r.h.Degraded() {
-		t.Errorf("ok %v, degraded %v, decisions %+v; want the 11th payment flagged with its count", ok, r.h.Degraded(), ds)
+		ds[0].WindowCount == nil || *ds[0].WindowCount != 11 || r.p.Degraded() {
+		t.Errorf("ok %v, degraded %v, decisions %+v; want the 11th payment flagged with its count", ok, r.p.Degraded(), ds)
 	}
 }
 
@@ -715,7 +701,7 @@ func TestFailOpenDecidesDegraded(t *testing.T) {
 
 func TestFailClosedHoldsUntilRedisAnswers(t *testing.T) {
 	cfg := testConfig()
-	cfg.StateFailurePolicy = FailClosed
+	cfg.StateFailurePolicy = pipeline.FailClosed
 	r := newRig(t, cfg)
 	r.win.down.Store(true)
 	r.feed(0, "500")
@@ -737,7 +723,7 @@ func TestFailClosedHoldsUntilRedisAnswers(t *testing.T) {
 // With fail_closed, a session that ends while Redis is down marks nothing and returns.
 func TestFailClosedRevokeMarksNothing(t *testing.T) {
 	cfg := testConfig()
-	cfg.StateFailurePolicy = FailClosed
+	cfg.StateFailurePolicy = pipeline.FailClosed
 	r := newRig(t, cfg)
 	r.win.down.Store(true)
 	r.feed(0, "500")

@@ -63,7 +63,7 @@ func (h *LabelHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.
 				}
 				break
 			}
-			h.m.redisErrors.WithLabelValues("labels").Inc()
+			h.m.pipeline.RedisErrors.WithLabelValues("labels").Inc()
 			if permanentState(err) {
 				h.log.Error("label not recorded; skipped", "payment_id", l.PaymentID, "err", err)
 				break
@@ -74,7 +74,7 @@ func (h *LabelHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.
 				return nil
 			case <-time.After(wait):
 			}
-			h.m.redisRetries.WithLabelValues("labels").Inc()
+			h.m.pipeline.RedisRetries.WithLabelValues("labels").Inc()
 			wait = min(2*wait, 5*time.Second)
 		}
 		s.MarkMessage(m, "")

@@ -7,27 +7,25 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/paysentry/fraud-detector/internal/pipeline"
+	"github.com/paysentry/fraud-detector/internal/rules"
 )
 
 // Metrics are the stream's Prometheus metrics. No label carries a card or a payment.
 type Metrics struct {
-	consumed     prometheus.Counter
-	decisions    *prometheus.CounterVec // outcome: flagged, clear
-	flags        *prometheus.CounterVec // reason: every reason code of a flagged payment
-	deadLetters  *prometheus.CounterVec // error: the payment.Error code
-	stage        *prometheus.HistogramVec
-	latency      prometheus.Histogram
-	batchSize    prometheus.Histogram
-	redisErrors  *prometheus.CounterVec // op: windows, reviews, labels
-	redisRetries *prometheus.CounterVec
-	reviews      prometheus.Counter
-	labels       prometheus.Counter
-	stateLosses  prometheus.Counter
-
-	down atomic.Pointer[atomic.Bool] // the handler's state flag, read by fraud_degraded
+	consumed    prometheus.Counter
+	decisions   *prometheus.CounterVec // outcome: flagged, review, allowed, clear
+	flags       *prometheus.CounterVec // reason: every reason code of a flagged payment
+	ruleHits    *prometheus.CounterVec // rule, mode
+	deadLetters *prometheus.CounterVec // error: the payment.Error code
+	latency     prometheus.Histogram
+	batchSize   prometheus.Histogram
+	reviews     prometheus.Counter
+	labels      prometheus.Counter
+	pipeline    *pipeline.Metrics // the stage histogram and the Redis counters are shared with it
 
 	mu     sync.Mutex
 	held   map[heldKey]*heldPartition // the partitions this instance holds, for fraud_consumer_lag
@@ -47,73 +45,49 @@ type heldPartition struct {
 	claim sarama.ConsumerGroupClaim
 }
 
-// Stages of a batch, as the stage label of fraud_stage_duration_seconds names them.
-const (
-	StageDecode  = "decode"
-	StageRules   = "rules"
-	StageWindow  = "window"
-	StageModel   = "model"
-	StageProduce = "produce"
-)
-
-// NewMetrics registers the stream's metrics with reg.
+// NewMetrics registers the stream's metrics, and the pipeline's, with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	m := &Metrics{
+		pipeline: pipeline.NewMetrics(reg),
 		consumed: f.NewCounter(prometheus.CounterOpts{Name: "fraud_payments_consumed_total",
 			Help: "Records read from the payments topic whose batch was done (outputs acknowledged, offset marked), valid or not."}),
 		decisions: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_decisions_total",
-			Help: "Valid payments decided, by outcome (flagged or clear)."}, []string{"outcome"}),
+			Help: "Valid payments decided, by outcome: flagged, review (sent to the analysts, not high risk), allowed (an allow rule overrode the others) or clear."}, []string{"outcome"}),
+		ruleHits: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_rule_hits_total",
+			Help: "Payments a rule matched, by rule and mode (active or shadow), counted once the batch is done."}, []string{"rule", "mode"}),
 		flags: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_flags_total",
 			Help: "Reasons given with flagged payments, by reason code (a payment flagged for two reasons counts in both)."}, []string{"reason"}),
 		deadLetters: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_dead_letters_total",
 			Help: "Records sent to the dead-letter topic, by error code."}, []string{"error"}),
-		stage: f.NewHistogramVec(prometheus.HistogramOpts{Name: "fraud_stage_duration_seconds",
-			Help:    "Time a batch spends in each stage: decode, rules, window (Redis), model, produce (sent to acknowledged).",
-			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)}, []string{"stage"}),
 		latency: f.NewHistogram(prometheus.HistogramOpts{Name: "fraud_decision_latency_seconds",
 			Help:    "From a payment's record timestamp (its producer's create time, or the broker's append time on a LogAppendTime topic) to its batch's outputs being acknowledged.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		batchSize: f.NewHistogram(prometheus.HistogramOpts{Name: "fraud_batch_size",
 			Help: "Records per batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
-		redisErrors: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_redis_errors_total",
-			Help: "Redis calls that failed, by operation (windows, reviews, labels)."}, []string{"op"}),
-		redisRetries: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_redis_retries_total",
-			Help: "Redis calls made again after a failure, by operation."}, []string{"op"}),
 		reviews: f.NewCounter(prometheus.CounterOpts{Name: "fraud_reviews_opened_total",
 			Help: "Reviews opened in the analysts' queue (a redelivered decision whose review is open already does not count)."}),
 		labels: f.NewCounter(prometheus.CounterOpts{Name: "fraud_labels_applied_total",
 			Help: "Analysts' verdicts read from the labels topic and applied to the merchants' fraud counts."}),
-		stateLosses: f.NewCounter(prometheus.CounterOpts{Name: "fraud_state_losses_total",
-			Help: "Times this instance found that Redis had lost its data (its epoch key missing or changed): windows, aggregates and reviews started again from nothing."}),
 	}
 	m.held = map[heldKey]*heldPartition{}
-	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraud_degraded",
-		Help: "1 while Redis is unavailable to the stream (fail_open decides without the windows, fail_closed holds), else 0."},
-		func() float64 {
-			if d := m.down.Load(); d != nil && d.Load() {
-				return 1
-			}
-			return 0
-		})
 	reg.MustRegister(lagCollector{m: m, desc: prometheus.NewDesc("fraud_consumer_lag",
 		"Records of a payments partition this instance holds that are not done yet: the partition's newest offset "+
 			"(asked of the brokers at each scrape) minus the next offset to mark.", []string{"topic", "partition"}, nil)})
-	for _, s := range []string{StageDecode, StageRules, StageWindow, StageModel, StageProduce} {
-		m.stage.WithLabelValues(s)
-	}
-	for _, o := range []string{"flagged", "clear"} {
+	for _, o := range []string{"flagged", "review", "allowed", "clear"} {
 		m.decisions.WithLabelValues(o)
-	}
-	for _, op := range []string{"windows", "reviews", "labels"} {
-		m.redisErrors.WithLabelValues(op)
-		m.redisRetries.WithLabelValues(op)
 	}
 	return m
 }
 
-func (m *Metrics) observeStage(stage string, since time.Time) {
-	m.stage.WithLabelValues(stage).Observe(time.Since(since).Seconds())
+// Pipeline is the pipeline's share of the metrics, for pipeline.New.
+func (m *Metrics) Pipeline() *pipeline.Metrics { return m.pipeline }
+
+// KnowRules makes fraud_rule_hits_total show 0 for every rule of set before it first matches.
+func (m *Metrics) KnowRules(set *rules.Set) {
+	for _, r := range set.Rules() {
+		m.ruleHits.WithLabelValues(r.ID, r.Mode)
+	}
 }
 
 // SetNewestOffsets sets how fraud_consumer_lag learns a partition's newest offset at each scrape;
@@ -183,18 +157,38 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 type tally struct {
 	records     int
 	flagged     int
+	reviewed    int
+	allowed     int
 	clear       int
 	reasons     map[string]int
+	hits        map[ruleMode]int
 	deadLetters map[string]int
 	appended    []time.Time // each record's timestamp, for the decision latency
 	sent        time.Time
 	outputs     int
 }
 
+type ruleMode struct{ rule, mode string }
+
+// hit counts the rules that matched a payment.
+func (t *tally) hit(hits []rules.Hit) {
+	for _, h := range hits {
+		if t.hits == nil {
+			t.hits = map[ruleMode]int{}
+		}
+		t.hits[ruleMode{h.Rule.ID, h.Rule.Mode}]++
+	}
+}
+
 func (m *Metrics) count(t *tally, done time.Time) {
 	m.consumed.Add(float64(t.records))
 	m.decisions.WithLabelValues("flagged").Add(float64(t.flagged))
+	m.decisions.WithLabelValues("review").Add(float64(t.reviewed))
+	m.decisions.WithLabelValues("allowed").Add(float64(t.allowed))
 	m.decisions.WithLabelValues("clear").Add(float64(t.clear))
+	for k, n := range t.hits {
+		m.ruleHits.WithLabelValues(k.rule, k.mode).Add(float64(n))
+	}
 	for r, n := range t.reasons {
 		m.flags.WithLabelValues(r).Add(float64(n))
 	}
@@ -207,6 +201,6 @@ func (m *Metrics) count(t *tally, done time.Time) {
 		}
 	}
 	if t.outputs > 0 {
-		m.stage.WithLabelValues(StageProduce).Observe(done.Sub(t.sent).Seconds())
+		m.pipeline.Stage.WithLabelValues(pipeline.StageProduce).Observe(done.Sub(t.sent).Seconds())
 	}
 }

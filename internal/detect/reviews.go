@@ -99,14 +99,14 @@ func (h *ReviewHandler) open(ctx context.Context, ds []decision.Decision) bool {
 			h.m.reviews.Add(float64(opened))
 			return true
 		}
-		h.m.redisErrors.WithLabelValues("reviews").Inc()
+		h.m.pipeline.RedisErrors.WithLabelValues("reviews").Inc()
 		h.logs.Log(ctx, slog.LevelWarn, "reviews not opened", "reviews not opened; retrying", "decisions", len(ds), "err", err)
 		select {
 		case <-ctx.Done():
 			return false
 		case <-time.After(wait):
 		}
-		h.m.redisRetries.WithLabelValues("reviews").Inc()
+		h.m.pipeline.RedisRetries.WithLabelValues("reviews").Inc()
 		wait = min(2*wait, 5*time.Second)
 	}
 }

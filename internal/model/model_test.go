@@ -125,7 +125,7 @@ func TestReloadSwapsAChangedModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs lockedBuffer
-	s, err := NewScorer(Config{Path: path, Threshold: 0.5, Library: "unused: initialised", ReloadCheck: 10 * time.Millisecond},
+	s, err := NewScorer(Config{Path: path, Library: "unused: initialised", ReloadCheck: 10 * time.Millisecond},
 		slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -17,8 +16,6 @@ type Config struct {
 	// Path of the ONNX model file, relative to the working directory; "none" (or empty): no model,
 	// decisions on the rules and windows alone.
 	Path string `yaml:"path" env:"PATH"`
-	// Threshold: a fraud probability greater than this flags the payment with model_score.
-	Threshold float64 `yaml:"threshold" env:"THRESHOLD"`
 	// Library is the ONNX Runtime shared library (scripts/onnxruntime.sh fetches it).
 	Library string `yaml:"onnxruntime_library" env:"ONNXRUNTIME_LIBRARY"`
 	// ReloadCheck is how often the file is checked for a change (SIGHUP checks at once); 0: never.
@@ -31,8 +28,6 @@ func (c Config) Enabled() bool { return c.Path != "" && c.Path != "none" }
 // Validate reports the first setting that is out of range.
 func (c Config) Validate() error {
 	switch {
-	case c.Threshold <= 0 || c.Threshold >= 1:
-		return fmt.Errorf("model.threshold: must be between 0 and 1, got %g", c.Threshold)
 	case c.ReloadCheck < 0:
 		return fmt.Errorf("model.reload_check: must not be negative, got %s", c.ReloadCheck)
 	case c.Enabled() && c.Library == "":
@@ -62,8 +57,7 @@ func NewScorer(cfg Config, log *slog.Logger) (*Scorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	log.Info("model loaded", "path", cfg.Path, "model_version", m.Version, "features", len(FeatureNames), "threshold", cfg.Threshold)
-	warnThreshold(m, cfg.Threshold, log)
+	log.Info("model loaded", "path", cfg.Path, "model_version", m.Version, "features", len(FeatureNames), "trained_threshold", m.Meta[MetaThreshold])
 	return &Scorer{cfg: cfg, log: log, model: m}, nil
 }
 
@@ -73,9 +67,6 @@ func (s *Scorer) Score(rows []float32, n int, out []float64) (version string, er
 	defer s.mu.RUnlock()
 	return s.model.Version, s.model.Score(rows, n, out)
 }
-
-// Threshold is the probability above which a payment is flagged.
-func (s *Scorer) Threshold() float64 { return s.cfg.Threshold }
 
 // Version is the current model's version.
 func (s *Scorer) Version() string {
@@ -108,7 +99,6 @@ func (s *Scorer) Reload() (bool, error) {
 	s.mu.Unlock()
 	old.Close()
 	s.log.Info("model reloaded", "path", s.cfg.Path, "model_version", m.Version, "was", old.Version)
-	warnThreshold(m, s.cfg.Threshold, s.log)
 	return true, nil
 }
 
@@ -143,12 +133,4 @@ func (s *Scorer) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.model.Close()
-}
-
-// warnThreshold logs when the model was trained for another threshold than the one in force:
-// model.threshold decides, so that a model swapped in cannot change it unseen.
-func warnThreshold(m *Model, threshold float64, log *slog.Logger) {
-	if t, err := strconv.ParseFloat(m.Meta[MetaThreshold], 64); err == nil && t != threshold {
-		log.Warn("the model was trained for another threshold; model.threshold applies", "model_threshold", t, "threshold", threshold)
-	}
 }

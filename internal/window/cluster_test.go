@@ -48,7 +48,7 @@ func TestCluster(t *testing.T) {
 	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{startCluster(t)}})
 	defer rdb.Close()
 	c := &clock{at("2026-03-01T10:30:00Z")}
-	s := NewStore(rdb, Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096}, c.now)
+	s := NewStore(rdb, Config{Length: time.Hour, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096}, c.now)
 	var events []Event
 	for i := range 40 {
 		events = append(events, Event{PaymentID: fmt.Sprintf("p%d", i), Card: fmt.Sprintf("c%d", i%4), Time: at("2026-03-01T10:00:00Z").Add(time.Duration(i) * time.Minute), Merchant: "m1"})

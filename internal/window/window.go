@@ -56,8 +56,6 @@ import (
 type Config struct {
 	// Length of a tumbling window, aligned to the epoch (an hour: aligned to the hour).
 	Length time.Duration `yaml:"length" env:"LENGTH"`
-	// Threshold: a payment whose window count is greater than this is flagged.
-	Threshold int64 `yaml:"threshold" env:"THRESHOLD"`
 	// AllowedLateness: a payment still counts in its window until this long after the window's end
 	// (by the service's clock); later ones are decided without a window, as late events.
 	AllowedLateness time.Duration `yaml:"allowed_lateness" env:"ALLOWED_LATENESS"`
@@ -78,8 +76,6 @@ func (c Config) Validate() error {
 	switch {
 	case c.Length < time.Second || c.Length%time.Second != 0 || time.Hour*24%c.Length != 0:
 		return fmt.Errorf("window.length: must be whole seconds, at least 1s, and divide a day evenly, got %s", c.Length)
-	case c.Threshold < 1:
-		return fmt.Errorf("window.threshold: must be at least 1, got %d", c.Threshold)
 	case c.AllowedLateness < 0:
 		return fmt.Errorf("window.allowed_lateness: must not be negative, got %s", c.AllowedLateness)
 	case c.AllowedLateness > 7*24*time.Hour:
@@ -723,24 +719,20 @@ func (s *Store) Counts(ctx context.Context, card string) (map[time.Time]int64, e
 	return counts, nil
 }
 
-// Reasons says what a result means for the decision: card_velocity_1h when the count is over the
-// threshold, late_event when the payment came too late to count.
-func (s *Store) Reasons(r Result) []decision.Reason {
+// Note explains a result that is not in its card's state: late_event when the payment came too
+// late to count, or too far ahead of the service's clock.
+func (s *Store) Note(r Result) (decision.Reason, bool) {
 	switch {
 	case r.Ahead:
-		return []decision.Reason{{Code: decision.CodeLate, Detail: fmt.Sprintf(
+		return decision.Reason{Code: decision.CodeLate, Detail: fmt.Sprintf(
 			"event time in the window from %s, more than a window ahead of the service's clock: not counted",
-			r.Window.UTC().Format(time.RFC3339))}}
+			r.Window.UTC().Format(time.RFC3339))}, true
 	case r.Late:
-		return []decision.Reason{{Code: decision.CodeLate, Detail: fmt.Sprintf(
+		return decision.Reason{Code: decision.CodeLate, Detail: fmt.Sprintf(
 			"event time in the window from %s, which closed more than %s ago: not counted",
-			r.Window.UTC().Format(time.RFC3339), short(s.cfg.AllowedLateness))}}
-	case r.Count > s.cfg.Threshold:
-		return []decision.Reason{{Code: decision.CodeVelocity, Detail: fmt.Sprintf(
-			"%d payments on this card in the %s window from %s, over the limit of %d",
-			r.Count, short(s.cfg.Length), r.Window.UTC().Format(time.RFC3339), s.cfg.Threshold)}}
+			r.Window.UTC().Format(time.RFC3339), short(s.cfg.AllowedLateness))}, true
 	}
-	return nil
+	return decision.Reason{}, false
 }
 
 // short writes a duration without its zero parts: 1h, not 1h0m0s.

@@ -1,4 +1,4 @@
-package detect
+package pipeline
 
 import (
 	"bytes"
@@ -15,16 +15,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
-	"github.com/shopspring/decimal"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/redistest"
-	"github.com/paysentry/fraud-detector/internal/rules"
 	"github.com/paysentry/fraud-detector/internal/window"
 )
 
-// These tests run the handler's window stage against a real redis-server (scripts/stack.sh up
+// These tests run the pipeline's card state stage against a real redis-server (scripts/stack.sh up
 // starts one; redistest says how when it is missing).
 
 // muteProxy stands between the client and Redis. While muted it still passes every request on,
@@ -117,7 +115,9 @@ func newMuteProxy(t *testing.T, target string) *muteProxy {
 
 // stateRig is a handler whose windows are a window.Store on rdb, at a fixed clock.
 type stateRig struct {
-	h     *Handler
+	p     *Pipeline
+	m     *Metrics
+	dec   *payment.Decoder
 	store *window.Store
 	logs  *bytes.Buffer
 	now   time.Time
@@ -126,16 +126,13 @@ type stateRig struct {
 func newStateRig(t *testing.T, rdb *redis.Client, prefix, policy string) *stateRig {
 	t.Helper()
 	now := time.Date(2026, 3, 2, 10, 30, 0, 0, time.UTC)
-	store := window.NewStore(rdb, window.Config{Length: time.Hour, Threshold: 10, AllowedLateness: time.Hour,
+	store := window.NewStore(rdb, window.Config{Length: time.Hour, AllowedLateness: time.Hour,
 		KeyPrefix: prefix, Buckets: 16, MaxPaymentsPerCard: 4096}, func() time.Time { return now })
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&syncWriter{w: &logs}, nil))
-	h := NewHandler(Config{StateRetryBudget: 400 * time.Millisecond, StateFailurePolicy: policy}, Topics{},
-		payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
-		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}), store, nil, nil,
-		NewMetrics(prometheus.NewRegistry()), log)
-	h.now = func() time.Time { return now }
-	return &stateRig{h: h, store: store, logs: &logs, now: now}
+	m := NewMetrics(prometheus.NewRegistry())
+	p := New(Config{StateRetryBudget: 400 * time.Millisecond, StateFailurePolicy: policy}, store, nil, defaultRules(t), nil, m, log)
+	return &stateRig{p: p, m: m, dec: payment.NewDecoder([]byte("test-key-0123456789"), 64<<10), store: store, logs: &logs, now: now}
 }
 
 type syncWriter struct {
@@ -165,20 +162,21 @@ func newProxiedRig(t *testing.T, policy string) (*stateRig, *muteProxy) {
 }
 
 // decide decides one payment of card c1, ten minutes before the rig's clock.
-func (r *stateRig) decide(t *testing.T, ctx context.Context, id string) (Outcome, error) {
+func (r *stateRig) decide(t *testing.T, ctx context.Context, id string) (Decision, error) {
 	t.Helper()
 	ts := r.now.Add(-10 * time.Minute).Format(time.RFC3339)
-	out, err := r.h.Decide(ctx, [][]byte{[]byte(`{"payment_id":"` + id + `","card_id":"c1","amount":"10","currency":"EUR","timestamp":"` + ts + `"}`)})
+	pm, err := r.dec.Decode([]byte(`{"payment_id":"` + id + `","card_id":"c1","amount":"10","currency":"EUR","timestamp":"` + ts + `"}`))
 	if err != nil {
-		return Outcome{}, err
+		t.Fatalf("%s: %v", id, err)
 	}
-	if out[0].Err != nil {
-		t.Fatalf("%s: %v", id, out[0].Err)
+	out := make([]Decision, 1)
+	if err := r.p.Decide(ctx, []*payment.Payment{&pm}, out); err != nil {
+		return Decision{}, err
 	}
 	return out[0], nil
 }
 
-func hasReason(o Outcome, code string) bool {
+func hasReason(o Decision, code string) bool {
 	for _, r := range o.Reasons {
 		if r.Code == code {
 			return true
@@ -187,7 +185,7 @@ func hasReason(o Outcome, code string) bool {
 	return false
 }
 
-func count(o Outcome) int64 {
+func count(o Decision) int64 {
 	if o.WindowCount == nil {
 		return -1
 	}
@@ -206,7 +204,7 @@ func TestFailOpenWhenTheOutcomeIsUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.mute.Store(false)
-	if !hasReason(first, decision.CodeDegraded) || first.WindowCount != nil || !r.h.Degraded() {
+	if !hasReason(first, decision.CodeDegraded) || first.WindowCount != nil || !r.p.Degraded() {
 		t.Fatalf("p1 while the replies are lost: %+v, want degraded_state without a count", first)
 	}
 	select {
@@ -235,7 +233,7 @@ func TestFailClosedWhenTheOutcomeIsUnknown(t *testing.T) {
 	ctx := context.Background()
 	proxy.mute.Store(true)
 	type result struct {
-		o   Outcome
+		o   Decision
 		err error
 	}
 	done := make(chan result, 1)
@@ -254,7 +252,7 @@ func TestFailClosedWhenTheOutcomeIsUnknown(t *testing.T) {
 			t.Fatal("the batch did not try Redis twice within 30 s")
 		}
 	}
-	for !r.h.Degraded() { // set once a try has failed
+	for !r.p.Degraded() { // set once a try has failed
 		select {
 		case res := <-done:
 			t.Fatalf("decided while no reply came: %+v, %v", res.o, res.err)
@@ -291,7 +289,7 @@ func TestStateLossIsReported(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if !r.h.StateLost().IsZero() || testutil.ToFloat64(r.h.m.stateLosses) != 0 {
+	if !r.p.StateLost().IsZero() || testutil.ToFloat64(r.m.stateLosses) != 0 {
 		t.Fatal("a loss reported before any")
 	}
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
@@ -306,43 +304,13 @@ func TestStateLossIsReported(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := testutil.ToFloat64(r.h.m.stateLosses); got != 1 {
+	if got := testutil.ToFloat64(r.m.stateLosses); got != 1 {
 		t.Errorf("fraud_state_losses_total %v, want 1", got)
 	}
-	if lost := r.h.StateLost(); !lost.Equal(r.now) {
+	if lost := r.p.StateLost(); !lost.Equal(r.now) {
 		t.Errorf("StateLost %s, want the store's clock %s", lost, r.now)
 	}
 	if n := strings.Count(r.logs.String(), "redis lost its data"); n != 1 {
 		t.Errorf("%d log lines about the loss, want 1:\n%s", n, r.logs)
-	}
-}
-
-// With the windows stage off (stages.windows: false) the stream asks Redis nothing: decisions
-// have no window count and no model score, and no reason claims the payment came late.
-func TestWindowsStageOff(t *testing.T) {
-	sc := &recordingScorer{}
-	h := NewHandler(Config{StateRetryBudget: time.Second, StateFailurePolicy: FailOpen}, Topics{},
-		payment.NewDecoder([]byte("test-key-0123456789"), 64<<10),
-		rules.NewAmount(rules.Config{AmountThreshold: decimal.NewFromInt(100)}), nil, sc, nil,
-		NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ts := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC).Format(time.RFC3339)
-	out, err := h.Decide(context.Background(), [][]byte{
-		[]byte(`{"payment_id":"small","card_id":"c1","amount":"10","currency":"EUR","timestamp":"` + ts + `"}`),
-		[]byte(`{"payment_id":"large","card_id":"c1","amount":"100.01","currency":"EUR","timestamp":"` + ts + `"}`),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(sc.calls) != 0 {
-		t.Errorf("model called %v without the card's state", sc.calls)
-	}
-	if o := out[0]; o.Flagged || len(o.Reasons) != 0 || o.WindowCount != nil || o.Score != nil {
-		t.Errorf("small payment: %+v", o)
-	}
-	if o := out[1]; !o.Flagged || len(o.Reasons) != 1 || o.Reasons[0].Code != decision.CodeAmount || o.WindowCount != nil {
-		t.Errorf("large payment: %+v", o)
-	}
-	if !h.StateLost().IsZero() || h.Degraded() {
-		t.Error("state reported lost or degraded with the stage off")
 	}
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/paysentry/fraud-detector/internal/lists"
+	"github.com/paysentry/fraud-detector/internal/model"
+	"github.com/paysentry/fraud-detector/internal/pipeline"
+	"github.com/paysentry/fraud-detector/internal/rules"
+	"github.com/paysentry/fraud-detector/internal/window"
+)
+
+// decider is the decision pipeline with the parts it is built from. newDecider is the one place
+// that builds it from the configuration: serve (and so the demo) and replay use it.
+type decider struct {
+	pipe    *pipeline.Pipeline
+	windows *window.Store
+	scorer  *model.Scorer // nil: no model
+	lists   *lists.Store
+	rules   string // the rules file
+}
+
+// newDecider builds the pipeline of cfg over rdb: the card state (unless stages.windows is off),
+// the model (unless model.path is none), the rules file and the lists. now is the windows' clock.
+// With features, every payment's model features are in its decision (the replay writes them).
+func newDecider(cfg Config, rdb redis.UniversalClient, now func() time.Time, m *pipeline.Metrics, log *slog.Logger, features bool) (*decider, error) {
+	set, err := rules.Load(cfg.Rules.Path)
+	if err != nil {
+		return nil, err
+	}
+	d := &decider{windows: window.NewStore(rdb, cfg.Window, now), rules: cfg.Rules.Path,
+		lists: lists.NewStore(rdb, cfg.Lists.KeyPrefix, time.Now)}
+	d.lists.SetSpecs(listSpecs(set))
+	var win pipeline.Windows // nil: the stage is off
+	if cfg.Stages.Windows {
+		win = d.windows
+	}
+	var scorer pipeline.Scorer
+	if cfg.Model.Enabled() {
+		if d.scorer, err = model.NewScorer(cfg.Model, log); err != nil {
+			return nil, err
+		}
+		scorer = d.scorer
+	}
+	d.pipe = pipeline.New(pipeline.Config{StateRetryBudget: cfg.Stream.StateRetryBudget,
+		StateFailurePolicy: cfg.Stream.StateFailurePolicy, Features: features}, win, scorer, set, d.lists, m, log)
+	log.Info("rules loaded", "path", cfg.Rules.Path, "rules_version", set.Version(), "rules", len(set.Rules()), "lists", len(set.Lists()))
+	return d, nil
+}
+
+func (d *decider) modelVersion() string {
+	if d.scorer == nil {
+		return "none"
+	}
+	return d.scorer.Version()
+}
+
+// Close frees the model.
+func (d *decider) Close() {
+	if d.scorer != nil {
+		d.scorer.Close()
+	}
+}
+
+func listSpecs(set *rules.Set) []lists.Spec {
+	var specs []lists.Spec
+	for _, l := range set.Lists() {
+		specs = append(specs, lists.Spec{Name: l.Name, Kind: l.Kind, Description: l.Description})
+	}
+	return specs
+}
