@@ -153,8 +153,15 @@ func (p *Pipeline) Decide(ctx context.Context, ps []*payment.Payment, out []Deci
 	p.m.observe(StageWindow, began)
 	p.score(out)
 	began = time.Now()
-	for i := range out {
-		d := &out[i]
+	p.rulesStage(set, out)
+	p.m.observe(StageRules, began)
+	return nil
+}
+
+// rulesStage evaluates set over a batch whose stages have run, and applies the policy.
+func (p *Pipeline) rulesStage(set *rules.Set, ds []Decision) {
+	for i := range ds {
+		d := &ds[i]
 		var errs []rules.EvalError
 		d.Hits, errs = set.Eval(&d.Input, d.Hits)
 		for _, e := range errs {
@@ -165,8 +172,6 @@ func (p *Pipeline) Decide(ctx context.Context, ps []*payment.Payment, out []Deci
 		d.Verdict = Apply(d.Hits)
 		d.Reasons = append(d.Reasons, notes...)
 	}
-	p.m.observe(StageRules, began)
-	return nil
 }
 
 // Verdict is what the policy made of the rules that matched a payment.
