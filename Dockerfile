@@ -37,7 +37,7 @@ LABEL org.opencontainers.image.title="fraud-detector" \
       org.opencontainers.image.version="${VERSION}"
 COPY --from=build /out/fraud-detector /out/paygen /usr/local/bin/
 COPY --from=onnxruntime /src/.cache/onnxruntime/libonnxruntime.so.1.24.1 /usr/local/lib/onnxruntime/libonnxruntime.so.1.24.1
-COPY configs/config.yaml configs/model.onnx /app/configs/
+COPY configs/config.yaml configs/rules.yaml configs/model.onnx /app/configs/
 WORKDIR /app
 USER nonroot:nonroot
 ENV FRAUD_MODEL_ONNXRUNTIME_LIBRARY=/usr/local/lib/onnxruntime/libonnxruntime.so.1.24.1

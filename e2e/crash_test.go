@@ -11,8 +11,11 @@ import (
 	"github.com/paysentry/fraud-detector/internal/paygen"
 )
 
-// amountOnly puts the velocity threshold out of reach, for tests of delivery rather than windows.
-const amountOnly = "FRAUD_WINDOW_THRESHOLD=1000000000"
+// amountOnly is the setting of a rules file whose velocity rule is out of reach, for tests of
+// delivery rather than windows.
+func amountOnly(t *testing.T) string {
+	return rulesEnv(t, "expression: card.window_count > 10", "expression: card.window_count > 1000000000")
+}
 
 // TestCrashMidStream kills the service with SIGKILL while 50,000 payments stream in, starts it
 // again, and requires every payment over the threshold on high-risk-payments at least once and the
@@ -22,7 +25,7 @@ func TestCrashMidStream(t *testing.T) {
 	tp := newTopics(t, 6)
 	client := newClient(t)
 	// This test is about delivery: only the amount rule flags (the velocity tests are in window_test.go).
-	svc := startService(t, tp, amountOnly)
+	svc := startService(t, tp, amountOnly(t))
 
 	gen := paygen.New(paygen.Config{Seed: 42, Cards: 5_000, BurstShare: 0.002, CardNumberShare: 0.1, Clock: time.Now})
 	shouldFlag := map[string]bool{}
@@ -60,7 +63,7 @@ func TestCrashMidStream(t *testing.T) {
 	}
 	t.Logf("after the crash: %d of %d payments not committed", l, end)
 
-	svc = startService(t, tp, amountOnly)
+	svc = startService(t, tp, amountOnly(t))
 	waitCaughtUp(t, svc, tp, 120*time.Second)
 
 	duplicates, missing := flaggedAtLeastOnce(t, decisionCounts(t, client, tp.highRisk), shouldFlag)
@@ -132,7 +135,7 @@ func TestStopDrainsAndCommits(t *testing.T) {
 	closeKcat()
 
 	// Small batches, one in flight per partition: slow enough that SIGTERM lands mid-backlog.
-	slow := []string{"FRAUD_STREAM_BATCH_SIZE=20", "FRAUD_STREAM_MAX_IN_FLIGHT_BATCHES=1", amountOnly}
+	slow := []string{"FRAUD_STREAM_BATCH_SIZE=20", "FRAUD_STREAM_MAX_IN_FLIGHT_BATCHES=1", amountOnly(t)}
 	svc := startService(t, tp, slow...)
 	waitForOutput(t, client, tp.highRisk, 200)
 	svc.stop(t) // requires exit 0
@@ -142,7 +145,7 @@ func TestStopDrainsAndCommits(t *testing.T) {
 	}
 	t.Logf("stopped with SIGTERM, %d of %d payments left", l, end)
 
-	svc = startService(t, tp, amountOnly)
+	svc = startService(t, tp, amountOnly(t))
 	waitCaughtUp(t, svc, tp, 120*time.Second)
 	seen := decisionCounts(t, client, tp.highRisk)
 	for id := range shouldFlag {

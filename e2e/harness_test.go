@@ -226,10 +226,33 @@ func (tp topics) env() []string {
 		"FRAUD_REDIS_ADDRS=" + redisAddr,
 		"FRAUD_WINDOW_KEY_PREFIX=" + tp.group, // each test's windows apart from the others'
 		"FRAUD_REVIEW_KEY_PREFIX=" + tp.group, // and its reviews
+		"FRAUD_LISTS_KEY_PREFIX=" + tp.group,  // and its lists
 		"FRAUD_API_LISTEN=127.0.0.1:0",        // a port of its own; a test that calls the API sets one
 		"FRAUD_MODEL_PATH=none",               // the rules and windows alone, unless a test says otherwise
 		"FRAUD_MODEL_ONNXRUNTIME_LIBRARY=" + ortLibrary,
 	}
+}
+
+// rulesEnv writes the shipped rules file with each old string of oldNew replaced by the new one
+// after it, and returns the setting that makes a service use it. Each old string must be there.
+func rulesEnv(t *testing.T, oldNew ...string) string {
+	t.Helper()
+	b, err := os.ReadFile("../configs/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for i := 0; i+1 < len(oldNew); i += 2 {
+		if !strings.Contains(s, oldNew[i]) {
+			t.Fatalf("configs/rules.yaml has no %q", oldNew[i])
+		}
+		s = strings.Replace(s, oldNew[i], oldNew[i+1], 1)
+	}
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return "FRAUD_RULES_PATH=" + path
 }
 
 func startService(t *testing.T, tp topics, extra ...string) *service {

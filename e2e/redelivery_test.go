@@ -53,7 +53,7 @@ func TestRedeliveredDecisionsEqualTheFirst(t *testing.T) {
 	// Every payment flagged, so that every redelivery shows on high-risk-payments; small batches,
 	// one in flight, so that a kill lands with decisions written and not committed.
 	env := []string{"FRAUD_MODEL_PATH=" + shippedModel, "FRAUD_WINDOW_ALLOWED_LATENESS=72h",
-		"FRAUD_RULES_AMOUNT_THRESHOLD=0", "FRAUD_STREAM_BATCH_SIZE=20", "FRAUD_STREAM_MAX_IN_FLIGHT_BATCHES=1",
+		rulesEnv(t, "expression: payment.amount > 100", "expression: payment.amount > 0"), "FRAUD_STREAM_BATCH_SIZE=20", "FRAUD_STREAM_MAX_IN_FLIGHT_BATCHES=1",
 		"FRAUD_KAFKA_GROUP_INSTANCE_ID=redelivery"} // a restart takes its partitions back at once
 	// The payments go in four parts; the service is killed in each of the first three once a
 	// number of decisions drawn from the seed is written, and started again. The second part

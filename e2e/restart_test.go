@@ -23,7 +23,7 @@ func TestRestartWithStaticMembership(t *testing.T) {
 	)
 	tp := newTopics(t, 6)
 	client, admin := newClient(t), newAdmin(t)
-	settings := []string{amountOnly, "FRAUD_KAFKA_GROUP_INSTANCE_ID=e2e-a",
+	settings := []string{amountOnly(t), "FRAUD_KAFKA_GROUP_INSTANCE_ID=e2e-a",
 		fmt.Sprintf("FRAUD_KAFKA_SESSION_TIMEOUT=%s", sessionTimeout)}
 	svc := startService(t, tp, settings...)
 
