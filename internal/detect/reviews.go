@@ -8,6 +8,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
+	"github.com/paysentry/fraud-detector/internal/rules"
 )
 
 // Reviews is the analysts' review queue.
@@ -83,7 +84,8 @@ func (h *ReviewHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama
 
 func (h *ReviewHandler) add(batch *[]decision.Decision, m *sarama.ConsumerMessage) {
 	d, err := decision.Unmarshal(m.Value)
-	if err != nil || d.PaymentID == "" || d.CardID == "" || !d.Flagged {
+	// A flagged payment opens a review, and so does one a review rule sent to the analysts.
+	if err != nil || d.PaymentID == "" || d.CardID == "" || (!d.Flagged && d.Action != rules.ActionReview) {
 		h.log.Warn("not a decision; no review opened", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
 		return
 	}
