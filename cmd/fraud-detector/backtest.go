@@ -12,13 +12,14 @@ import (
 // backtest compares a candidate rule set with the current one on the same payments: the same card
 // state and scores, two policies.
 type backtest struct {
-	cur, cand           *rules.Set
-	curPath, candPath   string
-	curHits, candHits   map[string]*ruleTally // by rule id
-	payments, fraud     int                   // payments replayed; of them labelled fraud
-	curFlag, candFlag   tallyOf               // payments each set flags
-	newly, noLonger     tallyOf               // flagged by the candidate only; by the current set only
-	curAllow, candAllow int
+	cur, cand             *rules.Set
+	curPath, candPath     string
+	curHits, candHits     map[string]*ruleTally // by rule id
+	payments, fraud       int                   // payments replayed; of them labelled fraud
+	curFlag, candFlag     tallyOf               // payments each set flags
+	newly, noLonger       tallyOf               // flagged by the candidate only; by the current set only
+	curAllow, candAllow   int
+	curReview, candReview int // sent to review (and not flagged)
 }
 
 // tallyOf counts payments, and those of them labelled fraud and legitimate.
@@ -77,11 +78,17 @@ func (b *backtest) add(label string, d *pipeline.Decision) {
 	case d.Flagged && !v.Flagged:
 		b.noLonger.add(label)
 	}
-	if d.Action == rules.ActionAllow {
+	switch d.Action {
+	case rules.ActionAllow:
 		b.curAllow++
+	case rules.ActionReview:
+		b.curReview++
 	}
-	if v.Action == rules.ActionAllow {
+	switch v.Action {
+	case rules.ActionAllow:
 		b.candAllow++
+	case rules.ActionReview:
+		b.candReview++
 	}
 }
 
@@ -117,13 +124,13 @@ func (b *backtest) report(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "decisions\tflagged\tfraud\tlegitimate\tprecision\trecall\tallowed\t")
-	fmt.Fprintf(tw, "current\t%d\t%d\t%d\t%s\t%s\t%d\t\n", b.curFlag.n, b.curFlag.fraud, b.curFlag.legit,
-		pct(b.curFlag.fraud, b.curFlag.fraud+b.curFlag.legit), pct(b.curFlag.fraud, b.fraud), b.curAllow)
-	fmt.Fprintf(tw, "candidate\t%d\t%d\t%d\t%s\t%s\t%d\t\n", b.candFlag.n, b.candFlag.fraud, b.candFlag.legit,
-		pct(b.candFlag.fraud, b.candFlag.fraud+b.candFlag.legit), pct(b.candFlag.fraud, b.fraud), b.candAllow)
-	fmt.Fprintf(tw, "newly flagged\t%d\t%d\t%d\t\t\t\t\n", b.newly.n, b.newly.fraud, b.newly.legit)
-	fmt.Fprintf(tw, "no longer flagged\t%d\t%d\t%d\t\t\t\t\n", b.noLonger.n, b.noLonger.fraud, b.noLonger.legit)
+	fmt.Fprintln(tw, "decisions\tflagged\tfraud\tlegitimate\tprecision\trecall\treview\tallowed\t")
+	fmt.Fprintf(tw, "current\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t\n", b.curFlag.n, b.curFlag.fraud, b.curFlag.legit,
+		pct(b.curFlag.fraud, b.curFlag.fraud+b.curFlag.legit), pct(b.curFlag.fraud, b.fraud), b.curReview, b.curAllow)
+	fmt.Fprintf(tw, "candidate\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t\n", b.candFlag.n, b.candFlag.fraud, b.candFlag.legit,
+		pct(b.candFlag.fraud, b.candFlag.fraud+b.candFlag.legit), pct(b.candFlag.fraud, b.fraud), b.candReview, b.candAllow)
+	fmt.Fprintf(tw, "newly flagged\t%d\t%d\t%d\t-\t-\t-\t-\t\n", b.newly.n, b.newly.fraud, b.newly.legit)
+	fmt.Fprintf(tw, "no longer flagged\t%d\t%d\t%d\t-\t-\t-\t-\t\n", b.noLonger.n, b.noLonger.fraud, b.noLonger.legit)
 	tw.Flush()
 }
 
