@@ -840,3 +840,20 @@ func TestDefaultRulesDecideAsTheSeed(t *testing.T) {
 		t.Errorf("%d of %d decisions differ from the seed's (%d flagged there)", differ, len(want), flagged)
 	}
 }
+
+// A SIGHUP (a configuration tool telling every instance to reload) that comes while the service is
+// still waiting for its broker does not kill it: the signal is taken from the start.
+func TestSighupWhileConnecting(t *testing.T) {
+	tp := newTopics(t, 1)
+	svc := startService(t, tp, "FRAUD_KAFKA_BROKERS=127.0.0.1:1") // nothing listens there
+	svc.awaitLogged(t, "kafka not reachable yet", 1, 30*time.Second)
+	if err := svc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The next retry's line shows the process lived through the signal.
+	n := len(svc.logged("kafka not reachable yet"))
+	svc.awaitLogged(t, "kafka not reachable yet", n+1, 30*time.Second)
+	if !svc.running() {
+		t.Fatalf("the service exited after SIGHUP: %v", svc.err)
+	}
+}

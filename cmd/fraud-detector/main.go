@@ -131,6 +131,14 @@ func newLogger(w io.Writer, c LogConfig) *slog.Logger {
 // serve runs the service on a validated configuration until ctx is done, with its metrics in reg.
 // listening, when set, is told the API's address once it listens.
 func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.Logger, listening func(net.Addr)) error {
+	// SIGHUP checks the rules file and the model file at once; each has a channel of its own.
+	// Taken from the start: a SIGHUP while the service waits for its broker must not kill it
+	// (the default action); one that comes then is acted on once the watchers run.
+	rulesHup, modelHup := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	signal.Notify(rulesHup, syscall.SIGHUP)
+	signal.Notify(modelHup, syscall.SIGHUP)
+	defer signal.Stop(rulesHup)
+	defer signal.Stop(modelHup)
 	dec := payment.NewDecoder([]byte(cfg.Card.HMACKey), cfg.Stream.MaxPaymentBytes)
 	consumerCfg, producerCfg := cfg.saramaConfigs()
 	metrics := detect.NewMetrics(reg)
@@ -288,12 +296,6 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 		return httpServer.Shutdown(shutdown)
 	})
 	g.Go(func() error { return d.lists.Run(foldCtx, cfg.Lists.Refresh, log) })
-	// SIGHUP checks the rules file and the model file at once; each has a channel of its own.
-	rulesHup, modelHup := make(chan os.Signal, 1), make(chan os.Signal, 1)
-	signal.Notify(rulesHup, syscall.SIGHUP)
-	signal.Notify(modelHup, syscall.SIGHUP)
-	defer signal.Stop(rulesHup)
-	defer signal.Stop(modelHup)
 	g.Go(func() error {
 		return pipe.WatchRules(foldCtx, cfg.Rules.Path, cfg.Rules.ReloadCheck, rulesHup, func(set *rules.Set) {
 			d.lists.SetSpecs(listSpecs(set))
