@@ -237,6 +237,17 @@ func (tp topics) env() []string {
 // after it, and returns the setting that makes a service use it. Each old string must be there.
 func rulesEnv(t *testing.T, oldNew ...string) string {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(path, shippedRules(t, "", oldNew...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return "FRAUD_RULES_PATH=" + path
+}
+
+// shippedRules is configs/rules.yaml with each old string of oldNew replaced by the new one after
+// it, and extra appended (more rules: the file ends in its rules list).
+func shippedRules(t *testing.T, extra string, oldNew ...string) []byte {
+	t.Helper()
 	b, err := os.ReadFile("../configs/rules.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -248,11 +259,7 @@ func rulesEnv(t *testing.T, oldNew ...string) string {
 		}
 		s = strings.Replace(s, oldNew[i], oldNew[i+1], 1)
 	}
-	path := filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return "FRAUD_RULES_PATH=" + path
+	return []byte(s + extra)
 }
 
 func startService(t *testing.T, tp topics, extra ...string) *service {

@@ -73,24 +73,6 @@ func channelPayment(id, card, amount, channel string, at time.Time) string {
 		`","currency":"EUR","timestamp":"` + at.UTC().Format(time.RFC3339Nano) + `","channel":"` + channel + `"}`
 }
 
-// shippedRules is configs/rules.yaml with each old string of oldNew replaced by the new one after
-// it, and extra appended (more rules: the file ends in its rules list).
-func shippedRules(t *testing.T, extra string, oldNew ...string) []byte {
-	t.Helper()
-	b, err := os.ReadFile("../configs/rules.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	for i := 0; i+1 < len(oldNew); i += 2 {
-		if !strings.Contains(s, oldNew[i]) {
-			t.Fatalf("configs/rules.yaml has no %q", oldNew[i])
-		}
-		s = strings.Replace(s, oldNew[i], oldNew[i+1], 1)
-	}
-	return []byte(s + extra)
-}
-
 // replaceFile writes b to path by renaming a file written beside it, so that a service checking
 // path never reads it half written.
 func replaceFile(t *testing.T, path string, b []byte) {
