@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the review API from its OpenAPI document with schemathesis (PyPI): generated and
+# Fuzzes the review and lists API from its OpenAPI document with schemathesis (PyPI): generated and
 # malformed requests to every endpoint, as an analyst; it fails on any 5xx, a crash, or a response
 # that breaks the document. Starts the stack and a service of its own on a free port. Left out:
 # the check that every schema-valid request is accepted, since a cursor is an opaque token of an
@@ -26,6 +26,7 @@ log=${TMPDIR:-/tmp}/fraud-detector-api-fuzz.log
 FRAUD_CARD_HMAC_KEY=api-fuzz-card-key-0123456789 FRAUD_API_LISTEN=127.0.0.1:$port \
   FRAUD_API_TOKENS="fuzz:analyst:$(printf %s "$token" | sha256sum | cut -d' ' -f1)" \
   FRAUD_KAFKA_GROUP=$prefix FRAUD_WINDOW_KEY_PREFIX=$prefix FRAUD_REVIEW_KEY_PREFIX=$prefix \
+  FRAUD_LISTS_KEY_PREFIX=$prefix \
   FRAUD_KAFKA_INITIAL_OFFSET=newest \
   .cache/bin/fraud-detector >"$log" 2>&1 &
 svc=$!

@@ -84,7 +84,11 @@ go test -race -count=1 ./cmd/... ./internal/...
 echo "== fuzz the payment decoder (${FUZZTIME:=15s}; longer: FUZZTIME=10m scripts/fuzz.sh)"
 go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "$FUZZTIME" -fuzzminimizetime 5s ./internal/payment
 
-echo "== fuzz the review API from its OpenAPI document (schemathesis)"
+echo "== fuzz the lists' values and item routes (10s each)"
+go test -run '^$' -fuzz '^FuzzNormalize$' -fuzztime 10s -fuzzminimizetime 5s ./internal/lists
+go test -run '^$' -fuzz '^FuzzListItemPath$' -fuzztime 10s -fuzzminimizetime 5s ./internal/api
+
+echo "== fuzz the review and lists API from its OpenAPI document (schemathesis)"
 scripts/api-fuzz.sh
 
 echo "== end-to-end tests on the real stack"
