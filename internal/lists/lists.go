@@ -137,10 +137,11 @@ type Store struct {
 		epoch    string
 		versions map[string]int64
 	}
-	swapMu sync.Mutex // building and swapping a snapshot (Refresh and SetSpecs)
-	snap   atomic.Pointer[Snapshot]
-	losses atomic.Int64
-	reads  atomic.Int64 // lists read in full by Refresh, for tests
+	swapMu    sync.Mutex // building and swapping a snapshot (Refresh and SetSpecs)
+	snap      atomic.Pointer[Snapshot]
+	losses    atomic.Int64
+	reads     atomic.Int64              // lists read in full by Refresh, for tests
+	refreshed atomic.Pointer[time.Time] // when a Refresh last succeeded; nil before the first
 }
 
 // specSet is the declared lists, by name and sorted.
@@ -410,6 +411,16 @@ func (s *Store) Losses() int64 { return s.losses.Load() }
 // Snapshot returns the lists as last read; never nil (empty before the first Refresh).
 func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }
 
+// Refreshed returns when a Refresh (or a refresh of Run) last succeeded, by the store's clock:
+// the snapshot is what Redis held then. It is the zero time until the first success, while the
+// snapshot is empty only because the lists were never read.
+func (s *Store) Refreshed() time.Time {
+	if t := s.refreshed.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
+}
+
 // Refresh reads every list's version in one round trip and, if any changed, the items of the
 // changed lists with their versions in one more (MULTI/EXEC, so items and versions agree), then
 // swaps in a new snapshot that shares the unchanged lists with the old one. It reports whether
@@ -468,6 +479,7 @@ func (s *Store) refresh(ctx context.Context) (bool, *loss, error) {
 		}
 	}
 	if lost == nil && len(stale) == 0 && len(gone) == 0 && epoch == s.known.epoch {
+		s.markRefreshed()
 		return false, nil, nil
 	}
 	read := map[string]*set{}
@@ -501,7 +513,14 @@ func (s *Store) refresh(ctx context.Context) (bool, *loss, error) {
 	defer s.swapMu.Unlock()
 	s.snap.Store(s.snap.Load().with(s.specs.Load(), read, gone, epoch, versions))
 	s.known.epoch, s.known.versions = epoch, versions
+	s.markRefreshed()
 	return true, lost, nil
+}
+
+// markRefreshed records a successful refresh, now.
+func (s *Store) markRefreshed() {
+	t := s.now()
+	s.refreshed.Store(&t)
 }
 
 // Run refreshes the snapshot at once and then every interval until ctx is done, then returns

@@ -625,3 +625,42 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("%d audit entries, version %d", len(changes), version)
 	}
 }
+
+// Refreshed is zero until a Refresh succeeds, then the time of the last success, whether or not
+// it changed the snapshot; a failed Refresh leaves it.
+func TestRefreshed(t *testing.T) {
+	_, rdb, prefix := newStore(t)
+	hook := &failing{}
+	rdb2 := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr})
+	t.Cleanup(func() { rdb2.Close() })
+	rdb2.AddHook(hook)
+	now := t0
+	s := NewStore(rdb2, prefix, func() time.Time { return now })
+	s.SetSpecs(specs)
+	ctx := context.Background()
+	if got := s.Refreshed(); !got.IsZero() {
+		t.Fatalf("refreshed %v before any Refresh", got)
+	}
+	hook.on.Store(true)
+	if _, err := s.Refresh(ctx); err == nil || !s.Refreshed().IsZero() {
+		t.Fatalf("a failed first Refresh: %v, refreshed %v", err, s.Refreshed())
+	}
+	hook.on.Store(false)
+	if changed, err := s.Refresh(ctx); err != nil || changed || !s.Refreshed().Equal(t0) {
+		t.Fatalf("a Refresh of nothing: %v %v, refreshed %v", changed, err, s.Refreshed())
+	}
+	now = t0.Add(time.Minute)
+	s.Put(ctx, "blocked_cards", "c1", "ana", "")
+	if changed, err := s.Refresh(ctx); err != nil || !changed || !s.Refreshed().Equal(now) {
+		t.Fatalf("a Refresh of a change: %v %v, refreshed %v", changed, err, s.Refreshed())
+	}
+	now = t0.Add(2 * time.Minute)
+	if changed, err := s.Refresh(ctx); err != nil || changed || !s.Refreshed().Equal(now) {
+		t.Fatalf("a Refresh without changes: %v %v, refreshed %v", changed, err, s.Refreshed())
+	}
+	now = t0.Add(3 * time.Minute)
+	hook.on.Store(true)
+	if _, err := s.Refresh(ctx); err == nil || !s.Refreshed().Equal(t0.Add(2*time.Minute)) {
+		t.Errorf("a failed Refresh: %v, refreshed %v", err, s.Refreshed())
+	}
+}
