@@ -24,14 +24,14 @@ func clearInput() *Input {
 			Aggregates: window.Aggregates{Count1h: 2, Count24h: 5, Count7d: 12, Count30d: 30,
 				Sum1h: 80, Sum24h: 250, Sum7d: 900, Sum30d: 2500, SincePrevious: 600}},
 		Score: 0.1, Scored: true, ModelVersion: "m1",
-		Lists: lists{},
+		Lists: memLists{},
 	}
 }
 
-// lists is a Lists for tests: list name → values.
-type lists map[string][]string
+// memLists is a Lists for tests: list name → values.
+type memLists map[string][]string
 
-func (l lists) Contains(list, value string) bool {
+func (l memLists) Contains(list, value string) bool {
 	for _, v := range l[list] {
 		if v == value {
 			return true

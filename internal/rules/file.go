@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/paysentry/fraud-detector/internal/lists"
 )
 
 // namePattern is the form of rule ids, reason codes and list names.
@@ -99,6 +101,7 @@ func parseLists(n *yaml.Node, errs *Errors) []ListSpec {
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		problems := len(errs.List)
 		name := k.Value
 		valid := nameRE.MatchString(name)
 		if !valid {
@@ -133,8 +136,8 @@ func parseLists(n *yaml.Node, errs *Errors) []ListSpec {
 			switch kk.Value {
 			case "kind":
 				spec.Kind = s
-				if s != "" && !slices.Contains(Kinds(), s) {
-					errs.add("", vv.Line, "list %s: kind %q is not one of %s", name, s, strings.Join(Kinds(), ", "))
+				if s != "" && !slices.Contains(lists.Kinds(), s) {
+					errs.add("", vv.Line, "list %s: kind %q is not one of %s", name, s, strings.Join(lists.Kinds(), ", "))
 				}
 			case "description":
 				spec.Description = s
@@ -143,7 +146,14 @@ func parseLists(n *yaml.Node, errs *Errors) []ListSpec {
 			}
 		}
 		if spec.Kind == "" {
-			errs.add("", v.Line, "list %s: missing kind (one of %s)", name, strings.Join(Kinds(), ", "))
+			errs.add("", v.Line, "list %s: missing kind (one of %s)", name, strings.Join(lists.Kinds(), ", "))
+		}
+		if len(errs.List) == problems {
+			// Validate is the lists' store's own check of a spec: a file accepted here must be
+			// accepted there. The checks above say more, and where; this catches what they miss.
+			if err := spec.Validate(); err != nil {
+				errs.add("", k.Line, "%v", err)
+			}
 		}
 		if valid {
 			// A list with a problem is declared all the same, so that the rules using it are

@@ -5,9 +5,6 @@
 // A file compiles into a Set once: every expression is parsed, type-checked, bounded in cost and
 // planned, and every problem of the file is reported at once, by rule and line. Evaluating a Set
 // reads only the variables its rules use, with no map built per payment.
-//
-// The package still holds the amount thresholds (Config, Amount) that the stream used before the
-// rules file; they go once nothing calls them.
 package rules
 
 import (
@@ -22,6 +19,7 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
 
+	"github.com/paysentry/fraud-detector/internal/lists"
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/window"
 )
@@ -53,17 +51,9 @@ type Rule struct {
 	Line   int    // line of the rule in its file (1-based)
 }
 
-// ListSpec declares a list the rules may use: lists.<name>.
-type ListSpec struct {
-	Name        string // [a-z][a-z0-9_]{0,63}
-	Kind        string // one of Kinds
-	Description string
-}
-
-// Kinds are the kinds of list: what a list's items are.
-func Kinds() []string {
-	return []string{"card", "merchant", "country", "ip", "device", "bin"}
-}
+// ListSpec declares a list the rules may use: lists.<name>. It is the lists' store's Spec: the
+// rules file declares the lists that the store keeps.
+type ListSpec = lists.Spec
 
 // Lists says whether a list holds a value. The lists' store provides an immutable snapshot that
 // implements it.
@@ -165,8 +155,8 @@ func Compile(name string, data []byte) (*Set, error) {
 		return nil, err
 	}
 	s.version = "rules-" + hex.EncodeToString(h.Sum(nil)[:6])
-	lists := s.lists
-	s.acts.New = func() any { return newActivation(lists) }
+	specs := s.lists
+	s.acts.New = func() any { return newActivation(specs) }
 	return s, nil
 }
 

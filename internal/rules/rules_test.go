@@ -175,11 +175,11 @@ func TestLists(t *testing.T) {
 		lists Lists
 		want  []string
 	}{
-		{"blocked", lists{"blocked_cards": {"card-42"}}, []string{"blocked_card"}},
-		{"allowed", lists{"allowed_cards": {"card-42"}}, []string{"allowed_card"}},
-		{"both", lists{"blocked_cards": {"card-42"}, "allowed_cards": {"card-42"}}, []string{"blocked_card", "allowed_card"}},
-		{"another card", lists{"blocked_cards": {"card-43"}}, nil},
-		{"the card in another list", lists{"blocked_merchants": {"card-42"}}, nil},
+		{"blocked", memLists{"blocked_cards": {"card-42"}}, []string{"blocked_card"}},
+		{"allowed", memLists{"allowed_cards": {"card-42"}}, []string{"allowed_card"}},
+		{"both", memLists{"blocked_cards": {"card-42"}, "allowed_cards": {"card-42"}}, []string{"blocked_card", "allowed_card"}},
+		{"another card", memLists{"blocked_cards": {"card-43"}}, nil},
+		{"the card in another list", memLists{"blocked_merchants": {"card-42"}}, nil},
 		{"nil lists", nil, nil},
 	}
 	for _, tt := range tests {
@@ -215,7 +215,7 @@ rules:
   - {id: b, description: b, expression: payment.bin in lists.b, action: flag}
 `)
 	in := clearInput()
-	in.Lists = lists{"m": {"m-77"}, "c": {"FR"}, "i": {"192.0.2.10"}, "d": {"d-9"}, "b": {"411111"}}
+	in.Lists = memLists{"m": {"m-77"}, "c": {"FR"}, "i": {"192.0.2.10"}, "d": {"d-9"}, "b": {"411111"}}
 	hits, errs := s.Eval(in, nil)
 	if want := []string{"m", "c", "i", "d", "b"}; len(errs) > 0 || !slices.Equal(ids(hits), want) {
 		t.Errorf("hits %v, errors %v; want %v", ids(hits), errs, want)
@@ -396,7 +396,7 @@ func TestConcurrentEval(t *testing.T) {
 					in.Payment.Amount = decimal.New(int64(10001+g), -2) // 100.01 and up
 				}
 				in.State.Count = int64(i % 20)
-				in.Lists = lists{"blocked_cards": {fmt.Sprintf("card-%d", g)}}
+				in.Lists = memLists{"blocked_cards": {fmt.Sprintf("card-%d", g)}}
 				in.Payment.CardID = fmt.Sprintf("card-%d", (g+i)%8)
 				var errs []EvalError
 				hits, errs = s.Eval(in, hits[:0])
