@@ -39,7 +39,9 @@ func TestCompileErrors(t *testing.T) {
 		{"unknown key in a list", `lists:
   blocked_cards: {kind: card, desc: x}
 rules: []
-`, []want{{"", 2, `list blocked_cards: unknown key "desc"; a list has kind and description`}}},
+`, []want{
+			{"", 2, `list blocked_cards: unknown key "desc"; a list has kind and description`},
+			{"", 3, "the file has no active rule (no rule)"}}},
 		{"missing fields", `rules:
   - id: a
   - description: no id
@@ -100,7 +102,8 @@ rules:
 			{"a", 8, `mode "dry_run" is not active or shadow`}}},
 		{"list without kind", "lists:\n  l: {description: x}\nrules:\n  - {id: a, description: x, expression: payment.card_id in lists.l, action: flag}\n",
 			[]want{{"", 2, "list l: missing kind"}}},
-		{"bad list name", "lists:\n  Blocked: {kind: card}\nrules: []\n", []want{{"", 2, `list "Blocked": the name must match`}}},
+		{"bad list name", "lists:\n  Blocked: {kind: card}\nrules:\n  - {id: a, description: x, expression: \"false\", action: flag}\n",
+			[]want{{"", 2, `list "Blocked": the name must match`}}},
 		{"cel syntax", `rules:
   - id: a
     description: x
@@ -256,7 +259,8 @@ rules:
 // TestAcceptedFiles: what the checks let through.
 func TestAcceptedFiles(t *testing.T) {
 	for name, text := range map[string]string{
-		"allow in shadow": "rules:\n  - {id: a, description: x, expression: \"true\", action: allow, mode: shadow}\n",
+		"allow in shadow": "rules:\n  - {id: a, description: x, expression: \"true\", action: allow, mode: shadow}\n" +
+			"  - {id: b, description: x, expression: \"false\", action: flag}\n",
 		"comprehension variables named like a namespace": `rules:
   - id: a
     description: x

@@ -62,6 +62,7 @@ func parseFile(data []byte, errs *Errors) file {
 		return f
 	}
 	seen := map[string]int{}
+	rulesOK := true // rules: is absent, null or a sequence
 	for i := 0; i+1 < len(top.Content); i += 2 {
 		k, v := top.Content[i], top.Content[i+1]
 		if first, dup := seen[k.Value]; dup {
@@ -73,15 +74,41 @@ func parseFile(data []byte, errs *Errors) file {
 		case "lists":
 			f.lists = parseLists(v, errs)
 		case "rules":
-			f.rules = parseRules(v, errs)
+			f.rules, rulesOK = parseRules(v, errs)
 		default:
 			errs.add("", k.Line, "unknown key %q: the file has lists and rules", k.Value)
 		}
 	}
-	if seen["lists"] == 0 && seen["rules"] == 0 {
+	switch {
+	case seen["lists"] == 0 && seen["rules"] == 0:
 		errs.add("", top.Line, "no lists: and no rules: in the file")
+	case rulesOK:
+		checkActive(f.rules, max(seen["rules"], 1), errs)
 	}
 	return f
+}
+
+// checkActive refuses rules without an active rule (line is that of rules:): such a file would
+// decide nothing, and it is more likely cut short (an editor writing in place, a bad merge) than
+// meant. A rule with a problem counts as active unless it says shadow: its problem is reported.
+func checkActive(rules []fileRule, line int, errs *Errors) {
+	shadow := 0
+	for _, r := range rules {
+		if r.Mode != ModeShadow {
+			return
+		}
+		shadow++
+	}
+	what := "no rule"
+	switch shadow {
+	case 0:
+	case 1:
+		what = "only a shadow rule"
+	default:
+		what = "only shadow rules"
+	}
+	errs.add("", line, "the file has no active rule (%s): it would decide nothing (a file cut short?); "+
+		"a policy that flags nothing must say so with an active rule, e.g. expression: false", what)
 }
 
 func isNull(n *yaml.Node) bool {
@@ -175,14 +202,14 @@ func scalar(n *yaml.Node) (string, bool) {
 	return n.Value, true
 }
 
-// parseRules reads the rules: sequence.
-func parseRules(n *yaml.Node, errs *Errors) []fileRule {
+// parseRules reads the rules: sequence; ok false when it is not one (nor null).
+func parseRules(n *yaml.Node, errs *Errors) (rules []fileRule, ok bool) {
 	if isNull(n) {
-		return nil
+		return nil, true
 	}
 	if n.Kind != yaml.SequenceNode {
 		errs.add("", n.Line, "rules: must be a list of rules (- id: ...)")
-		return nil
+		return nil, false
 	}
 	var out []fileRule
 	ids := map[string]int{}
@@ -198,7 +225,7 @@ func parseRules(n *yaml.Node, errs *Errors) []fileRule {
 		}
 		out = append(out, r)
 	}
-	return out
+	return out, true
 }
 
 // parseRule reads the nth rule.

@@ -313,6 +313,7 @@ rules:
     expression: payment.amount > 100 && card.window_count > 2
     detail: '"over " + string(payment.amount)'
     action: flag
+  - {id: z, description: another, expression: "false", action: flag}
 `
 	same := []string{
 		// comments, blank lines, block style, quoting, spacing inside the expression
@@ -330,6 +331,10 @@ rules:
     detail: >-
       "over " +
       string(payment.amount)
+  - id: z
+    description: another
+    expression: "false"
+    action: flag
 `,
 		// the defaults written out; a list's description is documentation
 		strings.Replace(strings.Replace(base, "action: flag", "action: flag\n    mode: active\n    reason: a", 1),
@@ -372,12 +377,41 @@ func TestRulesAreCopies(t *testing.T) {
 	}
 }
 
-func TestEmptyRules(t *testing.T) {
-	for _, text := range []string{"rules: []\n", "rules:\n", "lists:\n  a: {kind: card}\n", "lists: {}\nrules: []\n"} {
-		s := compile(t, text)
-		if hits, errs := s.Eval(clearInput(), nil); len(hits) != 0 || len(errs) != 0 {
-			t.Errorf("%q: hits %v, errors %v", text, hits, errs)
-		}
+// TestNoActiveRule: a file that would decide nothing is refused, with the line of rules: (1
+// without one); a file that says so with a rule is accepted.
+func TestNoActiveRule(t *testing.T) {
+	shadow := "  - {id: s, description: s, expression: payment.amount > 10, action: flag, mode: shadow}\n"
+	for _, tt := range []struct {
+		name, text string
+		line       int
+		what       string
+	}{
+		{"empty list", "rules: []\n", 1, "no rule"},
+		{"null", "lists:\n  a: {kind: card}\nrules:\n", 3, "no rule"},
+		{"no rules key", "lists:\n  a: {kind: card}\n", 1, "no rule"},
+		{"both empty", "lists: {}\nrules: []\n", 2, "no rule"},
+		{"a shadow rule", "# cut short\nrules:\n" + shadow, 2, "only a shadow rule"},
+		{"shadow rules", "rules:\n" + shadow + strings.ReplaceAll(shadow, "id: s", "id: t"), 1, "only shadow rules"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Compile("cut.yaml", []byte(tt.text))
+			var errs *Errors
+			if !errors.As(err, &errs) || len(errs.List) != 1 {
+				t.Fatalf("error %v, want one problem", err)
+			}
+			want := Error{Line: tt.line, Msg: "the file has no active rule (" + tt.what + "): it would decide nothing " +
+				"(a file cut short?); a policy that flags nothing must say so with an active rule, e.g. expression: false"}
+			if errs.List[0] != want {
+				t.Errorf("problem %+v\nwant %+v", errs.List[0], want)
+			}
+		})
+	}
+	// The message's advice works: an active rule that is always false, and shadow rules.
+	s := compile(t, "rules:\n  - {id: nothing, description: flags nothing, expression: false, action: flag}\n"+shadow)
+	in := clearInput()
+	hits, errs := s.Eval(in, nil)
+	if len(errs) != 0 || !slices.Equal(ids(hits), []string{"s"}) {
+		t.Errorf("hits %v, errors %v; want the shadow rule's", ids(hits), errs)
 	}
 }
 
