@@ -178,30 +178,13 @@ func varIndex(name string) int {
 // value makes the value of variable i.
 func (a *activation) value(i int) ref.Val {
 	p := a.p
+	if s, ok := paymentString(p, i); ok {
+		return types.String(s)
+	}
 	switch i {
-	case varPaymentID:
-		return types.String(p.ID)
-	case varPaymentCardID:
-		return types.String(p.CardID)
-	case varPaymentBIN:
-		return types.String(bin(p.CardMasked))
 	case varPaymentAmount:
 		a.amount.set(p.Amount)
 		return &a.amount
-	case varPaymentCurrency:
-		return types.String(p.Currency)
-	case varPaymentCountry:
-		return types.String(p.Country)
-	case varPaymentMerchantID:
-		return types.String(p.MerchantID)
-	case varPaymentMerchantCategory:
-		return types.String(p.MerchantCategory)
-	case varPaymentChannel:
-		return types.String(p.Channel)
-	case varPaymentDeviceID:
-		return types.String(p.DeviceID)
-	case varPaymentIP:
-		return types.String(p.IP)
 	case varPaymentTimestamp:
 		return types.Timestamp{Time: p.Time.UTC()}
 	case varModelScore:
@@ -254,6 +237,46 @@ func (a *activation) value(i int) ref.Val {
 		return types.Int(s.SincePrevious)
 	}
 	return types.NewErr("no variable %d", i)
+}
+
+// paymentString is p's string variable i; ok false when variable i is none.
+func paymentString(p *payment.Payment, i int) (s string, ok bool) {
+	switch i {
+	case varPaymentID:
+		return p.ID, true
+	case varPaymentCardID:
+		return p.CardID, true
+	case varPaymentBIN:
+		return bin(p.CardMasked), true
+	case varPaymentCurrency:
+		return p.Currency, true
+	case varPaymentCountry:
+		return p.Country, true
+	case varPaymentMerchantID:
+		return p.MerchantID, true
+	case varPaymentMerchantCategory:
+		return p.MerchantCategory, true
+	case varPaymentChannel:
+		return p.Channel, true
+	case varPaymentDeviceID:
+		return p.DeviceID, true
+	case varPaymentIP:
+		return p.IP, true
+	}
+	return "", false
+}
+
+// stringVar is the value of string variable i for in (not nil), as value makes it, without
+// making a CEL value: "" for a payment's field when in has no payment.
+func stringVar(in *Input, i int) string {
+	if i == varModelVersion {
+		return in.ModelVersion
+	}
+	if in.Payment == nil {
+		return ""
+	}
+	s, _ := paymentString(in.Payment, i)
+	return s
 }
 
 // unknownCard is card variable i when the card's state is not known: false, 0, the zero time,

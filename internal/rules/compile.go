@@ -29,6 +29,44 @@ type compiler struct {
 type compiled struct {
 	prg       cel.Program
 	canonical string // the expression as parsed, written back: its layout does not count
+	member    member // what the expression is when it is a list membership test
+}
+
+// member is an expression that is exactly `<string variable> in lists.<name>`, which Eval
+// answers without CEL. The zero member (list "") is any other expression.
+type member struct {
+	list string // the list's name
+	v    int    // the variable's index, of a string variable (varIndex)
+}
+
+// membership says what the checked a is when it is exactly a list membership test: a call of
+// the in operator on the identifier of a string variable and the identifier of a list.
+func membership(a *ast.AST) (member, bool) {
+	e := a.Expr()
+	if e.Kind() != ast.CallKind {
+		return member{}, false
+	}
+	call := e.AsCall()
+	if call.FunctionName() != operators.In || call.IsMemberFunction() || len(call.Args()) != 2 {
+		return member{}, false
+	}
+	x, l := call.Args()[0], call.Args()[1]
+	if x.Kind() != ast.IdentKind || l.Kind() != ast.IdentKind {
+		return member{}, false
+	}
+	ref, ok := a.ReferenceMap()[x.ID()]
+	if !ok || ref.Value != nil || !a.GetType(x.ID()).IsExactType(types.StringType) {
+		return member{}, false
+	}
+	v := varIndex(ref.Name)
+	if v < 0 {
+		return member{}, false
+	}
+	name, ok := listRef(a, l)
+	if !ok {
+		return member{}, false
+	}
+	return member{list: strings.TrimPrefix(name, nsLists+"."), v: v}, true
 }
 
 func newCompiler(lists []ListSpec, errs *Errors) (*compiler, error) {
@@ -122,6 +160,10 @@ func (c *compiler) compile(label, field string, n *yaml.Node, want *types.Type) 
 	if is := checkListUse(checked.NativeRep()); len(is) > 0 {
 		reportIssues(checked.NativeRep(), is)
 		return compiled{}, false
+	}
+	if m, ok := membership(checked.NativeRep()); ok {
+		// Eval answers it without CEL: no program, no cost to estimate.
+		return compiled{canonical: canonical, member: m}, true
 	}
 	if (decimalOperands{}).needed(checked.NativeRep()) {
 		checked, iss = c.opt.Optimize(c.env, checked)
