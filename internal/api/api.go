@@ -30,6 +30,7 @@ import (
 	"github.com/go-json-experiment/json"
 
 	"github.com/paysentry/fraud-detector/internal/lists"
+	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/review"
 )
 
@@ -369,9 +370,12 @@ type errorBody struct {
 	} `json:"error"`
 }
 
+// writeError answers an error. Messages may quote what the request sent (a value, a JSON
+// member's name); any card number in them is masked here, once for all of them.
 func writeError(w http.ResponseWriter, status int, code, message string) {
 	var e errorBody
-	e.Error.Code, e.Error.Message = code, message
+	msg, _ := payment.RedactPANs([]byte(message))
+	e.Error.Code, e.Error.Message = code, string(msg)
 	writeJSON(w, status, e)
 }
 
@@ -394,6 +398,8 @@ func (s *Server) storeError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, "unknown_list", err.Error())
 	case errors.Is(err, lists.ErrInvalidValue):
 		writeError(w, http.StatusUnprocessableEntity, "invalid_value", err.Error())
+	case errors.Is(err, lists.ErrInvalidNote):
+		writeError(w, http.StatusUnprocessableEntity, "invalid_note", err.Error())
 	case errors.Is(err, lists.ErrInvalidArgument):
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, review.ErrAlreadyDecided):

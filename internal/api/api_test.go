@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/paysentry/fraud-detector/internal/decision"
 	"github.com/paysentry/fraud-detector/internal/lists"
+	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/redistest"
 	"github.com/paysentry/fraud-detector/internal/review"
 	"github.com/paysentry/fraud-detector/internal/window"
@@ -489,9 +491,21 @@ func TestListsEndpoints(t *testing.T) {
 		{"PUT", "/v1/lists/blocked_countries/items/XX1", "", 422, "invalid_value", "kind country"},
 		{"PUT", "/v1/lists/blocked_ips/items/999.1.1.1", "", 422, "invalid_value", "kind ip"},
 		{"PUT", "/v1/lists/blocked_ips/items/10.0.0.0%2F8", "", 422, "invalid_value", "not supported"},
-		{"PUT", "/v1/lists/blocked_cards/items/4111111111111111", "", 422, "invalid_value", "card number"},
-		{"GET", "/v1/lists/blocked_cards/items/4111111111111111", "", 422, "invalid_value", "card_id"},
-		{"PUT", "/v1/lists/blocked_bins/items/41", "", 422, "invalid_value", "6 to 8 digits"},
+		{"PUT", "/v1/lists/blocked_cards/items/4111111111111111", "", 422, "invalid_value", "looks like a card number"},
+		{"GET", "/v1/lists/blocked_cards/items/4111111111111111", "", 422, "invalid_value", "looks like a card number"},
+		{"DELETE", "/v1/lists/blocked_cards/items/4111-1111-1111-1111", "", 422, "invalid_value", "looks like a card number"},
+		{"PUT", "/v1/lists/blocked_merchants/items/4111111111111111", "", 422, "invalid_value", "kind merchant: the value holds what looks like a card number"},
+		{"PUT", "/v1/lists/blocked_merchants/items/4111%201111%201111%201111", "", 422, "invalid_value", "lists never store one"},
+		{"PUT", "/v1/lists/blocked_devices/items/dev-4111-1111-1111-1111", "", 422, "invalid_value", "kind device"},
+		{"PUT", "/v1/lists/blocked_ips/items/4111111111111111", "", 422, "invalid_value", "kind ip"},
+		{"PUT", "/v1/lists/blocked_bins/items/4111111111111111", "", 422, "invalid_value", "kind bin"},
+		{"PUT", "/v1/lists/blocked_bins/items/41", "", 422, "invalid_value", "a BIN: 6 digits (the first 6 of the card number)"},
+		{"PUT", "/v1/lists/blocked_bins/items/4111111", "", 422, "invalid_value", "not 6 digits"},
+		{"PUT", "/v1/lists/blocked_bins/items/41111111", "", 422, "invalid_value", "not 6 digits"},
+		{"PUT", "/v1/lists/blocked_ips/items/" + strings.Repeat("x", 24) + "41111111111111110000", "", 422, "invalid_value", "kind ip"},
+		{"PUT", "/v1/lists/blocked_devices/items/d1", `{"note":"card 4111 1111 1111 1111"}`, 422, "invalid_note", "looks like a card number"},
+		{"PUT", "/v1/lists/blocked_devices/items/d1", `{"note":"x","4111111111111111":1}`, 400, "invalid_json", "411111******1111"},
+		{"PUT", "/v1/lists/4111111111111111/items/d1", "", 404, "unknown_list", "411111******1111"},
 		{"PUT", "/v1/lists/blocked_emails/items/a@b", "", 404, "unknown_list", "blocked_cards"},
 		{"GET", "/v1/lists/blocked_emails/items", "", 404, "unknown_list", "blocked_cards"},
 		{"GET", "/v1/lists/blocked_emails/changes", "", 404, "unknown_list", "blocked_cards"},
@@ -522,9 +536,12 @@ func TestListsEndpoints(t *testing.T) {
 		if code != tc.status || e["code"] != tc.code || !strings.Contains(fmt.Sprint(e["message"]), tc.says) {
 			t.Errorf("%s %s %.30q: %d %v, want %d %s saying %q", tc.method, tc.path, tc.body, code, v, tc.status, tc.code, tc.says)
 		}
-		if strings.Contains(fmt.Sprint(e["message"]), "4111") {
+		if _, found := payment.RedactPANs([]byte(fmt.Sprint(e["message"]))); found || strings.Contains(fmt.Sprint(e["message"]), "4111111111111111") {
 			t.Errorf("%s %s: the message quotes a card number: %v", tc.method, tc.path, e)
 		}
+	}
+	if _, err := r.lists.Get(context.Background(), "blocked_devices", "d1"); !errors.Is(err, lists.ErrNotFound) {
+		t.Errorf("d1 stored with a refused note: %v", err)
 	}
 	// A non-JSON content type.
 	req, _ := http.NewRequest("PUT", r.srv.URL+"/v1/lists/blocked_devices/items/d1", strings.NewReader("note"))
@@ -546,6 +563,10 @@ func TestListsEndpoints(t *testing.T) {
 	// Values with a slash, escaped as %2F, and IPv6 addresses; a PUT without a body.
 	for _, tc := range []struct{ list, path, value string }{
 		{"blocked_cards", "tok%2Fab+c=", "tok/ab+c="},
+		// card_ids that payments may carry: not Luhn-valid digits, a space, a non-ASCII letter.
+		{"blocked_cards", "1234567890123456", "1234567890123456"},
+		{"blocked_cards", "acct%2042", "acct 42"},
+		{"blocked_cards", "carte-%C3%A9", "carte-é"},
 		{"blocked_devices", "a%2Fb%2F..%2Fc", "a/b/../c"},
 		{"blocked_devices", "%2F", "/"},
 		{"blocked_merchants", "caf%C3%A9%20z%C3%BCrich", "café zürich"},
@@ -575,6 +596,9 @@ func TestListsEndpoints(t *testing.T) {
 	}
 	if !strings.Contains(r.logs.String(), `msg="list changed" list=blocked_devices op=remove analyst=ana value=a/b/../c`) {
 		t.Errorf("log:\n%s", r.logs.String())
+	}
+	if _, found := payment.RedactPANs([]byte(r.logs.String())); found {
+		t.Errorf("a card number in the log:\n%s", r.logs.String())
 	}
 
 	// The audit trail, newest first.
@@ -691,7 +715,8 @@ func TestListsRedisDown(t *testing.T) {
 // FuzzListItemPath sends arbitrary values, escaped in the path, and bodies through PUT and GET:
 // never a 5xx; 201 or 200 for a value the list's kind takes, 422 for one it does not, 404 for an
 // unknown list (or a path that is no route), 400 or 413 for a body or a path that is malformed;
-// and a value added reads back, normalised as the kind normalises it.
+// a value added reads back, normalised as the kind normalises it; and no card number (as
+// payment.RedactPANs finds one) is ever stored, answered or logged.
 func FuzzListItemPath(f *testing.F) {
 	for _, seed := range []struct {
 		list  uint8
@@ -702,6 +727,8 @@ func FuzzListItemPath(f *testing.F) {
 		{3, "XX1", ""}, {4, "2001:DB8::1", ""}, {4, "999.1.1.1", ""}, {4, "::ffff:1.2.3.4", ""}, {5, "..", ""},
 		{5, ".", ""}, {5, "", ""}, {5, "%2F", ""}, {5, "a\b?c#d", ""}, {6, "411111", ""}, {7, "x", ""},
 		{5, "d", `{"note":1}`}, {5, "d", `{"x":1}`}, {5, "ÿ", ""}, {1, " ", ""}, {2, " ", ""},
+		{2, "4111 1111 1111 1111", ""}, {5, "d", `{"note":"4111-1111-1111-1111"}`}, {5, "d", `{"4111111111111111":1}`},
+		{0, "acct 42", ""}, {6, "41111111", ""},
 	} {
 		f.Add(seed.list, seed.value, seed.body)
 	}
@@ -716,6 +743,12 @@ func FuzzListItemPath(f *testing.F) {
 		code, v := r.do(t, "PUT", path, analystToken, body)
 		e, _ := v["error"].(map[string]any)
 		norm, nerr := lists.Normalize(kind, value)
+		if _, found := payment.RedactPANs([]byte(fmt.Sprint(v))); found {
+			t.Fatalf("PUT %s %.40q: a card number in the answer %v", path, body, v)
+		}
+		if _, found := payment.RedactPANs([]byte(r.logs.String())); found {
+			t.Fatalf("PUT %s %.40q: a card number in the log", path, body)
+		}
 		switch code {
 		case 201, 200:
 			if kind == "" || nerr != nil || v["value"] != norm {
@@ -736,8 +769,12 @@ func FuzzListItemPath(f *testing.F) {
 		default:
 			t.Fatalf("PUT %s %.40q: %d %v", path, body, code, v)
 		}
-		if code, v := r.do(t, "GET", path, viewerToken, ""); code >= 500 || !slices.Contains([]int{200, 400, 404, 422}, code) {
+		code, v = r.do(t, "GET", path, viewerToken, "")
+		if code >= 500 || !slices.Contains([]int{200, 400, 404, 422}, code) {
 			t.Fatalf("GET %s: %d %v", path, code, v)
+		}
+		if _, found := payment.RedactPANs([]byte(fmt.Sprint(v))); found {
+			t.Fatalf("GET %s: a card number in the answer %v", path, v)
 		}
 	})
 }

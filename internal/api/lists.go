@@ -18,9 +18,6 @@ import (
 // A value is one path segment, URL-escaped by the client: an IPv6 address, or a token with a
 // slash sent as %2F.
 
-// maxNote bounds a list item's note, in characters.
-const maxNote = 1000
-
 // needLists answers 503 lists_unavailable when the server has no lists' store.
 func (s *Server) needLists(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +169,8 @@ type itemRequest struct {
 }
 
 // putItem adds a value to a list: 201 with the item, or 200 with the item as it was when the
-// list had it already (its note unchanged).
+// list had it already (its note unchanged). The store refuses a value or a note that holds a
+// card number (422 invalid_value, invalid_note), without quoting it.
 func (s *Server) putItem(w http.ResponseWriter, r *http.Request) {
 	name, value, ok := item(w, r)
 	if !ok {
@@ -193,10 +191,6 @@ func (s *Server) putItem(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if utf8.RuneCountInString(req.Note) > maxNote {
-		writeError(w, http.StatusUnprocessableEntity, "invalid_note", "note must be at most "+strconv.Itoa(maxNote)+" characters")
-		return
-	}
 	analyst, _ := r.Context().Value(ctxKey{}).(string)
 	it, created, err := s.lists.Put(r.Context(), name, value, analyst, req.Note)
 	if err != nil {
@@ -206,7 +200,7 @@ func (s *Server) putItem(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
-		// Values are tokens and ids, never card numbers (the store refuses them).
+		// The value as stored: normalised, and never a card number (the store refuses them).
 		s.log.Info("list changed", "list", it.List, "op", lists.OpAdd, "analyst", analyst, "value", it.Value)
 		w.Header().Set("Location", "/v1/lists/"+url.PathEscape(it.List)+"/items/"+url.PathEscape(it.Value))
 	}

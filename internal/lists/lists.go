@@ -17,6 +17,14 @@
 //	<prefix>:{lists}:a:<name>   stream: the audit trail, one entry (op, value, by, note, at) per
 //	                            change, capped near 10,000 entries (XADD MAXLEN ~)
 //
+// The audit trail is not forever: each list keeps about its last 10,000 changes (a few more at
+// times, as Redis trims whole nodes of the stream), and older ones are dropped as new ones come.
+// Whoever must keep every change copies the trail out before then.
+//
+// No card number gets into a list: Normalize refuses a value of any kind that holds one, and Put
+// a note that does (see Normalize), so the items, the audit trail and the logs of changes never
+// carry one.
+//
 // Lists are policy, not state: their keys have no TTL, unlike every other key of the service.
 // Redis losing its data is not silent: Refresh sees the versions hash gone, or its epoch
 // changed, counts a loss (Losses), Run logs it at ERROR, and the snapshot holds what Redis holds
@@ -42,15 +50,19 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/paysentry/fraud-detector/internal/payment"
 )
 
 // Sentinel errors; the API maps them to statuses.
 var (
 	ErrUnknownList     = errors.New("unknown list")
 	ErrInvalidValue    = errors.New("invalid list value")
+	ErrInvalidNote     = errors.New("invalid note") // over MaxNoteLen, or holding a card number
 	ErrNotFound        = errors.New("list item not found")
 	ErrInvalidArgument = errors.New("invalid argument") // a cursor or a limit out of range
 )
@@ -114,11 +126,12 @@ const (
 	OpRemove = "remove"
 )
 
-// Limits of a page and of the audit trail.
+// Limits of a page, of a note and of the audit trail.
 const (
-	MaxPage   = 1000  // items or changes one call returns at most
-	auditCap  = 10000 // entries an audit trail keeps, about
-	epochName = "@epoch"
+	MaxPage    = 1000  // items or changes one call returns at most
+	MaxNoteLen = 1000  // characters of an item's note
+	auditCap   = 10000 // entries an audit trail keeps, about
+	epochName  = "@epoch"
 )
 
 // Store keeps the lists in Redis and the snapshot of them in memory. Safe for concurrent use.
@@ -264,10 +277,15 @@ func newEpoch() string {
 
 // Put adds value to list, normalised by the list's kind, as by with note. It is idempotent: a
 // value the list has is returned as stored, with created false, and changes nothing (no new
-// version, no audit entry), whatever the note.
+// version, no audit entry), whatever the note. A note over MaxNoteLen characters, not valid
+// UTF-8 or holding a card number (as payment.RedactPANs finds one) is refused with
+// ErrInvalidNote, and never quoted.
 func (s *Store) Put(ctx context.Context, list, value, by, note string) (Item, bool, error) {
 	v, err := s.target(list, value)
 	if err != nil {
+		return Item{}, false, err
+	}
+	if err := checkNote(note); err != nil {
 		return Item{}, false, err
 	}
 	at := s.now().UTC()
@@ -317,6 +335,20 @@ func (s *Store) Get(ctx context.Context, list, value string) (Item, error) {
 		return Item{}, fmt.Errorf("get %s of list %s: %w", v, list, err)
 	}
 	return parseItem(list, v, stored)
+}
+
+// checkNote refuses a note that is too long, not UTF-8 or holds a card number, without quoting it.
+func checkNote(note string) error {
+	switch {
+	case !utf8.ValidString(note):
+		return fmt.Errorf("%w: the note is not valid UTF-8", ErrInvalidNote)
+	case utf8.RuneCountInString(note) > MaxNoteLen:
+		return fmt.Errorf("%w: a note is at most %d characters", ErrInvalidNote, MaxNoteLen)
+	}
+	if _, found := payment.RedactPANs([]byte(note)); found {
+		return fmt.Errorf("%w: the note holds what looks like a card number; lists never store one", ErrInvalidNote)
+	}
+	return nil
 }
 
 func parseItem(list, value, stored string) (Item, error) {

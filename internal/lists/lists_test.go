@@ -14,9 +14,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	"github.com/go-json-experiment/json"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/redistest"
 )
 
@@ -46,25 +49,38 @@ func newStore(t *testing.T) (*Store, *redis.Client, string) {
 }
 
 func TestNormalize(t *testing.T) {
+	const pan = "holds what looks like a card number"
 	for _, tc := range []struct {
 		kind, in, want string // want "" : invalid
 		says           string // in the error
 	}{
+		// card: what the payment decoder takes as a card_id, and nothing that holds a card number.
 		{KindCard, "tok_0123456789abcdef", "tok_0123456789abcdef", ""},
 		{KindCard, "c1", "c1", ""},
 		{KindCard, "a/b+c=", "a/b+c=", ""},
+		{KindCard, "1234567890123456", "1234567890123456", ""}, // 16 digits, not Luhn-valid
+		{KindCard, "4111111111111112", "4111111111111112", ""}, // a card number with a typo
+		{KindCard, "acct 42", "acct 42", ""},
+		{KindCard, "carte-é", "carte-é", ""},
+		{KindCard, " c1 ", " c1 ", ""},
 		{KindCard, "123456789012", "123456789012", ""},                 // 12 digits: not a card number
 		{KindCard, "12345678901234567890", "12345678901234567890", ""}, // 20
 		{KindCard, strings.Repeat("x", 128), strings.Repeat("x", 128), ""},
-		{KindCard, "4111111111111111", "", "card number"},
-		{KindCard, "4111-1111-1111-1111", "", "card number"},
-		{KindCard, "4000000000002", "", "card number"},       // 13
-		{KindCard, "4000000000000000002", "", "card number"}, // 19
-		{KindCard, "4111 1111 1111 1111", "", "card_id"},     // a space
+		{KindCard, strings.Repeat("é", 128), strings.Repeat("é", 128), ""},
+		{KindCard, "4111111111111111", "", pan},
+		{KindCard, "4111-1111-1111-1111", "", pan},
+		{KindCard, "4111 1111 1111 1111", "", pan},
+		{KindCard, "card 4111111111111111", "", pan},
+		{KindCard, "4000000000006", "", pan},             // 13
+		{KindCard, "4000000000000000006", "", pan},       // 19
+		{KindCard, "4000000000002", "4000000000002", ""}, // 13 digits, not Luhn-valid
 		{KindCard, "", "", "empty"},
+		{KindCard, "   ", "", "blank"},
 		{KindCard, strings.Repeat("x", 129), "", "129"},
-		{KindCard, "tök", "", "non-ASCII"},
-		{KindCard, "a\tb", "", "control"},
+		{KindCard, "a\tb", "", "not printable"},
+		{KindCard, "a\x7fb", "", "not printable"},
+		{KindCard, "a\u00a0b", "", "not printable"},
+		{KindCard, "a\xffb", "", "UTF-8"},
 		{KindMerchant, "m-42", "m-42", ""},
 		{KindMerchant, "Café Zürich 12", "Café Zürich 12", ""},
 		{KindMerchant, strings.Repeat("é", 256), strings.Repeat("é", 256), ""},
@@ -73,9 +89,14 @@ func TestNormalize(t *testing.T) {
 		{KindMerchant, "   ", "", "blank"},
 		{KindMerchant, "a\x00b", "", "not printable"},
 		{KindMerchant, "a\xffb", "", "UTF-8"},
+		{KindMerchant, "4111111111111111", "", pan},
+		{KindMerchant, "4111 1111 1111 1111", "", pan},
+		{KindMerchant, "shop/4111-1111-1111-1111/x", "", pan},
 		{KindDevice, "dev:abc/123", "dev:abc/123", ""},
 		{KindDevice, "", "", "empty"},
 		{KindDevice, "a\u2028b", "", "not printable"},
+		{KindDevice, "4111111111111111", "", pan},
+		{KindDevice, "dev 5555 5555 5555 4444", "", pan},
 		{KindCountry, "DE", "DE", ""},
 		{KindCountry, "de", "DE", ""},
 		{KindCountry, "gB", "GB", ""},
@@ -86,6 +107,7 @@ func TestNormalize(t *testing.T) {
 		{KindCountry, "DEU", "", "ISO 3166 alpha-2"},
 		{KindCountry, "ÄÖ", "", "two letters"},
 		{KindCountry, "", "", "two letters"},
+		{KindCountry, "4111111111111111", "", pan},
 		{KindIP, "192.0.2.1", "192.0.2.1", ""},
 		{KindIP, "2001:DB8:0:0::1", "2001:db8::1", ""},
 		{KindIP, "::ffff:192.0.2.1", "192.0.2.1", ""},
@@ -95,11 +117,15 @@ func TestNormalize(t *testing.T) {
 		{KindIP, "10.0.0.0/8", "", "not supported"},
 		{KindIP, "fe80::1%eth0", "", "zone"},
 		{KindIP, "", "", "not an IP address"},
+		{KindIP, "4111 1111 1111 1111", "", pan},
 		{KindBIN, "411111", "411111", ""},
-		{KindBIN, "41111111", "41111111", ""},
-		{KindBIN, "41111", "", "6 to 8 digits"},
-		{KindBIN, "411111111", "", "6 to 8 digits"},
-		{KindBIN, "41111a", "", "6 to 8 digits"},
+		{KindBIN, "000000", "000000", ""},
+		{KindBIN, "41111", "", "is not 6 digits"},
+		{KindBIN, "4111111", "", "is not 6 digits"},
+		{KindBIN, "41111111", "", "is not 6 digits"},
+		{KindBIN, "41111a", "", "is not 6 digits"},
+		{KindBIN, "４１１１１１", "", "is not 6 digits"}, // full-width digits
+		{KindBIN, "4111111111111111", "", pan},
 		{"colour", "red", "", "unknown kind"},
 	} {
 		t.Run(tc.kind+"/"+tc.in, func(t *testing.T) {
@@ -113,34 +139,108 @@ func TestNormalize(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, tc.says)
 			case tc.want == "" && tc.kind != "colour" && !strings.Contains(err.Error(), "kind "+tc.kind):
 				t.Errorf("error %q does not name the kind", err)
-			case tc.kind == KindCard && err != nil && strings.Contains(err.Error(), "4111"):
-				t.Errorf("error %q quotes a card value", err)
+			}
+			if err != nil {
+				if _, found := payment.RedactPANs([]byte(err.Error())); found || strings.Contains(err.Error(), "1111 1111") ||
+					strings.Contains(err.Error(), "111111111") {
+					t.Errorf("error %q quotes a card number", err)
+				}
 			}
 		})
+	}
+	if !strings.Contains(expected(KindBIN), "a BIN: 6 digits (the first 6 of the card number)") {
+		t.Errorf("a BIN's expected: %s", expected(KindBIN))
+	}
+}
+
+// Errors that quote a value quote no card number: not one cut out of a longer run of digits,
+// not one in a list's name, not one in a kind.
+func TestErrorsQuoteNoCardNumber(t *testing.T) {
+	// 20 digits are no card number, but the first 16 of them are: clip cuts 40 characters to
+	// keep 24 x's and those 16.
+	long := strings.Repeat("x", 24) + "41111111111111110000"
+	if _, found := payment.RedactPANs([]byte(long)); found {
+		t.Fatalf("%s holds a card number", long)
+	}
+	for _, tc := range []struct{ kind, value string }{
+		{KindIP, long}, {KindBIN, long}, {KindCountry, long}, {long, "x"}, {"4111111111111111", "x"},
+	} {
+		_, err := Normalize(tc.kind, tc.value)
+		if err == nil {
+			t.Fatalf("%s %q accepted", tc.kind, tc.value)
+		}
+		if _, found := payment.RedactPANs([]byte(err.Error())); found || strings.Contains(err.Error(), "4111111111111111") {
+			t.Errorf("%s %q: error %q quotes a card number", tc.kind, tc.value, err)
+		}
+	}
+	s := NewStore(nil, "x", fixed)
+	s.SetSpecs(specs)
+	for _, list := range []string{"4111111111111111", long} {
+		_, err := s.Get(context.Background(), list, "x")
+		if _, found := payment.RedactPANs([]byte(err.Error())); !errors.Is(err, ErrUnknownList) || found {
+			t.Errorf("list %q: %v", list, err)
+		}
+	}
+}
+
+// decodesCardID reports whether the payment decoder takes v as a card_id, and whether v could be
+// sent at all (JSON strings are UTF-8).
+func decodesCardID(d *payment.Decoder, v string) (ok, sendable bool) {
+	id, err := json.Marshal(v)
+	if err != nil || !utf8.ValidString(v) {
+		return false, false
+	}
+	_, err = d.Decode(fmt.Appendf(nil, `{"payment_id":"p1","card_id":%s,"amount":"1","currency":"EUR","timestamp":"2026-12-01T09:30:00Z"}`, id))
+	return err == nil, true
+}
+
+// A card list takes what the payment decoder takes as a card_id, so that every card that can
+// pay can be blocked; but no value that holds a card number, which the decoder takes when it is
+// not the whole card_id ("card 4111111111111111", "4111-1111-1111-1111").
+func TestCardAsDecoder(t *testing.T) {
+	d := payment.NewDecoder([]byte("k"), 1<<16)
+	for _, v := range []string{"1234567890123456", "acct 42", "carte-é", "tok_abc", "a/b", " c1", strings.Repeat("é", 128),
+		"4111111111111111", "4000000000006", "", " ", "a\tb", "a\u00a0b", "a\u2028b", strings.Repeat("x", 129),
+		"card 4111111111111111", "4111-1111-1111-1111", "4111 1111 1111 1111"} {
+		decodes, _ := decodesCardID(d, v)
+		_, err := Normalize(KindCard, v)
+		_, holdsPAN := payment.RedactPANs([]byte(v))
+		if want := decodes && !holdsPAN; (err == nil) != want {
+			t.Errorf("%q: the decoder takes it: %v, holds a card number: %v; the list: %v", v, decodes, holdsPAN, err)
+		}
 	}
 }
 
 func FuzzNormalize(f *testing.F) {
-	for _, s := range []string{"", "DE", "de", "4111111111111111", "4111-1111-1111-1111", "::ffff:1.2.3.4", "2001:DB8::1",
-		"fe80::1%eth0", "411111", "tok_abc", "a b", "\xff", "10.0.0.0/8", "1234567890123"} {
+	for _, s := range []string{"", "DE", "de", "4111111111111111", "4111-1111-1111-1111", "4111 1111 1111 1111", "::ffff:1.2.3.4",
+		"2001:DB8::1", "fe80::1%eth0", "411111", "tok_abc", "a b", "\xff", "10.0.0.0/8", "1234567890123", "acct 42", "carte-é",
+		"xxxxxxxxxxxxxxxxxxxxxxxx41111111111111110000", "\u20281234567890"} {
 		f.Add(s)
 	}
+	d := payment.NewDecoder([]byte("k"), 1<<16)
 	f.Fuzz(func(t *testing.T, v string) {
+		// A card list takes what the decoder takes as a card_id, but what holds a card number.
+		decodes, sendable := decodesCardID(d, v)
+		_, holdsPAN := payment.RedactPANs([]byte(v))
+		if _, err := Normalize(KindCard, v); sendable && (err == nil) != (decodes && !holdsPAN) {
+			t.Fatalf("card %q: the decoder takes it: %v, holds a card number: %v; the list: %v", v, decodes, holdsPAN, err)
+		}
 		for _, kind := range Kinds() {
 			got, err := Normalize(kind, v)
 			if err != nil {
 				if !errors.Is(err, ErrInvalidValue) {
 					t.Fatalf("%s %q: %v does not wrap ErrInvalidValue", kind, v, err)
 				}
+				if _, found := payment.RedactPANs([]byte(err.Error())); found {
+					t.Fatalf("%s %q: the error %q holds a card number", kind, v, err)
+				}
 				continue
+			}
+			if _, found := payment.RedactPANs([]byte(got)); found {
+				t.Fatalf("%s %q: accepted as %q, which holds a card number", kind, v, got)
 			}
 			if again, err := Normalize(kind, got); err != nil || again != got {
 				t.Fatalf("%s %q: normalised to %q, which normalises to %q, %v", kind, v, got, again, err)
-			}
-			if kind == KindCard {
-				if n := len(got); n >= 13 && n <= 19 && allDigits(got) {
-					t.Fatalf("card accepts %q", got)
-				}
 			}
 		}
 	})
@@ -259,6 +359,35 @@ func TestPutGetDelete(t *testing.T) {
 	}
 	if len(keys) < 2 { // the versions and the audit trail; the items went with the last one
 		t.Errorf("keys %v", keys)
+	}
+}
+
+// A note is at most MaxNoteLen characters and holds no card number; one that does is refused,
+// unquoted, and nothing is stored.
+func TestNotes(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	for _, note := range []string{"4111111111111111", "card 4111 1111 1111 1111 stolen", "4111-1111-1111-1111",
+		strings.Repeat("n", MaxNoteLen+1), "bad \xff"} {
+		_, _, err := s.Put(ctx, "blocked_merchants", "m1", "ana", note)
+		if !errors.Is(err, ErrInvalidNote) || strings.Contains(err.Error(), "1111") || strings.Contains(err.Error(), "nnn") {
+			t.Errorf("note %.30q: %v", note, err)
+		}
+	}
+	if _, err := s.Get(ctx, "blocked_merchants", "m1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("stored after a refused note: %v", err)
+	}
+	if changes, _ := s.Changes(ctx, "blocked_merchants", 10); len(changes) != 0 {
+		t.Errorf("audited after a refused note: %v", changes)
+	}
+	// The value is checked first.
+	if _, _, err := s.Put(ctx, "blocked_merchants", "", "ana", "4111111111111111"); !errors.Is(err, ErrInvalidValue) {
+		t.Errorf("an empty value with a bad note: %v", err)
+	}
+	for _, note := range []string{strings.Repeat("é", MaxNoteLen), "order 1234567890123456, ticket 42", ""} {
+		if it, created, err := s.Put(ctx, "blocked_merchants", "m-"+fmt.Sprint(len(note)), "ana", note); err != nil || !created || it.Note != note {
+			t.Errorf("note %.30q: %+v %v %v", note, it, created, err)
+		}
 	}
 }
 

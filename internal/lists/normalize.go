@@ -3,12 +3,15 @@ package lists
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/language"
+
+	"github.com/paysentry/fraud-detector/internal/payment"
 )
 
 // Kinds of list: what their values are.
@@ -18,7 +21,7 @@ const (
 	KindCountry  = "country"  // an ISO 3166 alpha-2 country code
 	KindIP       = "ip"       // an IPv4 or IPv6 address
 	KindDevice   = "device"   // a device_id
-	KindBIN      = "bin"      // a card's bank identification number, 6 to 8 digits
+	KindBIN      = "bin"      // a card's bank identification number: the first 6 digits of its number
 )
 
 // Kinds returns every kind, in a fixed order.
@@ -26,17 +29,18 @@ func Kinds() []string {
 	return []string{KindCard, KindMerchant, KindCountry, KindIP, KindDevice, KindBIN}
 }
 
-// Limits of values, in characters.
+// Limits of values, in characters: the payment decoder's for the fields they match.
 const (
-	maxCardLen = 128 // as payment_id and card_id
-	maxTextLen = 256 // as merchant_id and device_id
+	maxCardLen = 128 // as card_id (payment.maxIDLen)
+	maxTextLen = 256 // as merchant_id and device_id (payment.maxOptionalLen)
+	binLen     = 6   // payment.bin: the first 6 digits of the masked card number (rules.bin)
 )
 
 // expected says, per kind, what a value must be.
 func expected(kind string) string {
 	switch kind {
 	case KindCard:
-		return "a card token, the card_id that decisions carry: 1 to 128 printable ASCII characters without spaces, never a card number"
+		return "a card token, the card_id that payments carry: 1 to 128 printable characters, never a card number"
 	case KindMerchant:
 		return "a merchant_id: 1 to 256 printable characters"
 	case KindCountry:
@@ -46,7 +50,7 @@ func expected(kind string) string {
 	case KindDevice:
 		return "a device_id: 1 to 256 printable characters"
 	case KindBIN:
-		return "a BIN: 6 to 8 digits"
+		return "a BIN: 6 digits (the first 6 of the card number)"
 	}
 	return "a kind of " + strings.Join(Kinds(), ", ")
 }
@@ -54,90 +58,73 @@ func expected(kind string) string {
 // Normalize checks that value is one of kind and returns it in the form lists store and payments
 // carry: a country in upper case ("de" → "DE"), an IP address as netip.Addr.String gives it (an
 // IPv4-mapped IPv6 address as its IPv4 address), other kinds as given. An error wraps
-// ErrInvalidValue and says what is wrong and what is expected. A card value is never quoted in
-// an error: it may be a card number.
+// ErrInvalidValue and says what is wrong and what is expected.
 //
-//	card     1–128 printable ASCII characters, no spaces; 13 to 19 digits (also with dashes) are
-//	         refused: card numbers are never stored, lists hold the card_id decisions carry
+// No value of any kind may hold a card number as payment.RedactPANs finds one (13 to 19 digits
+// passing the Luhn check, perhaps grouped by spaces or dashes): lists store their values, the
+// audit trail and the logs repeat them, and card numbers are never stored. Such a value is
+// refused without being quoted, and no error quotes a card number: a value that is quoted is
+// cut and then passed through payment.RedactPANs.
+//
+//	card     as the payment decoder takes a card_id: 1–128 printable characters (spaces and
+//	         non-ASCII letters too), not blank; a card number is refused
 //	merchant 1–256 printable characters, not blank (as the payment's merchant_id)
 //	country  two letters naming a country (golang.org/x/text/language, the payment decoder's check)
 //	ip       an IPv4 or IPv6 address without a zone; a prefix such as 10.0.0.0/8 is not supported
 //	device   1–256 printable characters, not blank (as the payment's device_id)
-//	bin      6 to 8 digits
+//	bin      exactly 6 digits: payment.bin, which rules compare, is the first 6 digits of the
+//	         card number, so a longer BIN could never match
 func Normalize(kind, value string) (string, error) {
+	if !slices.Contains(Kinds(), kind) {
+		return "", fmt.Errorf("%w: unknown kind %s (expected %s)", ErrInvalidValue, clip(kind), expected(""))
+	}
+	if _, found := payment.RedactPANs([]byte(value)); found {
+		return "", invalid(kind, "the value holds what looks like a card number; lists never store one")
+	}
 	switch kind {
 	case KindCard:
-		return normalizeCard(value)
+		return value, checkText(kind, value, maxCardLen)
 	case KindMerchant, KindDevice:
-		return normalizeText(kind, value)
+		return value, checkText(kind, value, maxTextLen)
 	case KindCountry:
 		return normalizeCountry(value)
 	case KindIP:
 		return normalizeIP(value)
-	case KindBIN:
-		if n := len(value); n < 6 || n > 8 || !allDigits(value) {
-			return "", invalid(kind, "%s is not 6 to 8 digits", clip(value))
+	default: // KindBIN
+		if len(value) != binLen || !allDigits(value) {
+			return "", invalid(kind, "%s is not 6 digits", clip(value))
 		}
 		return value, nil
 	}
-	return "", fmt.Errorf("%w: unknown kind %q (expected %s)", ErrInvalidValue, clip(kind), expected(""))
 }
 
+// invalid makes an error of ErrInvalidValue for kind.
 func invalid(kind, format string, args ...any) error {
 	return fmt.Errorf("%w for kind %s: %s (expected %s)", ErrInvalidValue, kind, fmt.Sprintf(format, args...), expected(kind))
 }
 
-func normalizeCard(v string) (string, error) {
-	switch {
-	case v == "":
-		return "", invalid(KindCard, "the value is empty")
-	case len(v) > maxCardLen:
-		return "", invalid(KindCard, "the value is %d characters long", len(v))
-	}
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c <= ' ' || c > '~' {
-			return "", invalid(KindCard, "the value has a space, a control or a non-ASCII character at byte %d", i)
-		}
-	}
-	if n, ok := cardNumberDigits(v); ok {
-		return "", invalid(KindCard, "%d digits look like a card number, and card numbers are never stored", n)
-	}
-	return v, nil
-}
-
-// cardNumberDigits reports whether v is digits, perhaps grouped with dashes, 13 to 19 of them:
-// the shape of a card number.
-func cardNumberDigits(v string) (int, bool) {
-	n := 0
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c >= '0' && c <= '9':
-			n++
-		case c == '-':
-		default:
-			return 0, false
-		}
-	}
-	return n, n >= 13 && n <= 19
-}
-
-func normalizeText(kind, v string) (string, error) {
+// checkText is the payment decoder's check of its text fields (payment.checkText, which card_id,
+// merchant_id and device_id pass): valid UTF-8 (the decoder has checked the whole record), 1 to
+// maxLen characters, not blank, every character printable (unicode.IsPrint: an ASCII space is,
+// a control, U+00A0 or U+2028 is not). The decoder's other refusal of a card_id, a card number,
+// Normalize makes for every kind. Keep the two in step; the value is never quoted.
+func checkText(kind, v string, maxLen int) error {
 	switch n := utf8.RuneCountInString(v); {
 	case !utf8.ValidString(v):
-		return "", invalid(kind, "the value is not valid UTF-8")
+		return invalid(kind, "the value is not valid UTF-8")
 	case n == 0:
-		return "", invalid(kind, "the value is empty")
-	case n > maxTextLen:
-		return "", invalid(kind, "the value is %d characters long", n)
+		return invalid(kind, "the value is empty")
+	case n > maxLen:
+		return invalid(kind, "the value is %d characters long", n)
 	case strings.TrimSpace(v) == "":
-		return "", invalid(kind, "the value is blank")
+		return invalid(kind, "the value is blank")
 	}
 	for _, r := range v {
 		if !unicode.IsPrint(r) {
-			return "", invalid(kind, "the value has a character that is not printable (%U)", r)
+			return invalid(kind, "the value has a character that is not printable (%U)", r)
 		}
 	}
-	return v, nil
+	return nil
 }
 
 func normalizeCountry(v string) (string, error) {
@@ -146,7 +133,7 @@ func normalizeCountry(v string) (string, error) {
 	}
 	up := strings.ToUpper(v)
 	if r, err := language.ParseRegion(up); err != nil || !r.IsCountry() {
-		return "", invalid(KindCountry, "%s is not a country code", strconv.Quote(up))
+		return "", invalid(KindCountry, "%s is not a country code", clip(up))
 	}
 	return up, nil
 }
@@ -186,10 +173,12 @@ func allDigits(s string) bool {
 
 func isASCIILetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
-// clip quotes a value for a message, cut to 40 characters.
+// clip quotes a value for a message, cut to 40 characters, with any card number in what is left
+// masked (payment.RedactPANs): cutting a longer run of digits can leave one.
 func clip(s string) string {
 	if utf8.RuneCountInString(s) > 40 {
 		s = string([]rune(s)[:40]) + "…"
 	}
-	return strconv.Quote(s)
+	q, _ := payment.RedactPANs([]byte(strconv.Quote(s)))
+	return string(q)
 }
