@@ -148,7 +148,7 @@ type Lists interface {
 	Specs() []lists.Spec
 	Counts(ctx context.Context) (map[string]int, error)
 	Put(ctx context.Context, list, value, by, note string) (lists.Item, bool, error)
-	Delete(ctx context.Context, list, value, by string) error
+	Delete(ctx context.Context, list, value, by string) (lists.Item, error)
 	Get(ctx context.Context, list, value string) (lists.Item, error)
 	Items(ctx context.Context, list, cursor string, limit int) ([]lists.Item, string, error)
 	Changes(ctx context.Context, list string, limit int) ([]lists.Change, error)

@@ -597,6 +597,17 @@ func TestListsEndpoints(t *testing.T) {
 	if !strings.Contains(r.logs.String(), `msg="list changed" list=blocked_devices op=remove analyst=ana value=a/b/../c`) {
 		t.Errorf("log:\n%s", r.logs.String())
 	}
+	// A removal is logged with the value as the list held it, as the audit trail has it.
+	if code, _ := r.do(t, "DELETE", "/v1/lists/blocked_ips/items/::ffff:192.0.2.1", analystToken, ""); code != 204 {
+		t.Errorf("delete ::ffff:192.0.2.1: %d", code)
+	}
+	if logs := r.logs.String(); !strings.Contains(logs, `msg="list changed" list=blocked_ips op=remove analyst=ana value=192.0.2.1`+"\n") ||
+		strings.Contains(logs, "::ffff") {
+		t.Errorf("log:\n%s", logs)
+	}
+	if _, v := r.do(t, "GET", "/v1/lists/blocked_ips/changes?limit=1", viewerToken, ""); v["changes"].([]any)[0].(map[string]any)["value"] != "192.0.2.1" {
+		t.Errorf("the audit trail's removal: %v", v)
+	}
 	if _, found := payment.RedactPANs([]byte(r.logs.String())); found {
 		t.Errorf("a card number in the log:\n%s", r.logs.String())
 	}

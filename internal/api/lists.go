@@ -213,10 +213,13 @@ func (s *Server) deleteItem(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	analyst, _ := r.Context().Value(ctxKey{}).(string)
-	if err := s.lists.Delete(r.Context(), name, value, analyst); err != nil {
+	it, err := s.lists.Delete(r.Context(), name, value, analyst)
+	if err != nil {
 		s.storeError(w, err)
 		return
 	}
-	s.log.Info("list changed", "list", name, "op", lists.OpRemove, "analyst", analyst, "value", value)
+	// The value as the list held it, as the audit trail has it: "::ffff:192.0.2.1" removes and
+	// logs 192.0.2.1.
+	s.log.Info("list changed", "list", it.List, "op", lists.OpRemove, "analyst", analyst, "value", it.Value)
 	w.WriteHeader(http.StatusNoContent)
 }

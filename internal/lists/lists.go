@@ -241,16 +241,19 @@ return {1, ARGV[3]}
 `
 
 // deleteScript removes an item. KEYS: items, index, versions, audit. ARGV: name, value, by, at,
-// a new epoch, the audit cap. Returns 1, or 0 if the list did not have it.
+// a new epoch, the audit cap. Returns the item removed (JSON), or false if the list did not
+// have it.
 const deleteScript = `
-if redis.call('HDEL', KEYS[1], ARGV[2]) == 0 then
-  return 0
+local cur = redis.call('HGET', KEYS[1], ARGV[2])
+if not cur then
+  return false
 end
+redis.call('HDEL', KEYS[1], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('HSETNX', KEYS[3], '` + epochName + `', ARGV[5])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'op', 'remove', 'value', ARGV[2], 'by', ARGV[3], 'note', '', 'at', ARGV[4])
-return 1
+return cur
 `
 
 // pageScript reads a page of items in one round trip. KEYS: index, items. ARGV: the lower bound
@@ -304,21 +307,22 @@ func (s *Store) Put(ctx context.Context, list, value, by, note string) (Item, bo
 	return item, created == 1, err
 }
 
-// Delete removes value from list; ErrNotFound if the list does not have it.
-func (s *Store) Delete(ctx context.Context, list, value, by string) error {
+// Delete removes value, normalised by the list's kind, from list and returns the item removed,
+// its value as the list held it; ErrNotFound if the list does not have it.
+func (s *Store) Delete(ctx context.Context, list, value, by string) (Item, error) {
 	v, err := s.target(list, value)
 	if err != nil {
-		return err
+		return Item{}, err
 	}
-	n, err := s.del.Run(ctx, s.rdb, []string{s.key("i", list), s.key("x", list), s.key("v"), s.key("a", list)},
-		list, v, by, s.now().UTC().Format(time.RFC3339Nano), newEpoch(), auditCap).Int()
+	stored, err := s.del.Run(ctx, s.rdb, []string{s.key("i", list), s.key("x", list), s.key("v"), s.key("a", list)},
+		list, v, by, s.now().UTC().Format(time.RFC3339Nano), newEpoch(), auditCap).Text()
 	switch {
+	case errors.Is(err, redis.Nil):
+		return Item{}, fmt.Errorf("%w: list %s has no %s", ErrNotFound, list, strconv.Quote(v))
 	case err != nil:
-		return fmt.Errorf("delete %s from list %s: %w", v, list, err)
-	case n == 0:
-		return fmt.Errorf("%w: list %s has no %s", ErrNotFound, list, strconv.Quote(v))
+		return Item{}, fmt.Errorf("delete %s from list %s: %w", v, list, err)
 	}
-	return nil
+	return parseItem(list, v, stored)
 }
 
 // Get returns one item; ErrNotFound if the list does not have it.

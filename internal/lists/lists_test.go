@@ -269,7 +269,7 @@ func TestUnknownList(t *testing.T) {
 	s, _, _ := newStore(t)
 	ctx := context.Background()
 	_, _, err1 := s.Put(ctx, "blocked_emails", "a@b", "ana", "")
-	err2 := s.Delete(ctx, "blocked_emails", "a@b", "ana")
+	_, err2 := s.Delete(ctx, "blocked_emails", "a@b", "ana")
 	_, err3 := s.Get(ctx, "blocked_emails", "a@b")
 	_, _, err4 := s.Items(ctx, "blocked_emails", "", 10)
 	_, err5 := s.Changes(ctx, "blocked_emails", 10)
@@ -318,13 +318,14 @@ func TestPutGetDelete(t *testing.T) {
 	if _, err := s.Get(ctx, "blocked_countries", "FR"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("get FR: %v", err)
 	}
-	if err := s.Delete(ctx, "blocked_countries", "kp", "bob"); err != nil {
-		t.Fatal(err)
+	// The item removed, as the list held it: normalised.
+	if it, err := s.Delete(ctx, "blocked_countries", "kp", "bob"); err != nil || it != want {
+		t.Fatalf("delete: %+v %v", it, err)
 	}
 	if version() != "2" {
 		t.Errorf("version %q after a delete", version())
 	}
-	if err := s.Delete(ctx, "blocked_countries", "KP", "bob"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Delete(ctx, "blocked_countries", "KP", "bob"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("delete again: %v", err)
 	}
 	if _, err := s.Get(ctx, "blocked_countries", "KP"); !errors.Is(err, ErrNotFound) {
@@ -480,7 +481,7 @@ func TestTwoInstances(t *testing.T) {
 	if a.Snapshot().Version() != snap.Version() {
 		t.Errorf("versions differ: %q %q", a.Snapshot().Version(), snap.Version())
 	}
-	if err := a.Delete(ctx, "blocked_cards", "c1", "ana"); err != nil {
+	if _, err := a.Delete(ctx, "blocked_cards", "c1", "ana"); err != nil {
 		t.Fatal(err)
 	}
 	b.Refresh(ctx)
