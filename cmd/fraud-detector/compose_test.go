@@ -47,6 +47,7 @@ var exportedMetrics = map[string]string{
 	"fraud_rule_hits_total":          "counter", // rule, mode
 	"fraud_rule_errors_total":        "counter", // rule
 	"fraud_rules_reloads_total":      "counter", // result
+	"fraud_lists_age_seconds":        "gauge",
 	"fraud_stage_duration_seconds":   "histogram",
 	"fraud_decision_latency_seconds": "histogram",
 	"fraud_batch_size":               "histogram",

@@ -63,18 +63,20 @@ type ListsConfig struct {
 
 // movedSettings were settings of the configuration before the policy became data; setting one
 // now is an error that says where it went, never silently ignored.
-var movedSettings = []struct{ yaml, env, rule string }{
-	{"rules.amount_threshold", "FRAUD_RULES_AMOUNT_THRESHOLD", "amount_over_threshold"},
-	{"rules.currency_thresholds", "FRAUD_RULES_CURRENCY_THRESHOLDS", "amount_over_threshold"},
-	{"window.threshold", "FRAUD_WINDOW_THRESHOLD", "card_velocity_1h"},
-	{"model.threshold", "FRAUD_MODEL_THRESHOLD", "model_score"},
+func movedSettings() []struct{ yaml, env, rule string } {
+	return []struct{ yaml, env, rule string }{
+		{"rules.amount_threshold", "FRAUD_RULES_AMOUNT_THRESHOLD", "amount_over_threshold"},
+		{"rules.currency_thresholds", "FRAUD_RULES_CURRENCY_THRESHOLDS", "amount_over_threshold"},
+		{"window.threshold", "FRAUD_WINDOW_THRESHOLD", "card_velocity_1h"},
+		{"model.threshold", "FRAUD_MODEL_THRESHOLD", "model_score"},
+	}
 }
 
 // checkMoved refuses the settings that moved to the rules file, in the YAML file b or the environment.
 func checkMoved(b []byte, getenv func(string) string) error {
 	var doc map[string]any
 	_ = yaml.Unmarshal(b, &doc) // a file that does not parse is reported by the real decode
-	for _, m := range movedSettings {
+	for _, m := range movedSettings() {
 		section, key, _ := strings.Cut(m.yaml, ".")
 		sec, _ := doc[section].(map[string]any)
 		_, inFile := sec[key]

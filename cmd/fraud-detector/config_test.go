@@ -150,11 +150,23 @@ func TestKeyFromFileAndRedacted(t *testing.T) {
 	}
 	var out strings.Builder
 	err = run(t.Context(), []string{"-config", "../../configs/config.yaml", "-check-config"},
-		envMap(map[string]string{"FRAUD_CARD_HMAC_KEY_FILE": path}), &out, &out)
+		envMap(map[string]string{"FRAUD_CARD_HMAC_KEY_FILE": path, "FRAUD_RULES_PATH": "../../configs/rules.yaml"}), &out, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(out.String(), "super-secret") || !strings.Contains(out.String(), redacted) {
 		t.Errorf("config log shows the secret or hides nothing: %s", out.String())
+	}
+}
+
+// -check-config compiles the rules file too: a broken one fails it, naming the setting and the rule.
+func TestCheckConfigChecksTheRules(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "rules.yaml")
+	os.WriteFile(bad, []byte("rules:\n  - {id: big, description: big, expression: payment.amount > \"x\", action: flag}\n"), 0o644)
+	var out strings.Builder
+	err := run(t.Context(), []string{"-config", "../../configs/config.yaml", "-check-config"},
+		envMap(map[string]string{"FRAUD_CARD_HMAC_KEY": "0123456789abcdef", "FRAUD_RULES_PATH": bad}), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "rules.path") || !strings.Contains(err.Error(), "rule big") {
+		t.Errorf("err = %v, want one naming rules.path and rule big", err)
 	}
 }

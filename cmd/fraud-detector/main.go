@@ -75,7 +75,7 @@ flags:
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", configPathFrom(getenv), "the YAML configuration `file` (default: FRAUD_CONFIG, else "+defaultConfigPath+"); FRAUD_* environment variables override it")
-	checkOnly := fs.Bool("check-config", false, "validate the configuration, print it with secrets redacted, and exit")
+	checkOnly := fs.Bool("check-config", false, "validate the configuration and the rules file, print the configuration with secrets redacted, and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` (for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -86,6 +86,11 @@ flags:
 	}
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
+	}
+	// The rules file is checked with the configuration: a broken one stops the start at once,
+	// before any broker is waited for, and fails -check-config.
+	if _, err := rules.Load(cfg.Rules.Path); err != nil {
+		return fmt.Errorf("rules.path: %w", err)
 	}
 	log := newLogger(stdout, cfg.Log)
 	log.Info("configuration", "file", *configPath, "config", cfg, "version", buildVersion())

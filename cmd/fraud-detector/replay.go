@@ -137,13 +137,13 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 		return fmt.Errorf("lists: %w", err)
 	}
 	store := d.windows
-	var bt *backtest
+	var bt *pipeline.Backtest
 	if *candidatePath != "" {
 		cand, err := rules.Load(*candidatePath)
 		if err != nil {
 			return err
 		}
-		bt = newBacktest(d.pipe.Rules(), cfg.Rules.Path, cand, *candidatePath)
+		bt = pipeline.NewBacktest(d.pipe.Rules(), cfg.Rules.Path, cand, *candidatePath)
 	}
 
 	w := os.Stdout
@@ -208,7 +208,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 			rulesFlagged := pipeline.Apply(hits).Flagged
 			ev.add(l.Label, o.Flagged, rulesFlagged, o.Score)
 			if bt != nil {
-				bt.add(l.Label, o)
+				bt.Add(l.Label, o)
 			}
 			codes := make([]string, len(o.Reasons))
 			for i, r := range o.Reasons {
@@ -235,7 +235,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 		if *out == "-" {
 			rep = stderr
 		}
-		bt.report(rep)
+		bt.Report(rep)
 	}
 	return nil
 }

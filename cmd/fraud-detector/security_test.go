@@ -305,6 +305,7 @@ func TestPasswordsNeverShown(t *testing.T) {
 			}
 			// What run logs at start, and prints with -check-config.
 			var out strings.Builder
+			env["FRAUD_RULES_PATH"] = "../../configs/rules.yaml"
 			if err := run(t.Context(), []string{"-config", "../../configs/config.yaml", "-check-config"}, envMap(env), &out, &out); err != nil {
 				t.Fatal(err)
 			}

@@ -343,7 +343,7 @@ func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) (
 			t.deadLetters[errorCode(it.err)]++
 			continue
 		}
-		t.hit(it.d.Hits)
+		t.hit(it.d.Hits, it.d.RuleErrors)
 		switch it.d.Action {
 		case rules.ActionFlag:
 			out = append(out, h.decision(it, now))

@@ -20,6 +20,7 @@ type Metrics struct {
 	decisions   *prometheus.CounterVec // outcome: flagged, review, allowed, clear
 	flags       *prometheus.CounterVec // reason: every reason code of a flagged payment
 	ruleHits    *prometheus.CounterVec // rule, mode
+	ruleErrors  *prometheus.CounterVec // rule
 	deadLetters *prometheus.CounterVec // error: the payment.Error code
 	latency     prometheus.Histogram
 	batchSize   prometheus.Histogram
@@ -56,6 +57,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Valid payments decided, by outcome: flagged, review (sent to the analysts, not high risk), allowed (an allow rule overrode the others) or clear."}, []string{"outcome"}),
 		ruleHits: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_rule_hits_total",
 			Help: "Payments a rule matched, by rule and mode (active or shadow), counted once the batch is done."}, []string{"rule", "mode"}),
+		ruleErrors: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_rule_errors_total",
+			Help: "Payments on which a rule's evaluation failed at run time (the rule did not match), by rule, counted once the batch is done."}, []string{"rule"}),
 		flags: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_flags_total",
 			Help: "Reasons given with flagged payments, by reason code (a payment flagged for two reasons counts in both)."}, []string{"reason"}),
 		deadLetters: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_dead_letters_total",
@@ -87,6 +90,7 @@ func (m *Metrics) Pipeline() *pipeline.Metrics { return m.pipeline }
 func (m *Metrics) KnowRules(set *rules.Set) {
 	for _, r := range set.Rules() {
 		m.ruleHits.WithLabelValues(r.ID, r.Mode)
+		m.ruleErrors.WithLabelValues(r.ID)
 	}
 }
 
@@ -162,6 +166,7 @@ type tally struct {
 	clear       int
 	reasons     map[string]int
 	hits        map[ruleMode]int
+	ruleErrors  map[string]int
 	deadLetters map[string]int
 	appended    []time.Time // each record's timestamp, for the decision latency
 	sent        time.Time
@@ -170,13 +175,19 @@ type tally struct {
 
 type ruleMode struct{ rule, mode string }
 
-// hit counts the rules that matched a payment.
-func (t *tally) hit(hits []rules.Hit) {
+// hit counts the rules that matched a payment, and those that failed on it.
+func (t *tally) hit(hits []rules.Hit, failed []*rules.Rule) {
 	for _, h := range hits {
 		if t.hits == nil {
 			t.hits = map[ruleMode]int{}
 		}
 		t.hits[ruleMode{h.Rule.ID, h.Rule.Mode}]++
+	}
+	for _, r := range failed {
+		if t.ruleErrors == nil {
+			t.ruleErrors = map[string]int{}
+		}
+		t.ruleErrors[r.ID]++
 	}
 }
 
@@ -188,6 +199,9 @@ func (m *Metrics) count(t *tally, done time.Time) {
 	m.decisions.WithLabelValues("clear").Add(float64(t.clear))
 	for k, n := range t.hits {
 		m.ruleHits.WithLabelValues(k.rule, k.mode).Add(float64(n))
+	}
+	for r, n := range t.ruleErrors {
+		m.ruleErrors.WithLabelValues(r).Add(float64(n))
 	}
 	for r, n := range t.reasons {
 		m.flags.WithLabelValues(r).Add(float64(n))

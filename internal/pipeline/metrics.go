@@ -25,10 +25,10 @@ type Metrics struct {
 	RedisErrors  *prometheus.CounterVec   // op: windows, reviews, labels
 	RedisRetries *prometheus.CounterVec   // op
 	stateLosses  prometheus.Counter
-	ruleErrors   *prometheus.CounterVec // rule
 	reloads      *prometheus.CounterVec // result: ok, error
 
-	down atomic.Pointer[atomic.Bool] // the pipeline's state flag, read by fraud_degraded
+	down  atomic.Pointer[atomic.Bool] // the pipeline's state flag, read by fraud_degraded
+	lists atomic.Pointer[Lists]       // the pipeline's lists, read by fraud_lists_age_seconds
 }
 
 // NewMetrics registers the pipeline's metrics with reg.
@@ -39,13 +39,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time a batch spends in each stage: decode, window (Redis), model, rules, produce (sent to acknowledged).",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)}, []string{"stage"}),
 		RedisErrors: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_redis_errors_total",
-			Help: "Redis calls that failed, by operation (windows, reviews, labels)."}, []string{"op"}),
+			Help: "Redis calls that failed, by operation (windows, lists, reviews, labels)."}, []string{"op"}),
 		RedisRetries: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_redis_retries_total",
 			Help: "Redis calls made again after a failure, by operation."}, []string{"op"}),
 		stateLosses: f.NewCounter(prometheus.CounterOpts{Name: "fraud_state_losses_total",
 			Help: "Times this instance found that Redis had lost its data (its epoch key missing or changed): windows, aggregates and reviews started again from nothing."}),
-		ruleErrors: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_rule_errors_total",
-			Help: "Evaluations of a rule that failed at run time (the rule did not match), by rule."}, []string{"rule"}),
 		reloads: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_rules_reloads_total",
 			Help: "Rules file reloads, by result: ok (a new rule set in force) or error (refused; the running set stays)."}, []string{"result"}),
 	}
@@ -57,10 +55,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			}
 			return 0
 		})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraud_lists_age_seconds",
+		Help: "Seconds since this instance last read the lists from Redis (it asks every lists.refresh); -1 until it has read them once."},
+		func() float64 {
+			l := m.lists.Load()
+			if l == nil {
+				return -1
+			}
+			at := (*l).Refreshed()
+			if at.IsZero() {
+				return -1
+			}
+			return time.Since(at).Seconds()
+		})
 	for _, s := range []string{StageDecode, StageWindow, StageModel, StageRules, StageProduce} {
 		m.Stage.WithLabelValues(s)
 	}
-	for _, op := range []string{"windows", "reviews", "labels"} {
+	for _, op := range []string{"windows", "lists", "reviews", "labels"} {
 		m.RedisErrors.WithLabelValues(op)
 		m.RedisRetries.WithLabelValues(op)
 	}

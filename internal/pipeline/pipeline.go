@@ -63,7 +63,12 @@ var _ Scorer = (*model.Scorer)(nil)
 
 // Lists gives the lists' contents as they are now.
 type Lists interface {
+	// Snapshot is the lists as last read.
 	Snapshot() *lists.Snapshot
+	// Refreshed is when the lists were last read (zero: never).
+	Refreshed() time.Time
+	// Refresh reads the lists that changed.
+	Refresh(ctx context.Context) (bool, error)
 }
 
 var _ Lists = (*lists.Store)(nil)
@@ -80,8 +85,10 @@ type Decision struct {
 	ModelVersion string
 	RulesVersion string // the rule set and the lists' versions the decision was made with
 	Hits         []rules.Hit
-	Features     []float32 // model.FeatureNames, when the model scored it or Config.Features
-	degraded     bool
+	// RuleErrors are the rules whose evaluation failed on this payment (they did not match).
+	RuleErrors []*rules.Rule
+	Features   []float32 // model.FeatureNames, when the model scored it or Config.Features
+	degraded   bool
 }
 
 // Pipeline decides on batches of payments. It is safe for concurrent use: each partition of the
@@ -96,8 +103,10 @@ type Pipeline struct {
 
 	rules   atomic.Pointer[rules.Set]
 	version versionCache
+	errLogs ruleErrorLog
 
 	stateDown atomic.Bool  // Redis failed on the last try; the change is logged once
+	listsDown atomic.Bool  // the lists, never read, could not be read on the last try
 	losses    atomic.Int64 // losses of Redis's data logged and counted
 }
 
@@ -108,14 +117,14 @@ func New(cfg Config, win Windows, scorer Scorer, set *rules.Set, ls Lists, m *Me
 	p := &Pipeline{cfg: cfg, win: win, model: scorer, lists: ls, m: m, log: log}
 	p.rules.Store(set)
 	m.down.Store(&p.stateDown)
+	if ls != nil {
+		m.lists.Store(&ls)
+	}
 	return p
 }
 
 // Rules is the rule set in force.
 func (p *Pipeline) Rules() *rules.Set { return p.rules.Load() }
-
-// SetRules puts set in force from the next batch on.
-func (p *Pipeline) SetRules(set *rules.Set) { p.rules.Store(set) }
 
 // RulesVersion names the rule set in force and the lists' versions as they are now.
 func (p *Pipeline) RulesVersion() string {
@@ -137,6 +146,10 @@ func (p *Pipeline) Decide(ctx context.Context, ps []*payment.Payment, out []Deci
 	if len(ps) == 0 {
 		return nil
 	}
+	listsErr := p.readLists(ctx)
+	if listsErr != nil && (p.cfg.StateFailurePolicy == FailClosed || ctx.Err() != nil) {
+		return fmt.Errorf("decide %d payments: lists: %w", len(ps), listsErr)
+	}
 	set, snap := p.rules.Load(), p.snapshot()
 	var ls rules.Lists
 	if snap != nil {
@@ -145,6 +158,10 @@ func (p *Pipeline) Decide(ctx context.Context, ps []*payment.Payment, out []Deci
 	version := p.version.of(set, snap)
 	for i, pm := range ps {
 		out[i] = Decision{Input: rules.Input{Payment: pm, Lists: ls}, RulesVersion: version}
+		if listsErr != nil {
+			out[i].Reasons = []decision.Reason{{Code: decision.CodeDegraded,
+				Detail: "decided without the lists, never read from Redis since the start (" + listsErr.Error() + ")"}}
+		}
 	}
 	began := time.Now()
 	if !p.windows(ctx, out) {
@@ -165,8 +182,11 @@ func (p *Pipeline) rulesStage(set *rules.Set, ds []Decision) {
 		var errs []rules.EvalError
 		d.Hits, errs = set.Eval(&d.Input, d.Hits)
 		for _, e := range errs {
-			p.m.ruleErrors.WithLabelValues(e.Rule.ID).Inc()
-			p.log.Debug("rule failed", "rule", e.Rule.ID, "payment_id", d.Input.Payment.ID, "err", e.Err)
+			d.RuleErrors = append(d.RuleErrors, e.Rule)
+			if p.errLogs.due(e.Rule.ID, time.Now()) {
+				p.log.Warn("rule failed; it did not match (logged once a minute per rule, counted in fraud_rule_errors_total)",
+					"rule", e.Rule.ID, "payment_id", d.Input.Payment.ID, "err", e.Err)
+			}
 		}
 		notes := d.Reasons
 		d.Verdict = Apply(d.Hits)
@@ -227,6 +247,76 @@ func Apply(hits []rules.Hit) Verdict {
 		v.Action, v.Rule = rules.ActionReview, review
 	}
 	return v
+}
+
+// readLists reads the lists once if they were never read: a payment must not be decided against
+// block and allow lists that are empty only because Redis was away when the service started. It
+// retries as the card state does: fail_open for up to the retry budget, fail_closed until ctx ends.
+// Once read, the lists are refreshed in the background (lists.Store.Run), and a Redis that goes
+// away leaves the last lists read in force.
+func (p *Pipeline) readLists(ctx context.Context) error {
+	if p.lists == nil || !p.lists.Refreshed().IsZero() {
+		return nil
+	}
+	failOpen := p.cfg.StateFailurePolicy != FailClosed
+	budget := p.cfg.StateRetryBudget
+	wasDown := p.listsDown.Load()
+	if failOpen && wasDown { // one short try a batch, as the card state does while Redis is away
+		budget = min(budget, max(budget/4, 250*time.Millisecond))
+	}
+	deadline := time.Now().Add(budget)
+	wait := 50 * time.Millisecond
+	for {
+		try, cancel := context.WithTimeout(ctx, budget)
+		_, err := p.lists.Refresh(try)
+		cancel()
+		if err == nil {
+			if p.listsDown.CompareAndSwap(true, false) {
+				p.log.Info("lists read from redis; deciding with them")
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.m.RedisErrors.WithLabelValues("lists").Inc()
+		if failOpen && (wasDown || time.Now().Add(wait).After(deadline)) {
+			if p.listsDown.CompareAndSwap(false, true) {
+				p.log.Error("lists not read from redis; deciding without them, with degraded_state (fail_open)", "err", err)
+			}
+			return err
+		}
+		if !failOpen && p.listsDown.CompareAndSwap(false, true) {
+			p.log.Error("lists not read from redis; holding the partitions until they are (fail_closed)", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		p.m.RedisRetries.WithLabelValues("lists").Inc()
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// ruleErrorLog limits the log lines of rules that fail at run time to one a minute per rule: a
+// rule that fails on every payment would otherwise write one line a payment.
+type ruleErrorLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (l *ruleErrorLog) due(rule string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.last[rule]) < time.Minute {
+		return false
+	}
+	if l.last == nil {
+		l.last = map[string]time.Time{}
+	}
+	l.last[rule] = now
+	return true
 }
 
 // versionCache remembers the last rules_version it computed: a batch's rule set and lists are

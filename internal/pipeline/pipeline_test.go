@@ -2,12 +2,14 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
+	"github.com/paysentry/fraud-detector/internal/lists"
 	"github.com/paysentry/fraud-detector/internal/model"
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/rules"
@@ -312,5 +315,130 @@ func TestDegradedFollowsTheState(t *testing.T) {
 	p.StateAnswered()
 	if got := degraded(); got != 0 || p.Degraded() {
 		t.Errorf("fraud_degraded %v after redis answered, want 0", got)
+	}
+}
+
+// The backtest counts each rule's hits by label and what the candidate changes, on the decisions
+// the current set made.
+func TestBacktest(t *testing.T) {
+	cur := compile(t, "rules:\n  - {id: big, description: big, expression: payment.amount > 100, action: flag}\n")
+	cand := compile(t, `rules:
+  - {id: big, description: big, expression: payment.amount > 50, action: flag}
+  - {id: tiny, description: tiny, expression: payment.amount < 2, action: review}
+`)
+	p := New(Config{}, nil, nil, cur, nil, NewMetrics(prometheus.NewRegistry()), discard)
+	out := decide(t, p, payments(t, pay("a", "c", "150"), pay("b", "c", "60"), pay("c", "c", "1"), pay("d", "c", "60")))
+	bt := NewBacktest(cur, "cur.yaml", cand, "cand.yaml")
+	for i, label := range []string{"fraud", "fraud", "legitimate", "legitimate"} {
+		bt.Add(label, &out[i])
+	}
+	var b strings.Builder
+	bt.Report(&b)
+	fields := func(prefix string) string {
+		for _, l := range strings.Split(b.String(), "\n") {
+			if f := strings.Fields(l); len(f) > 0 && strings.Join(f[:min(len(f), 2)], " ") == prefix {
+				return strings.Join(f, " ")
+			}
+		}
+		return ""
+	}
+	for prefix, want := range map[string]string{
+		"big current*":   "big current* active flag 1 1 0 100.0% 50.0%",
+		"big candidate*": "big candidate* active flag 3 2 1 66.7% 100.0%",
+		"tiny candidate": "tiny candidate active review 1 0 1 0.0% 0.0%",
+		"newly flagged":  "newly flagged 2 1 1 - - - -",
+		"no longer":      "no longer flagged 0 0 0 - - - -",
+		"candidate 3":    "candidate 3 2 1 66.7% 100.0% 1 0",
+		"current 1":      "current 1 1 0 100.0% 50.0% 0 0",
+		"backtest: 4":    "backtest: 4 payments, 2 labelled fraud",
+	} {
+		if got := fields(prefix); got != want {
+			t.Errorf("%q: got %q, want %q\n%s", prefix, got, want, b.String())
+		}
+	}
+}
+
+// fakeLists are lists whose Refresh fails while err is set.
+type fakeLists struct {
+	mu        sync.Mutex
+	err       error
+	refreshed time.Time
+	tries     int
+}
+
+func (l *fakeLists) Snapshot() *lists.Snapshot { return nil }
+
+func (l *fakeLists) Refreshed() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.refreshed
+}
+
+func (l *fakeLists) Refresh(context.Context) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tries++
+	if l.err != nil {
+		return false, l.err
+	}
+	l.refreshed = time.Now()
+	return true, nil
+}
+
+func (l *fakeLists) set(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.err = err
+}
+
+// Lists that were never read are waited for as the card state is: fail_open decides without
+// them, with degraded_state, trying once a batch while Redis stays away; fail_closed holds.
+func TestListsNeverReadAreWaitedFor(t *testing.T) {
+	ls := &fakeLists{err: errors.New("connection refused")}
+	reg := prometheus.NewRegistry()
+	p := New(Config{StateRetryBudget: 300 * time.Millisecond, StateFailurePolicy: FailOpen}, nil, nil, defaultRules(t), ls, NewMetrics(reg), discard)
+	out := decide(t, p, payments(t, pay("a", "c", "5")))
+	if !slices.Equal(codes(out[0].Reasons), []string{decision.CodeDegraded}) || !strings.Contains(out[0].Reasons[0].Detail, "without the lists") {
+		t.Errorf("fail_open without lists: %+v", out[0].Verdict)
+	}
+	before := ls.tries
+	decide(t, p, payments(t, pay("b", "c", "5")))
+	if n := ls.tries - before; n != 1 {
+		t.Errorf("%d tries while the lists stay unread, want 1", n)
+	}
+	ls.set(nil)
+	if out := decide(t, p, payments(t, pay("c", "c", "5"))); len(out[0].Reasons) != 0 {
+		t.Errorf("with the lists read: %+v", out[0].Verdict)
+	}
+
+	closed := &fakeLists{err: errors.New("connection refused")}
+	p = New(Config{StateRetryBudget: 50 * time.Millisecond, StateFailurePolicy: FailClosed}, nil, nil, defaultRules(t), closed, NewMetrics(prometheus.NewRegistry()), discard)
+	done := make(chan error, 1)
+	ps, ds := payments(t, pay("d", "c", "5")), make([]Decision, 1)
+	go func() { done <- p.Decide(context.Background(), ps, ds) }()
+	waitFor(t, "three tries of the lists", func() bool { closed.mu.Lock(); defer closed.mu.Unlock(); return closed.tries >= 3 })
+	select {
+	case err := <-done:
+		t.Fatalf("fail_closed decided without the lists: %v", err)
+	default:
+	}
+	closed.set(nil)
+	select {
+	case err := <-done:
+		if err != nil || len(ds[0].Reasons) != 0 {
+			t.Errorf("once the lists were read: %v, %+v", err, ds[0].Verdict)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("not decided within 30 s of the lists being readable")
+	}
+}
+
+// waitFor polls cond until it holds, and fails the test if it does not within 30 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 30 s: %s", what)
+		}
 	}
 }

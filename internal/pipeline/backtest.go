@@ -1,17 +1,16 @@
-package main
+package pipeline
 
 import (
 	"fmt"
 	"io"
 	"text/tabwriter"
 
-	"github.com/paysentry/fraud-detector/internal/pipeline"
 	"github.com/paysentry/fraud-detector/internal/rules"
 )
 
-// backtest compares a candidate rule set with the current one on the same payments: the same card
-// state and scores, two policies.
-type backtest struct {
+// Backtest compares a candidate rule set with the current one on the same payments: the same card
+// state and scores, two policies. The replay feeds it every decision with its label.
+type Backtest struct {
 	cur, cand             *rules.Set
 	curPath, candPath     string
 	curHits, candHits     map[string]*ruleTally // by rule id
@@ -40,8 +39,10 @@ type ruleTally struct {
 	tallyOf
 }
 
-func newBacktest(cur *rules.Set, curPath string, cand *rules.Set, candPath string) *backtest {
-	b := &backtest{cur: cur, cand: cand, curPath: curPath, candPath: candPath,
+// NewBacktest compares cand (from the file candPath) with cur (from curPath), the set the decisions
+// given to Add were made with.
+func NewBacktest(cur *rules.Set, curPath string, cand *rules.Set, candPath string) *Backtest {
+	b := &Backtest{cur: cur, cand: cand, curPath: curPath, candPath: candPath,
 		curHits: map[string]*ruleTally{}, candHits: map[string]*ruleTally{}}
 	for _, r := range cur.Rules() {
 		b.curHits[r.ID] = &ruleTally{rule: &r}
@@ -52,8 +53,8 @@ func newBacktest(cur *rules.Set, curPath string, cand *rules.Set, candPath strin
 	return b
 }
 
-// add counts one decided payment and its label ("" when it has none).
-func (b *backtest) add(label string, d *pipeline.Decision) {
+// Add counts one decided payment and its label (fraud, legitimate, or "" when it has none).
+func (b *Backtest) Add(label string, d *Decision) {
 	b.payments++
 	if label == "fraud" {
 		b.fraud++
@@ -65,7 +66,7 @@ func (b *backtest) add(label string, d *pipeline.Decision) {
 	for _, h := range hits {
 		b.candHits[h.Rule.ID].add(label)
 	}
-	v := pipeline.Apply(hits)
+	v := Apply(hits)
 	if d.Flagged {
 		b.curFlag.add(label)
 	}
@@ -92,9 +93,9 @@ func (b *backtest) add(label string, d *pipeline.Decision) {
 	}
 }
 
-// report writes the backtest: every rule of either set with its hits, precision and recall, then
+// Report writes the backtest: every rule of either set with its hits, precision and recall, then
 // the decisions of each set and what the candidate changes.
-func (b *backtest) report(w io.Writer) {
+func (b *Backtest) Report(w io.Writer) {
 	fmt.Fprintf(w, "backtest: %d payments, %d labelled fraud\n", b.payments, b.fraud)
 	fmt.Fprintf(w, "  current   %s  %s\n  candidate %s  %s\n\n", b.cur.Version(), b.curPath, b.cand.Version(), b.candPath)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
