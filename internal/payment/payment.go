@@ -229,8 +229,10 @@ func (d *Decoder) card(p *Payment, w *wire) error {
 		if err := checkText("card_id", w.CardID, maxIDLen, true); err != nil {
 			return err
 		}
-		if isPAN(w.CardID) {
-			return invalid("card_id", "is a card number: send it as card_number, which is tokenised and masked")
+		// A card_id that is, or holds, a card number (also grouped by spaces or dashes) would show
+		// it in every decision, review and log line.
+		if _, found := RedactPANs([]byte(w.CardID)); found || isPAN(w.CardID) {
+			return invalid("card_id", "is or holds a card number: send it as card_number, which is tokenised and masked")
 		}
 		p.CardID = w.CardID
 	case p.hasNumber:
