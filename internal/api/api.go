@@ -532,6 +532,10 @@ func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "invalid_note", "note must be at most 2000 characters")
 		return
 	}
+	if _, found := payment.RedactPANs([]byte(req.Note)); found {
+		writeError(w, http.StatusUnprocessableEntity, "invalid_note", "note holds what looks like a card number; verdicts never store one (the review names the card by its card_id)")
+		return
+	}
 	analyst, _ := r.Context().Value(ctxKey{}).(string)
 	id := chi.URLParam(r, "payment_id")
 	v := review.Verdict{Label: req.Label, Analyst: analyst, Note: req.Note, DecidedAt: s.now().UTC()}

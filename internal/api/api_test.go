@@ -274,6 +274,11 @@ func TestReviewsEndpoints(t *testing.T) {
 		t.Errorf("unknown review: %d", code)
 	}
 
+	// A note with a card number is refused, unquoted, and nothing is recorded.
+	if code, body := r.do(t, "POST", "/v1/reviews/p1/verdict", analystToken, `{"label":"fraud","note":"called about 4111 1111 1111 1111"}`); code != 422 ||
+		strings.Contains(fmt.Sprint(body), "4111") {
+		t.Errorf("a note with a card number: %d %v", code, body)
+	}
 	// A verdict once: another, or the same one again once its label is out, is a conflict.
 	code, v = r.do(t, "POST", "/v1/reviews/p1/verdict", analystToken, `{"label":"fraud","note":"card holder confirmed"}`)
 	if code != 200 || v["status"] != "fraud" {
