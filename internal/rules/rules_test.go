@@ -59,6 +59,11 @@ func TestDefaultFile(t *testing.T) {
 		"model_score/model_score/flag/active",
 		"blocked_card/blocked_card/flag/active",
 		"allowed_card/allowed_card/allow/active",
+		"blocked_merchant/blocked_merchant/flag/active",
+		"blocked_country/blocked_country/flag/active",
+		"blocked_ip/blocked_ip/flag/active",
+		"blocked_device/blocked_device/flag/active",
+		"blocked_bin/blocked_bin/flag/active",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -71,6 +76,14 @@ func TestDefaultFile(t *testing.T) {
 		"blocked_countries:country", "blocked_ips:ip", "blocked_devices:device", "blocked_bins:bin"}
 	if !slices.Equal(lists, wantLists) {
 		t.Errorf("lists %v, want %v", lists, wantLists)
+	}
+	// Blocking any kind of value is one API call: every list has an active rule, each answered
+	// without CEL.
+	for _, l := range s.Lists() {
+		i := slices.IndexFunc(s.members, func(m member) bool { return m.list == l.Name })
+		if i < 0 || s.rules[i].Mode != ModeActive || s.exprs[i] != nil {
+			t.Errorf("list %s: no active rule that is only a membership test", l.Name)
+		}
 	}
 	if !regexp.MustCompile(`^rules-[0-9a-f]{12}$`).MatchString(s.Version()) {
 		t.Errorf("version %q", s.Version())
@@ -106,10 +119,10 @@ func TestSeedRules(t *testing.T) {
 			[]string{"amount_over_threshold"}, "amount 99999 EUR is over the threshold of 100 EUR"},
 		{"window 10", func(in *Input) { in.State.Count = 10 }, nil, ""},
 		{"window 11", func(in *Input) { in.State.Count = 11 },
-			[]string{"card_velocity_1h"}, "11 payments on this card in the 1h window from 2026-11-30T14:00:00Z, over the limit of 10"},
+			[]string{"card_velocity_1h"}, "11 payments on this card in the window from 2026-11-30T14:00:00Z, over the limit of 10"},
 		{"window 11 in another zone", func(in *Input) {
 			in.State.Count, in.State.Window = 11, window14.In(time.FixedZone("CET", 3600))
-		}, []string{"card_velocity_1h"}, "11 payments on this card in the 1h window from 2026-11-30T14:00:00Z, over the limit of 10"},
+		}, []string{"card_velocity_1h"}, "11 payments on this card in the window from 2026-11-30T14:00:00Z, over the limit of 10"},
 		{"no state", func(in *Input) { in.State = nil }, nil, ""},
 		{"late", func(in *Input) { in.State.Count, in.State.Late = 50, true }, nil, ""},
 		{"ahead", func(in *Input) { in.State.Count, in.State.Ahead = 50, true }, nil, ""},
@@ -180,6 +193,15 @@ func TestLists(t *testing.T) {
 		{"both", memLists{"blocked_cards": {"card-42"}, "allowed_cards": {"card-42"}}, []string{"blocked_card", "allowed_card"}},
 		{"another card", memLists{"blocked_cards": {"card-43"}}, nil},
 		{"the card in another list", memLists{"blocked_merchants": {"card-42"}}, nil},
+		{"merchant", memLists{"blocked_merchants": {"m-77"}}, []string{"blocked_merchant"}},
+		{"country", memLists{"blocked_countries": {"FR"}}, []string{"blocked_country"}},
+		{"ip", memLists{"blocked_ips": {"192.0.2.10"}}, []string{"blocked_ip"}},
+		{"device", memLists{"blocked_devices": {"d-9"}}, []string{"blocked_device"}},
+		{"bin", memLists{"blocked_bins": {"411111"}}, []string{"blocked_bin"}},
+		{"every list", memLists{"blocked_cards": {"card-42"}, "allowed_cards": {"card-42"},
+			"blocked_merchants": {"m-77"}, "blocked_countries": {"FR"}, "blocked_ips": {"192.0.2.10"},
+			"blocked_devices": {"d-9"}, "blocked_bins": {"411111"}},
+			[]string{"blocked_card", "allowed_card", "blocked_merchant", "blocked_country", "blocked_ip", "blocked_device", "blocked_bin"}},
 		{"nil lists", nil, nil},
 	}
 	for _, tt := range tests {
