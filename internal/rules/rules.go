@@ -167,9 +167,10 @@ func Compile(name string, data []byte) (*Set, error) {
 	return s, nil
 }
 
-// Version names the rule set: a hash of what the rules compute (ids, descriptions,
-// expressions and details as parsed, actions, reasons, modes, and the lists' names and kinds), so
-// that comments and layout do not change it. Its form is rules-<12 hex digits>.
+// Version names the rule set: a hash of, in the file's order, each list's name and kind and each
+// rule's id, description (the default detail), expression and detail as parsed (written back, so
+// that their layout does not count), action, reason and mode (the defaults filled in). Comments,
+// layout and the lists' descriptions do not change it. Its form is rules-<12 hex digits>.
 func (s *Set) Version() string { return s.version }
 
 // Rules returns a copy of the rules, in the file's order.
