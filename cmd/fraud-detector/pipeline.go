@@ -65,10 +65,5 @@ func (d *decider) Close() {
 	}
 }
 
-func listSpecs(set *rules.Set) []lists.Spec {
-	var specs []lists.Spec
-	for _, l := range set.Lists() {
-		specs = append(specs, lists.Spec{Name: l.Name, Kind: l.Kind, Description: l.Description})
-	}
-	return specs
-}
+// listSpecs are the lists set declares, for the lists' store.
+func listSpecs(set *rules.Set) []lists.Spec { return set.Lists() }
