@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -440,5 +441,64 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not within 30 s: %s", what)
 		}
+	}
+}
+
+// The file watch uses a change once two checks read it the same, so that a file being written in
+// place is not used half written; SIGHUP uses it at once.
+func TestWatchRulesWaitsForAStableFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rule := func(limit string) string {
+		return "rules:\n  - {id: big, description: big, expression: payment.amount > " + limit + ", action: flag}\n"
+	}
+	write(rule("100"))
+	set, err := rules.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Config{}, nil, nil, set, nil, NewMetrics(prometheus.NewRegistry()), discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tick, hup, checked := make(chan time.Time), make(chan os.Signal), make(chan struct{})
+	changed := make(chan string, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- p.watchRules(ctx, path, tick, hup, func(s *rules.Set) { changed <- s.Version() }, checked)
+	}()
+	check := func() { tick <- time.Now(); <-checked } // returns once the check is done
+	check()                                           // the file as it started, read twice: compiled, the same set, nothing told
+	check()
+	write(rule("50"))
+	check()
+	check()
+	if v := <-changed; v != compile(t, rule("50")).Version() || p.Rules().Version() != v {
+		t.Fatalf("after two reads: %s in force, told %s", p.Rules().Version(), v)
+	}
+	// A file that changes between every two checks is never used, until it stops changing.
+	for _, limit := range []string{"60", "70", "80"} {
+		write(rule(limit))
+		check()
+	}
+	check()
+	if v := <-changed; v != compile(t, rule("80")).Version() {
+		t.Fatalf("a file changing at every check: told %s, want the version of the last, read twice", v)
+	}
+	write(rule("95"))
+	hup <- syscall.SIGHUP
+	<-checked
+	if v := <-changed; v != compile(t, rule("95")).Version() || p.Rules().Version() != v {
+		t.Fatalf("SIGHUP: %s in force, told %s", p.Rules().Version(), v)
+	}
+	if d := decide(t, p, payments(t, pay("a", "c", "90"))); d[0].Flagged {
+		t.Errorf("90 flagged after the file said > 95: %+v", d[0].Verdict)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

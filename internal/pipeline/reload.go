@@ -40,8 +40,9 @@ func (p *Pipeline) reload(path string, b []byte, changed func(*rules.Set)) (bool
 	return true, nil
 }
 
-// WatchRules reloads the rules file when it changes (checked every `every`; 0: never) or when
-// hup receives, until ctx ends. An error is logged once for as long as it stays the same, and at
+// WatchRules reloads the rules file when it changes (checked every `every`; 0: never; a change
+// is used once two checks in a row read it the same) or when hup receives (at once), until ctx
+// ends. An error is logged once for as long as it stays the same, and at
 // every SIGHUP.
 func (p *Pipeline) WatchRules(ctx context.Context, path string, every time.Duration, hup <-chan os.Signal, changed func(*rules.Set)) error {
 	var tick <-chan time.Time
@@ -50,8 +51,13 @@ func (p *Pipeline) WatchRules(ctx context.Context, path string, every time.Durat
 		defer t.Stop()
 		tick = t.C
 	}
-	var last []byte // the file as last read: unchanged, it is not compiled again
-	lastErr := ""
+	return p.watchRules(ctx, path, tick, hup, changed, nil)
+}
+
+// watchRules is WatchRules with the checks' ticks given; checked, if not nil, is told when a check
+// or a SIGHUP has been handled (for tests).
+func (p *Pipeline) watchRules(ctx context.Context, path string, tick <-chan time.Time, hup <-chan os.Signal, changed func(*rules.Set), checked chan<- struct{}) error {
+	w := rulesWatch{p: p, path: path, changed: changed}
 	for {
 		forced := false
 		select {
@@ -61,23 +67,49 @@ func (p *Pipeline) WatchRules(ctx context.Context, path string, every time.Durat
 		case <-hup:
 			forced = true
 		}
-		b, err := os.ReadFile(path)
-		if err == nil && !forced && bytes.Equal(b, last) {
-			continue
+		w.check(forced)
+		if checked != nil {
+			checked <- struct{}{}
 		}
-		if err == nil {
-			last = b
-			_, err = p.reload(path, b, changed)
-		} else {
-			p.m.reloads.WithLabelValues("error").Inc()
-			last = nil
-		}
-		if err != nil && (forced || err.Error() != lastErr) {
-			p.log.Error("rules not reloaded; the running rules stay", "path", path, "rules_version", p.rules.Load().Version(), "err", err)
-		}
-		lastErr = ""
-		if err != nil {
-			lastErr = err.Error()
-		}
+	}
+}
+
+// rulesWatch is what WatchRules remembers between two checks of the file.
+type rulesWatch struct {
+	p       *Pipeline
+	path    string
+	changed func(*rules.Set)
+	last    []byte // the file as last compiled: unchanged, it is not compiled again
+	pending []byte // a change seen at the check before, used once it reads the same twice
+	lastErr string // the error last logged: the same one is logged again only at a SIGHUP
+}
+
+// check reads the file once; forced (a SIGHUP) compiles it whatever it holds.
+func (w *rulesWatch) check(forced bool) {
+	b, err := os.ReadFile(w.path)
+	if err == nil && !forced && bytes.Equal(b, w.last) {
+		w.pending = nil
+		return
+	}
+	// A changed file is used once two checks in a row read it the same: an editor or a copy
+	// writing it in place can leave it cut short, and a file cut between two rules compiles.
+	if err == nil && !forced && !bytes.Equal(b, w.pending) {
+		w.pending = b
+		return
+	}
+	w.pending = nil
+	if err == nil {
+		w.last = b
+		_, err = w.p.reload(w.path, b, w.changed)
+	} else {
+		w.p.m.reloads.WithLabelValues("error").Inc()
+		w.last = nil
+	}
+	if err != nil && (forced || err.Error() != w.lastErr) {
+		w.p.log.Error("rules not reloaded; the running rules stay", "path", w.path, "rules_version", w.p.rules.Load().Version(), "err", err)
+	}
+	w.lastErr = ""
+	if err != nil {
+		w.lastErr = err.Error()
 	}
 }
