@@ -856,3 +856,55 @@ func shippedRuleCount(t *testing.T) int {
 	}
 	return len(set.Rules())
 }
+
+// A review rule sends a payment to the analysts without making it high risk: its decision is on
+// the high-risk topic with flagged false and action review, and the review group opens its review.
+func TestReviewRuleOpensAReview(t *testing.T) {
+	tp := newTopics(t, 2)
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	replaceFile(t, path, shippedRules(t, `
+  - id: moto_review
+    description: Mail and telephone orders go to an analyst.
+    expression: 'payment.channel == "moto"'
+    action: review
+`))
+	addr := freePort(t)
+	const token = "e2e-review-rule-token-0123456789"
+	recordSecret(token, "the analyst's API token")
+	sum := sha256.Sum256([]byte(token))
+	svc := startService(t, tp, "FRAUD_RULES_PATH="+path, "FRAUD_API_LISTEN="+addr, "FRAUD_API_TOKENS=ana:analyst:"+hex.EncodeToString(sum[:]))
+	in := instance{svc, addr}
+	now := time.Now().UTC()
+	kcatProduce(t, tp.payments, []string{
+		channelPayment("moto-small", "card-r1", "20", "moto", now),
+		channelPayment("moto-large", "card-r2", "500", "moto", now),
+	}, false)
+	awaitMetrics(t, 60*time.Second, map[string]float64{
+		`fraud_decisions_total{outcome="review"}`:                 1,
+		`fraud_decisions_total{outcome="flagged"}`:                1,
+		`fraud_rule_hits_total{mode="active",rule="moto_review"}`: 2,
+		`fraud_reviews_opened_total`:                              2,
+	}, in)
+	byID := map[string]ruleDecision{}
+	for _, d := range ruleDecisions(t, tp.highRisk) {
+		byID[d.PaymentID] = d
+	}
+	if d := byID["moto-small"]; d.Flagged || d.Action != "review" || d.Rule != "moto_review" || !slices.Equal(d.codes(), []string{"moto_review"}) {
+		t.Errorf("moto-small: %+v, want action review by moto_review, not flagged", d)
+	}
+	// A flag rule overrides the review rule; both are reasons.
+	if d := byID["moto-large"]; !d.Flagged || d.Action != "flag" || d.Rule != "amount_over_threshold" ||
+		!slices.Equal(d.codes(), []string{"amount_over_threshold", "moto_review"}) {
+		t.Errorf("moto-large: %+v, want flagged by amount_over_threshold, with moto_review", d)
+	}
+	var rv struct {
+		Status   string `json:"status"`
+		Decision struct {
+			Action string `json:"action"`
+		} `json:"decision"`
+	}
+	if code := apiGet(t, "http://"+addr+"/v1/reviews/moto-small", token, &rv); code != 200 || rv.Status != "open" || rv.Decision.Action != "review" {
+		t.Errorf("the review of moto-small: %d %+v", code, rv)
+	}
+	svc.stop(t)
+}
