@@ -159,8 +159,7 @@ func (p *Pipeline) Decide(ctx context.Context, ps []*payment.Payment, out []Deci
 	for i, pm := range ps {
 		out[i] = Decision{Input: rules.Input{Payment: pm, Lists: ls}, RulesVersion: version}
 		if listsErr != nil {
-			out[i].Reasons = []decision.Reason{{Code: decision.CodeDegraded,
-				Detail: "decided without the lists, never read from Redis since the start (" + listsErr.Error() + ")"}}
+			out[i].note(decision.CodeDegraded, "decided without the lists, never read from Redis since the start ("+listsErr.Error()+")")
 		}
 	}
 	began := time.Now()
@@ -173,6 +172,18 @@ func (p *Pipeline) Decide(ctx context.Context, ps []*payment.Payment, out []Deci
 	p.rulesStage(set, out)
 	p.m.observe(StageRules, began)
 	return nil
+}
+
+// note adds a stage's note to d's reasons: to the note of that code if d has one already, so that
+// each code appears once in a decision.
+func (d *Decision) note(code, detail string) {
+	for k := range d.Reasons {
+		if d.Reasons[k].Code == code {
+			d.Reasons[k].Detail += "; " + detail
+			return
+		}
+	}
+	d.Reasons = append(d.Reasons, decision.Reason{Code: code, Detail: detail})
 }
 
 // rulesStage evaluates set over a batch whose stages have run, and applies the policy.

@@ -502,3 +502,25 @@ func TestWatchRulesWaitsForAStableFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// downWindows is a Redis that does not answer.
+type downWindows struct{}
+
+func (downWindows) Observe(context.Context, []window.Event, []window.Result) (bool, error) {
+	return true, errors.New("connection refused")
+}
+func (downWindows) Note(window.Result) (decision.Reason, bool) { return decision.Reason{}, false }
+func (downWindows) Losses() (int64, time.Time)                 { return 0, time.Time{} }
+
+// Redis away at the start, fail_open: decided without the lists and without the card's state, in
+// one degraded_state reason that says both (a decision gives each reason once).
+func TestDegradedOnce(t *testing.T) {
+	ls := &fakeLists{err: errors.New("connection refused")}
+	p := New(Config{StateRetryBudget: 100 * time.Millisecond, StateFailurePolicy: FailOpen}, downWindows{}, nil, defaultRules(t), ls,
+		NewMetrics(prometheus.NewRegistry()), discard)
+	d := decide(t, p, payments(t, pay("a", "c", "500")))[0]
+	if !slices.Equal(codes(d.Reasons), []string{decision.CodeAmount, decision.CodeDegraded}) ||
+		!strings.Contains(d.Reasons[1].Detail, "without the lists") || !strings.Contains(d.Reasons[1].Detail, "without the card's state") {
+		t.Errorf("reasons %+v, want the amount and one degraded_state naming the lists and the card's state", d.Reasons)
+	}
+}

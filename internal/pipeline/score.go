@@ -33,7 +33,7 @@ func (p *Pipeline) score(ds []Decision) {
 			idx = append(idx, i)
 			in = append(in, ds[i].Features...)
 		} else if !ds[i].degraded && p.win != nil {
-			ds[i].Reasons = notScored(ds[i].Reasons)
+			ds[i].note(decision.CodeLate, "not scored by the model: the payment is not in its card's state")
 		}
 	}
 	if len(idx) == 0 {
@@ -49,8 +49,7 @@ func (p *Pipeline) score(ds []Decision) {
 	if err != nil {
 		p.log.Error("model failed; batch decided without it", "payments", len(idx), "err", err)
 		for _, i := range idx {
-			ds[i].Reasons = append(ds[i].Reasons, decision.Reason{Code: decision.CodeDegraded,
-				Detail: "decided without the model: " + err.Error()})
+			ds[i].note(decision.CodeDegraded, "decided without the model: "+err.Error())
 			ds[i].degraded = true
 		}
 		return
@@ -61,17 +60,4 @@ func (p *Pipeline) score(ds []Decision) {
 		d.Score, d.ModelVersion = &s, version
 		d.Input.Score, d.Input.Scored, d.Input.ModelVersion = s, true, version
 	}
-}
-
-// notScored says in a payment's late_event reason that the model did not score it, adding the
-// reason if the windows gave none: each reason code appears once in a decision.
-func notScored(reasons []decision.Reason) []decision.Reason {
-	const why = "not scored by the model: the payment is not in its card's state"
-	for k := range reasons {
-		if reasons[k].Code == decision.CodeLate {
-			reasons[k].Detail += "; " + why
-			return reasons
-		}
-	}
-	return append(reasons, decision.Reason{Code: decision.CodeLate, Detail: why})
 }

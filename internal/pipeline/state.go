@@ -27,8 +27,7 @@ func (p *Pipeline) windows(ctx context.Context, ds []Decision) bool {
 			return false
 		}
 		for i := range ds {
-			ds[i].Reasons = append(ds[i].Reasons, decision.Reason{Code: decision.CodeDegraded,
-				Detail: "decided without the card's state (and so without the model): Redis unavailable (" + err.Error() + ")"})
+			ds[i].note(decision.CodeDegraded, "decided without the card's state (and so without the model): Redis unavailable ("+err.Error()+")")
 			ds[i].degraded = true
 		}
 		return true
@@ -40,8 +39,8 @@ func (p *Pipeline) windows(ctx context.Context, ds []Decision) bool {
 		if !r.Late && !r.Ahead {
 			n := r.Count
 			ds[i].WindowCount = &n
-		} else if note, ok := p.win.Note(*r); ok {
-			ds[i].Reasons = append(ds[i].Reasons, note)
+		} else if n, ok := p.win.Note(*r); ok {
+			ds[i].note(n.Code, n.Detail)
 		}
 	}
 	return true
