@@ -206,7 +206,8 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	windows, pipe := d.windows, d.pipe
 	metrics.KnowRules(pipe.Rules())
 	if _, err := d.lists.Refresh(ctx); err != nil {
-		log.Warn("lists not read at start; every list is empty until redis answers", "err", err)
+		log.Warn("lists not read at start; batches wait for them as for the card state (stream.state_failure_policy)",
+			"policy", cfg.Stream.StateFailurePolicy, "err", err)
 	}
 	reg.MustRegister(newBuildInfo(buildVersion(), pipe.RulesVersion, d.modelVersion))
 	reviews := review.NewStore(rdb, cfg.Review, time.Now)
