@@ -9,6 +9,7 @@ import (
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/interpreter"
+	"github.com/shopspring/decimal"
 
 	"github.com/paysentry/fraud-detector/internal/payment"
 )
@@ -49,7 +50,7 @@ func (a *activation) reset(in *Input) {
 	if in.Payment != nil {
 		a.p = in.Payment
 	}
-	a.known = in.State != nil && !in.State.Late && !in.State.Ahead
+	a.known = cardKnown(in)
 }
 
 // Parent implements interpreter.Activation.
@@ -175,7 +176,9 @@ func varIndex(name string) int {
 	return -1
 }
 
-// value makes the value of variable i.
+// value makes the value of variable i. The values of the int, double, bool and decimal
+// variables are intVar's, doubleVar's, boolVar's and amountVar's, which comparisons evaluated
+// without CEL read too.
 func (a *activation) value(i int) ref.Val {
 	p := a.p
 	if s, ok := paymentString(p, i); ok {
@@ -183,60 +186,145 @@ func (a *activation) value(i int) ref.Val {
 	}
 	switch i {
 	case varPaymentAmount:
-		a.amount.set(p.Amount)
+		a.amount.set(amountVar(a.in))
 		return &a.amount
 	case varPaymentTimestamp:
 		return types.Timestamp{Time: p.Time.UTC()}
-	case varModelScore:
-		if a.in == nil || !a.in.Scored {
-			return types.Double(0)
-		}
-		return types.Double(a.in.Score)
-	case varModelScored:
-		return types.Bool(a.in != nil && a.in.Scored)
 	case varModelVersion:
 		if a.in == nil {
 			return types.String("")
 		}
 		return types.String(a.in.ModelVersion)
-	}
-	if !a.known {
-		return unknownCard(i)
-	}
-	s := a.in.State
-	switch i {
-	case varCardKnown:
-		return types.True
-	case varCardWindowCount:
-		return types.Int(s.Count)
 	case varCardWindowStart:
-		return types.Timestamp{Time: s.Window.UTC()}
-	case varCardCount1h:
-		return types.Int(s.Count1h)
-	case varCardCount24h:
-		return types.Int(s.Count24h)
-	case varCardCount7d:
-		return types.Int(s.Count7d)
-	case varCardCount30d:
-		return types.Int(s.Count30d)
-	case varCardSum1h:
-		return types.Double(s.Sum1h)
-	case varCardSum24h:
-		return types.Double(s.Sum24h)
-	case varCardSum7d:
-		return types.Double(s.Sum7d)
-	case varCardSum30d:
-		return types.Double(s.Sum30d)
-	case varCardNewCountry:
-		return types.Bool(s.NewCountry)
-	case varCardNewMerchant:
-		return types.Bool(s.NewMerchant)
-	case varCardNewDevice:
-		return types.Bool(s.NewDevice)
-	case varCardSecondsSincePrevious:
-		return types.Int(s.SincePrevious)
+		if !a.known {
+			return types.Timestamp{Time: time.Time{}.UTC()}
+		}
+		return types.Timestamp{Time: a.in.State.Window.UTC()}
+	}
+	switch varKind(i) {
+	case kindInt:
+		return types.Int(intVar(a.in, i))
+	case kindDouble:
+		return types.Double(doubleVar(a.in, i))
+	case kindBool:
+		return types.Bool(boolVar(a.in, i))
 	}
 	return types.NewErr("no variable %d", i)
+}
+
+// The kinds of the variables that comparisons evaluated without CEL read.
+const (
+	kindOther = iota
+	kindInt
+	kindDouble
+	kindBool
+	kindDecimal
+)
+
+// varKind is the kind of variable i: kindInt for an int variable, and so on; kindOther for a
+// string, a timestamp, or no variable.
+func varKind(i int) int {
+	switch i {
+	case varCardWindowCount, varCardCount1h, varCardCount24h, varCardCount7d, varCardCount30d,
+		varCardSecondsSincePrevious:
+		return kindInt
+	case varCardSum1h, varCardSum24h, varCardSum7d, varCardSum30d, varModelScore:
+		return kindDouble
+	case varCardKnown, varCardNewCountry, varCardNewMerchant, varCardNewDevice, varModelScored:
+		return kindBool
+	case varPaymentAmount:
+		return kindDecimal
+	}
+	return kindOther
+}
+
+// cardKnown says whether in has the card's state: false for nil, and for a late or ahead event.
+func cardKnown(in *Input) bool {
+	return in != nil && in.State != nil && !in.State.Late && !in.State.Ahead
+}
+
+// intVar is the value of int variable i for in (nil or not): the card's count, or 0 when its
+// state is not known; its seconds since the previous payment, or -1.
+func intVar(in *Input, i int) int64 {
+	if !cardKnown(in) {
+		if i == varCardSecondsSincePrevious {
+			return -1
+		}
+		return 0
+	}
+	s := in.State
+	switch i {
+	case varCardWindowCount:
+		return s.Count
+	case varCardCount1h:
+		return s.Count1h
+	case varCardCount24h:
+		return s.Count24h
+	case varCardCount7d:
+		return s.Count7d
+	case varCardCount30d:
+		return s.Count30d
+	case varCardSecondsSincePrevious:
+		return s.SincePrevious
+	}
+	return 0
+}
+
+// doubleVar is the value of double variable i for in (nil or not): the model's score, 0 when it
+// did not score; the card's sums, 0 when its state is not known.
+func doubleVar(in *Input, i int) float64 {
+	if i == varModelScore {
+		if in == nil || !in.Scored {
+			return 0
+		}
+		return in.Score
+	}
+	if !cardKnown(in) {
+		return 0
+	}
+	s := in.State
+	switch i {
+	case varCardSum1h:
+		return s.Sum1h
+	case varCardSum24h:
+		return s.Sum24h
+	case varCardSum7d:
+		return s.Sum7d
+	case varCardSum30d:
+		return s.Sum30d
+	}
+	return 0
+}
+
+// boolVar is the value of bool variable i for in (nil or not): whether the model scored; whether
+// the card's state is known, and its flags, false when it is not.
+func boolVar(in *Input, i int) bool {
+	if i == varModelScored {
+		return in != nil && in.Scored
+	}
+	if !cardKnown(in) {
+		return false
+	}
+	s := in.State
+	switch i {
+	case varCardKnown:
+		return true
+	case varCardNewCountry:
+		return s.NewCountry
+	case varCardNewMerchant:
+		return s.NewMerchant
+	case varCardNewDevice:
+		return s.NewDevice
+	}
+	return false
+}
+
+// amountVar is payment.amount for in (nil or not): 0 when in has no payment.
+func amountVar(in *Input) decimal.Decimal {
+	if in == nil || in.Payment == nil {
+		return decimal.Decimal{}
+	}
+	return in.Payment.Amount
 }
 
 // paymentString is p's string variable i; ok false when variable i is none.
@@ -277,22 +365,6 @@ func stringVar(in *Input, i int) string {
 	}
 	s, _ := paymentString(in.Payment, i)
 	return s
-}
-
-// unknownCard is card variable i when the card's state is not known: false, 0, the zero time,
-// and -1 seconds since the previous payment.
-func unknownCard(i int) ref.Val {
-	switch i {
-	case varCardWindowStart:
-		return types.Timestamp{Time: time.Time{}.UTC()}
-	case varCardSecondsSincePrevious:
-		return types.IntNegOne
-	case varCardSum1h, varCardSum24h, varCardSum7d, varCardSum30d:
-		return types.Double(0)
-	case varCardWindowCount, varCardCount1h, varCardCount24h, varCardCount7d, varCardCount30d:
-		return types.IntZero
-	}
-	return types.False
 }
 
 // bin is the card number's first 6 digits from its masked form, "" without a card number.

@@ -28,8 +28,9 @@ type compiler struct {
 // compiled is an expression ready to evaluate.
 type compiled struct {
 	prg       cel.Program
-	canonical string // the expression as parsed, written back: its layout does not count
-	member    member // what the expression is when it is a list membership test
+	canonical string   // the expression as parsed, written back: its layout does not count
+	member    member   // what the expression is when it is a list membership test
+	cmp       constCmp // what the expression is when it is a comparison with a constant
 }
 
 // member is an expression that is exactly `<string variable> in lists.<name>`, which Eval
@@ -185,6 +186,11 @@ func (c *compiler) compile(label, field string, n *yaml.Node, want *types.Type) 
 	if err != nil {
 		report(nil, err.Error())
 		return compiled{}, false
+	}
+	if cc, ok := constComparison(checked.NativeRep()); ok {
+		// Eval answers it without CEL. It is found on the expression as it is evaluated, once
+		// decimalOperands has rewritten it and the program could be made of it.
+		return compiled{canonical: canonical, cmp: cc}, true
 	}
 	return compiled{prg: prg, canonical: canonical}, true
 }
