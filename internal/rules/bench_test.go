@@ -124,3 +124,34 @@ func mustLoad(tb testing.TB, path string) *Set {
 	}
 	return s
 }
+
+// BenchmarkEvalFlagged: the default rules on a clear payment, and on one that matches
+// amount_over_threshold (150.00 EUR), model_score (0.9) or card_velocity_1h (the 11th payment in
+// the window): a match costs its detail.
+func BenchmarkEvalFlagged(b *testing.B) {
+	s := mustLoad(b, defaultFile)
+	for _, bc := range []struct {
+		name string
+		in   func(*Input)
+		want string // the rule that matches, "" for none
+	}{
+		{"clear", func(*Input) {}, ""},
+		{"amount", func(in *Input) { in.Payment.Amount = decimal.RequireFromString("150.00") }, "amount_over_threshold"},
+		{"model", func(in *Input) { in.Score = 0.9 }, "model_score"},
+		{"velocity", func(in *Input) { in.State.Count = 11 }, "card_velocity_1h"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			in := clearInput()
+			bc.in(in)
+			hits := make([]Hit, 0, 8)
+			hits, errs := s.Eval(in, hits)
+			if got := strings.Join(ids(hits), ","); got != bc.want || len(errs) != 0 {
+				b.Fatalf("hits %v, errors %v: want %q", hits, errs, bc.want)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				hits, _ = s.Eval(in, hits[:0])
+			}
+		})
+	}
+}
