@@ -18,16 +18,12 @@ import (
 // first reads it, from the Input's fields, and keeps it for the other rules: nothing is made for
 // a variable no rule reads. One is used by one Eval at a time (Set keeps them in a pool).
 type activation struct {
-	in    *Input
-	p     *payment.Payment // in.Payment, or an empty payment
-	known bool             // the card's state is known
+	in *Input
 
 	vals   [numVars]ref.Val // the values made so far, by index
 	amount decimalVal       // payment.amount's value
 
 	lists map[string]*listVal // by variable name: lists.<name>
-
-	noPayment payment.Payment // stands for a nil Input.Payment
 }
 
 var _ interpreter.Activation = (*activation)(nil)
@@ -42,15 +38,8 @@ func newActivation(lists []ListSpec) *activation {
 
 // reset makes a resolve in's variables; nil forgets the last Input.
 func (a *activation) reset(in *Input) {
-	a.in, a.p, a.known = in, &a.noPayment, false
+	a.in = in
 	a.vals = [numVars]ref.Val{}
-	if in == nil {
-		return
-	}
-	if in.Payment != nil {
-		a.p = in.Payment
-	}
-	a.known = cardKnown(in)
 }
 
 // Parent implements interpreter.Activation.
@@ -176,55 +165,47 @@ func varIndex(name string) int {
 	return -1
 }
 
-// value makes the value of variable i. The values of the int, double, bool and decimal
-// variables are intVar's, doubleVar's, boolVar's and amountVar's, which comparisons evaluated
-// without CEL read too.
+// value makes the value of variable i. It is made of what stringVar, intVar, doubleVar, boolVar,
+// amountVar and timeVar give, which the rules evaluated without CEL (comparisons with a constant,
+// membership tests, details) read too.
 func (a *activation) value(i int) ref.Val {
-	p := a.p
-	if s, ok := paymentString(p, i); ok {
-		return types.String(s)
-	}
-	switch i {
-	case varPaymentAmount:
-		a.amount.set(amountVar(a.in))
-		return &a.amount
-	case varPaymentTimestamp:
-		return types.Timestamp{Time: p.Time.UTC()}
-	case varModelVersion:
-		if a.in == nil {
-			return types.String("")
-		}
-		return types.String(a.in.ModelVersion)
-	case varCardWindowStart:
-		if !a.known {
-			return types.Timestamp{Time: time.Time{}.UTC()}
-		}
-		return types.Timestamp{Time: a.in.State.Window.UTC()}
-	}
 	switch varKind(i) {
+	case kindString:
+		return types.String(stringVar(a.in, i))
 	case kindInt:
 		return types.Int(intVar(a.in, i))
 	case kindDouble:
 		return types.Double(doubleVar(a.in, i))
 	case kindBool:
 		return types.Bool(boolVar(a.in, i))
+	case kindDecimal:
+		a.amount.set(amountVar(a.in))
+		return &a.amount
+	case kindTime:
+		return types.Timestamp{Time: timeVar(a.in, i)}
 	}
 	return types.NewErr("no variable %d", i)
 }
 
-// The kinds of the variables that comparisons evaluated without CEL read.
+// The kinds of the variables, by their type.
 const (
-	kindOther = iota
+	kindNone = iota // no variable
+	kindString
 	kindInt
 	kindDouble
 	kindBool
 	kindDecimal
+	kindTime
 )
 
-// varKind is the kind of variable i: kindInt for an int variable, and so on; kindOther for a
-// string, a timestamp, or no variable.
+// varKind is the kind of variable i: kindInt for an int variable, and so on; kindNone for no
+// variable.
 func varKind(i int) int {
 	switch i {
+	case varPaymentID, varPaymentCardID, varPaymentBIN, varPaymentCurrency, varPaymentCountry,
+		varPaymentMerchantID, varPaymentMerchantCategory, varPaymentChannel, varPaymentDeviceID,
+		varPaymentIP, varModelVersion:
+		return kindString
 	case varCardWindowCount, varCardCount1h, varCardCount24h, varCardCount7d, varCardCount30d,
 		varCardSecondsSincePrevious:
 		return kindInt
@@ -234,8 +215,10 @@ func varKind(i int) int {
 		return kindBool
 	case varPaymentAmount:
 		return kindDecimal
+	case varPaymentTimestamp, varCardWindowStart:
+		return kindTime
 	}
-	return kindOther
+	return kindNone
 }
 
 // cardKnown says whether in has the card's state: false for nil, and for a late or ahead event.
@@ -354,9 +337,12 @@ func paymentString(p *payment.Payment, i int) (s string, ok bool) {
 	return "", false
 }
 
-// stringVar is the value of string variable i for in (not nil), as value makes it, without
-// making a CEL value: "" for a payment's field when in has no payment.
+// stringVar is the value of string variable i for in (nil or not): "" for a payment's field
+// when in has no payment, for the model's version when in is nil.
 func stringVar(in *Input, i int) string {
+	if in == nil {
+		return ""
+	}
 	if i == varModelVersion {
 		return in.ModelVersion
 	}
@@ -365,6 +351,23 @@ func stringVar(in *Input, i int) string {
 	}
 	s, _ := paymentString(in.Payment, i)
 	return s
+}
+
+// timeVar is the value of timestamp variable i for in (nil or not), in UTC: the payment's time,
+// the zero time when in has no payment; the start of the card's window, the zero time when its
+// state is not known.
+func timeVar(in *Input, i int) time.Time {
+	switch i {
+	case varPaymentTimestamp:
+		if in != nil && in.Payment != nil {
+			return in.Payment.Time.UTC()
+		}
+	case varCardWindowStart:
+		if cardKnown(in) {
+			return in.State.Window.UTC()
+		}
+	}
+	return time.Time{}.UTC()
 }
 
 // bin is the card number's first 6 digits from its masked form, "" without a card number.

@@ -31,6 +31,7 @@ type compiled struct {
 	canonical string   // the expression as parsed, written back: its layout does not count
 	member    member   // what the expression is when it is a list membership test
 	cmp       constCmp // what the expression is when it is a comparison with a constant
+	render    *render  // how the detail is written when it is a concatenation of variables
 }
 
 // member is an expression that is exactly `<string variable> in lists.<name>`, which Eval
@@ -191,6 +192,10 @@ func (c *compiler) compile(label, field string, n *yaml.Node, want *types.Type) 
 		// Eval answers it without CEL. It is found on the expression as it is evaluated, once
 		// decimalOperands has rewritten it and the program could be made of it.
 		return compiled{canonical: canonical, cmp: cc}, true
+	}
+	if r, ok := detailRender(checked.NativeRep()); ok {
+		// Eval writes it without CEL; found, as a comparison is, on the expression as evaluated.
+		return compiled{canonical: canonical, render: r}, true
 	}
 	return compiled{prg: prg, canonical: canonical}, true
 }

@@ -7,7 +7,9 @@
 // reads only the variables its rules use, with no map built per payment; a rule that is only a
 // list membership test (`payment.card_id in lists.blocked_cards`) or a comparison of a variable
 // with a constant (`payment.amount > 100`, `model.score > 0.5`) is answered without CEL, as CEL
-// would answer it.
+// would answer it, and a detail that only puts variables into text (`"amount " +
+// string(payment.amount)`, `"score %.3f".format([model.score])`) is written without CEL, as CEL
+// would write it.
 package rules
 
 import (
@@ -106,10 +108,14 @@ type Set struct {
 	// Contains call, or one comparison of Go values, at a fraction of the cost of a CEL
 	// evaluation.
 	exprs   []cel.Program
-	members []member      // the zero member for an expression that is no membership test
-	cmps    []constCmp    // the zero constCmp for an expression that is no comparison
-	details []cel.Program // nil for a rule without a detail
-	acts    sync.Pool     // of *activation
+	members []member   // the zero member for an expression that is no membership test
+	cmps    []constCmp // the zero constCmp for an expression that is no comparison
+	// By rule: the detail's program, nil for a rule without a detail; or, for a detail that is
+	// a concatenation of literals, variables, their string() and their format (`"amount " +
+	// string(payment.amount)`), a nil program and how to write it, which Eval does itself.
+	details []cel.Program
+	renders []*render // nil for a detail that is no concatenation of variables
+	acts    sync.Pool // of *activation
 }
 
 // Load reads and compiles the rules file at path.
@@ -159,6 +165,7 @@ func Compile(name string, data []byte) (*Set, error) {
 		s.members = append(s.members, expr.member)
 		s.cmps = append(s.cmps, expr.cmp)
 		s.details = append(s.details, detail.prg)
+		s.renders = append(s.renders, detail.render)
 		field("rule")
 		for _, v := range []string{r.ID, r.Description, expr.canonical, detail.canonical, r.Action, r.Reason, r.Mode} {
 			field(v)
@@ -216,7 +223,9 @@ func (s *Set) Eval(in *Input, hits []Hit) ([]Hit, []EvalError) {
 			}
 		}
 		h := Hit{Rule: r, Detail: r.Description}
-		if d := s.details[i]; d != nil {
+		if rd := s.renders[i]; rd != nil {
+			h.Detail = rd.render(in)
+		} else if d := s.details[i]; d != nil {
 			switch out, err := e.run(d); {
 			case err != nil:
 				errs = append(errs, EvalError{Rule: r, Err: fmt.Errorf("detail: %w", err)})
@@ -243,8 +252,8 @@ func (m member) contains(in *Input) bool {
 
 // evaluation is what one Eval's programs read: an activation of the Input and one execution frame
 // over it for all the rules, rather than one that each program would take from cel-go's pool.
-// Both are taken when the first program runs: membership tests and comparisons with a constant
-// need neither.
+// Both are taken when the first program runs: membership tests, comparisons with a constant and
+// the details written without CEL need neither.
 type evaluation struct {
 	set   *Set
 	in    *Input
