@@ -873,7 +873,7 @@ func TestReviewRuleOpensAReview(t *testing.T) {
 	recordSecret(token, "the analyst's API token")
 	sum := sha256.Sum256([]byte(token))
 	svc := startService(t, tp, "FRAUD_RULES_PATH="+path, "FRAUD_API_LISTEN="+addr, "FRAUD_API_TOKENS=ana:analyst:"+hex.EncodeToString(sum[:]))
-	in := instance{svc, addr}
+	in := instance{svc, svc.apiAddr(t)} // once the API listens
 	now := time.Now().UTC()
 	kcatProduce(t, tp.payments, []string{
 		channelPayment("moto-small", "card-r1", "20", "moto", now),
