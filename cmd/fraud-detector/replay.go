@@ -64,7 +64,24 @@ type verdict struct {
 type label struct {
 	PaymentID string `json:"payment_id"`
 	Label     string `json:"label"`
-	Scenario  string `json:"scenario"`
+	// Scenario is written to the CSV as the file gives it: a string, or a number or anything else
+	// as its JSON text. Other fields of a label are left alone.
+	Scenario scenario `json:"scenario"`
+}
+
+// scenario is a label's scenario field, whatever its JSON type.
+type scenario string
+
+func (s *scenario) UnmarshalJSON(b []byte) error {
+	var str string
+	if err := json.Unmarshal(b, &str); err == nil {
+		*s = scenario(str)
+		return nil
+	}
+	if string(b) != "null" {
+		*s = scenario(b)
+	}
+	return nil
 }
 
 func runReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -119,12 +136,17 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		defer mr.Close()
 		rdb = redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		defer rdb.Close()
 	} else {
 		rdb = redis.NewClient(&redis.Options{Addr: *redisAddr})
+		defer rdb.Close() // after the keys are deleted: deferred calls run last first
 		cfg.Window.KeyPrefix = fmt.Sprintf("replay-%d", time.Now().UnixNano())
-		defer deleteKeys(rdb, cfg.Window.KeyPrefix)
+		defer func() {
+			if err := deleteKeys(rdb, cfg.Window.KeyPrefix); err != nil {
+				fmt.Fprintln(stderr, "replay:", err)
+			}
+		}()
 	}
-	defer rdb.Close()
 	var clock time.Time
 	cfg.Stream.StateFailurePolicy = pipeline.FailClosed // a replay waits for Redis rather than decide without it
 	cfg.Stages.Windows = true
@@ -215,7 +237,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 				codes[i] = r.Code
 			}
 			row := []string{pm.ID, strconv.FormatInt(pm.Time.Unix(), 10), pm.CardID,
-				labelValue(l.Label), l.Scenario, b01(rulesFlagged), b01(o.Flagged), score(o.Score), strings.Join(codes, "|")}
+				labelValue(l.Label), string(l.Scenario), b01(rulesFlagged), b01(o.Flagged), score(o.Score), strings.Join(codes, "|")}
 			for _, f := range o.Features {
 				row = append(row, strconv.FormatFloat(float64(f), 'g', -1, 32))
 			}
@@ -293,11 +315,23 @@ func readLabels(path string) (map[string]label, error) {
 	return labels, sc.Err()
 }
 
-func deleteKeys(rdb *redis.Client, prefix string) {
+// deleteKeys deletes the keys under prefix, a page of SCAN at a time.
+func deleteKeys(rdb *redis.Client, prefix string) error {
 	ctx := context.Background()
-	iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		rdb.Unlink(ctx, iter.Val())
+	var cursor uint64
+	for {
+		keys, next, err := rdb.Scan(ctx, cursor, prefix+":*", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("delete the replay's keys under %s: %w", prefix, err)
+		}
+		if len(keys) > 0 {
+			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
+				return fmt.Errorf("delete the replay's keys under %s: %w", prefix, err)
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
 	}
 }
 

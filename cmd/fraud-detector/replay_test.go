@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/paysentry/fraud-detector/internal/redistest"
+)
+
+// A replay against a real Redis leaves none of its keys behind, and takes labels whose scenario
+// is a number or that carry fields of their own.
+func TestReplayOnRedisLeavesNothing(t *testing.T) {
+	rdb, _ := redistest.New(t, "replaytest")
+	ctx := context.Background()
+	before, err := rdb.Keys(ctx, "replay-*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The seed's labels, their scenario a number and an extra field.
+	in, err := os.Open("../../e2e/testdata/seed/labels.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var labels strings.Builder
+	sc := bufio.NewScanner(in)
+	for n := 0; sc.Scan(); n++ {
+		var l map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatal(err)
+		}
+		l["scenario"], l["annotator"] = n%4, map[string]any{"id": n}
+		b, _ := json.Marshal(l)
+		labels.Write(append(b, '\n'))
+	}
+	labelsPath := filepath.Join(t.TempDir(), "labels.jsonl")
+	os.WriteFile(labelsPath, []byte(labels.String()), 0o644)
+	out := filepath.Join(t.TempDir(), "features.csv")
+
+	var stdout, stderr strings.Builder
+	err = run(ctx, []string{"replay", "-in", "../../e2e/testdata/seed/payments.jsonl", "-labels", labelsPath,
+		"-redis", rdb.Options().Addr, "-model", "none", "-out", out},
+		envMap(map[string]string{"FRAUD_CARD_HMAC_KEY": "golden-test-key-0123456789", "FRAUD_RULES_PATH": "../../configs/rules.yaml"}),
+		&stdout, &stderr)
+	if err != nil {
+		t.Fatalf("replay: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "1840 labelled payments") {
+		t.Errorf("replay's report: %s", stderr.String())
+	}
+	csv, _ := os.ReadFile(out)
+	if lines := strings.Count(string(csv), "\n"); lines != 1841 {
+		t.Errorf("%d CSV lines, want a header and 1,840 payments", lines)
+	}
+	after, err := rdb.Keys(ctx, "replay-*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) > len(before) {
+		t.Errorf("%d keys under replay-* after the replay, %d before", len(after), len(before))
+	}
+}
