@@ -81,6 +81,9 @@ fi
 echo "== unit tests (race detector)"
 go test -race -count=1 ./cmd/... ./internal/...
 
+echo "== training tests (Python: float32 thresholds, nothing written unchecked)"
+"$(scripts/python.sh)" -m unittest discover -s training
+
 echo "== fuzz the payment decoder (${FUZZTIME:=15s}; longer: FUZZTIME=10m scripts/fuzz.sh)"
 go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "$FUZZTIME" -fuzzminimizetime 5s ./internal/payment
 

@@ -20,6 +20,7 @@ import warnings
 import csv
 import hashlib
 import json
+import os
 import sys
 
 import lightgbm as lgb
@@ -63,6 +64,24 @@ def recall_at_fpr(y, s, fpr_max=0.01):
     an interpolation: a score that cannot reach that rate gets 0)."""
     fpr, tpr, _ = roc_curve(y, s)
     return float(tpr[fpr <= fpr_max].max())
+
+
+def float32_thresholds(booster):
+    """A copy of booster whose numerical split thresholds are float32 numbers: each is the largest
+    float32 not above the original, so that every float32 input goes the same way (x <= t) as with
+    the original threshold, which lies between two float32 numbers."""
+    lines = booster.model_to_string().split("\n")
+    for i, line in enumerate(lines):
+        if not line.startswith("threshold="):
+            continue
+        t = np.array([float(v) for v in line[len("threshold="):].split()], dtype=np.float64)
+        t32 = t.astype(np.float32)
+        over = t32.astype(np.float64) > t
+        t32[over] = np.nextafter(t32[over], np.float32(-np.inf))
+        lines[i] = "threshold=" + " ".join(repr(float(v)) for v in t32)
+    # tree_sizes gives each tree's length in bytes, which the new thresholds change: without it,
+    # LightGBM reads the trees one after another.
+    return lgb.Booster(model_str="\n".join(l for l in lines if not l.startswith("tree_sizes=")))
 
 
 def card_precision_top(times, cards, y, s, k=100, seed=0):
@@ -118,6 +137,12 @@ def main():
                   colsample_bytree=0.8, reg_lambda=1.0, random_state=a.seed, deterministic=True, force_row_wise=True, n_jobs=2)
     model = lgb.LGBMClassifier(verbose=-1, **params)
     model.fit(X[train], y[train])
+    # ONNX keeps split thresholds as float32: make them float32 numbers that split every float32
+    # input as LightGBM's did (the service's features are float32), so the two score alike.
+    before = model.predict_proba(X[test])[:, 1]
+    model._Booster = float32_thresholds(model.booster_)
+    if not np.array_equal(before, model.predict_proba(X[test])[:, 1]):
+        sys.exit("float32 thresholds changed LightGBM's scores: the features are not float32")
 
     onx = convert_lightgbm(model, initial_types=[("input", FloatTensorType([None, len(names)]))], zipmap=False, target_opset=15)
     p_test = model.predict_proba(X[test])[:, 1]
@@ -136,15 +161,18 @@ def main():
         onx.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
     onx.producer_name = "fraud-detector training/train.py"
     onx.graph.name = version  # the converter names the graph at random: the file would differ run to run
-    with open(a.out, "wb") as f:
-        f.write(onx.SerializeToString())
-
-    # ONNX Runtime must score as LightGBM does.
-    sess = ort.InferenceSession(a.out, providers=["CPUExecutionProvider"])
+    # ONNX Runtime must score as LightGBM does, before anything is written: a service watching
+    # --out would load a model that failed its check.
+    data = onx.SerializeToString()
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     p_ort = sess.run(["probabilities"], {"input": X[test]})[0][:, 1]
     diff = float(np.max(np.abs(p_ort - p_test)))
     if diff > 1e-5:
-        sys.exit(f"ONNX Runtime and LightGBM disagree by {diff}")
+        sys.exit(f"ONNX Runtime and LightGBM disagree by {diff}; nothing written")
+    tmp = a.out + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, a.out)  # whole or not at all, for a service that reloads it
     if a.parity:
         with open(a.parity, "w", newline="") as f:
             w = csv.writer(f)
