@@ -51,6 +51,22 @@ class Float32Thresholds(unittest.TestCase):
         self.assertLess(float(np.max(np.abs(p - after))), 1e-5)
 
 
+class CardPrecision(unittest.TestCase):
+    def test_the_handbooks_definition(self):
+        day = 86400
+        rows = [  # time, card, fraud, score
+            (0, "A", 1, 0.9), (10, "B", 0, 0.8), (20, "C", 1, 0.7),  # top 2: A (fraud), B: 1/2
+            (day, "A", 1, 0.95),  # A was found on day 0: not ranked again
+            (day + 1, "C", 1, 0.6), (day + 2, "D", 1, 0.5), (day + 3, "B", 0, 0.4),  # top 2: C, D: 2/2
+        ]
+        t, c, y, s = (np.array(v) for v in zip(*rows))
+        self.assertAlmostEqual(train.card_precision_top(t, c, y, s, k=2), 0.75)
+        # Fewer cards than k still count over k; ties go by card id.
+        t, c, y, s = np.array([0, 1]), np.array(["F", "E"]), np.array([1, 0]), np.array([0.5, 0.5])
+        self.assertAlmostEqual(train.card_precision_top(t, c, y, s, k=1), 0.0)
+        self.assertAlmostEqual(train.card_precision_top(t, c, y, s, k=4), 0.25)
+
+
 def features_csv(path, rng):
     """A replay CSV of four weeks, fraud in every week."""
     names = ["a", "b", "c"]
