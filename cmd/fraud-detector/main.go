@@ -304,7 +304,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	g.Go(func() error { return d.lists.Run(foldCtx, cfg.Lists.Refresh, log) })
 	g.Go(func() error {
 		return pipe.WatchRules(foldCtx, cfg.Rules.Path, cfg.Rules.ReloadCheck, rulesHup, func(set *rules.Set) {
-			d.lists.SetSpecs(listSpecs(set))
+			d.lists.SetSpecs(set.Lists())
 			metrics.KnowRules(set)
 		})
 	})

@@ -20,7 +20,6 @@ type decider struct {
 	windows *window.Store
 	scorer  *model.Scorer // nil: no model
 	lists   *lists.Store
-	rules   string // the rules file
 }
 
 // newDecider builds the pipeline of cfg over rdb: the card state (unless stages.windows is off),
@@ -31,9 +30,9 @@ func newDecider(cfg Config, rdb redis.UniversalClient, now func() time.Time, m *
 	if err != nil {
 		return nil, err
 	}
-	d := &decider{windows: window.NewStore(rdb, cfg.Window, now), rules: cfg.Rules.Path,
+	d := &decider{windows: window.NewStore(rdb, cfg.Window, now),
 		lists: lists.NewStore(rdb, cfg.Lists.KeyPrefix, time.Now)}
-	d.lists.SetSpecs(listSpecs(set))
+	d.lists.SetSpecs(set.Lists())
 	var win pipeline.Windows // nil: the stage is off
 	if cfg.Stages.Windows {
 		win = d.windows
@@ -64,6 +63,3 @@ func (d *decider) Close() {
 		d.scorer.Close()
 	}
 }
-
-// listSpecs are the lists set declares, for the lists' store.
-func listSpecs(set *rules.Set) []lists.Spec { return set.Lists() }

@@ -265,19 +265,7 @@ func detailInput(rnd *rand.Rand) *Input {
 				NewCountry: rnd.IntN(2) == 0, NewMerchant: rnd.IntN(2) == 0, NewDevice: rnd.IntN(2) == 0}},
 		Score: f(), Scored: rnd.IntN(4) > 0, ModelVersion: str(),
 	}
-	switch rnd.IntN(12) {
-	case 0:
-		return nil
-	case 1:
-		in.State = nil
-	case 2:
-		in.State.Late = true
-	case 3:
-		in.State.Ahead = true
-	case 4:
-		in.Payment = nil
-	}
-	return in
+	return withGaps(rnd, in)
 }
 
 func showDetailInput(in *Input) string {
