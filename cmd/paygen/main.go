@@ -4,6 +4,18 @@
 //	paygen -rate 500 -n 0                    # 500 payments/s until interrupted, event time = wall clock
 //	paygen -n 1000 -out payments.jsonl       # to a file, one JSON record per line
 //	paygen -n 1000 -malformed 0.05 -out -    # to standard output, 5 % of them malformed
+//
+// With -world it simulates a population over some days instead, with labelled fraud, and writes
+// the payments in event-time order and their labels to a file of their own:
+//
+//	paygen -world -seed 1 -out payments.jsonl -labels labels.jsonl
+//	    # the project's world: 10,000 cards and 2,000 merchants over 56 days from 2026-01-05
+//	paygen -world=handbook -seed 1 -out payments.jsonl -labels labels.jsonl
+//	    # the Fraud Detection Handbook's world (Le Borgne et al., 2022, chapter 3): 5,000
+//	    # customers (cards) and 10,000 terminals (merchants) over 183 days from 2018-04-01
+//
+// -world is a boolean flag that also takes a name, so it is -world=handbook, with the equals
+// sign: "-world handbook" would be -world and an argument, which paygen refuses.
 package main
 
 import (
@@ -42,25 +54,66 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		n         = fs.Int64("n", 10_000, "how many records; 0 for no end")
 		rate      = fs.Float64("rate", 0, "records per second; 0 for as fast as possible")
 		seed      = fs.Uint64("seed", 1, "random seed: the same seed and flags give the same records")
-		cards     = fs.Int("cards", 100_000, "distinct cards")
+		cards     = fs.Int("cards", 100_000, "distinct cards; with -world 10,000 unless given, with -world=handbook the customers, 5,000 unless given")
 		bursts    = fs.Float64("bursts", 0.002, "share of payments that start a burst of 11-20 on one card")
 		numbers   = fs.Float64("card-numbers", 0.1, "share of payments that carry a card_number rather than a card_id")
 		malformed = fs.Float64("malformed", 0, "share of records that are malformed")
-		start     = fs.String("start", "", "event time of the first payment (RFC 3339); default: the wall clock when -rate is set, else 2026-01-05T00:00:00Z; with -world, \"now\" ends the simulated days now")
+		start     = fs.String("start", "", "event time of the first payment (RFC 3339); default: the wall clock when -rate is set, else 2026-01-05T00:00:00Z (2018-04-01T00:00:00Z with -world=handbook); with -world, \"now\" ends the simulated days now")
 		out       = fs.String("out", "kafka", "where to write: kafka, a file path, or - for standard output")
 		keyed     = fs.Bool("keyed", false, "with a file: write KEY<TAB>VALUE lines, as kcat -K'\\t' reads them")
 		brokers   = fs.String("brokers", "localhost:9092", "Kafka brokers, comma-separated")
 		topic     = fs.String("topic", "payments", "Kafka topic")
-		world     = fs.Bool("world", false, "simulate a population of cards and merchants over -days with labelled fraud scenarios (card testing, account takeover, compromised merchants, amount anomalies), in event-time order; -n, -rate and -bursts do not apply")
-		days      = fs.Int("days", 56, "with -world: days to simulate from -start")
-		merchants = fs.Int("merchants", 2000, "with -world: merchants")
+		world     paygen.WorldFlag
+		days      = fs.Int("days", 56, "with -world: days to simulate from -start; 183 with -world=handbook unless given")
+		merchants = fs.Int("merchants", 2000, "with -world: merchants; with -world=handbook the terminals, 10,000 unless given")
 		labels    = fs.String("labels", "", "with -world: write each payment's label and scenario to this JSONL file (never into the stream)")
-		fraud     = fs.Float64("fraud-scale", 1, "with -world: multiply the chances of every fraud scenario by this")
+		fraud     = fs.Float64("fraud-scale", 1, "with -world: multiply the chances of every fraud scenario by this (not with -world=handbook)")
 	)
+	fs.Var(&world, "world", "simulate a population over -days with labelled fraud, in event-time order; -n, -rate and -bursts do not apply. -world (or -world=project): the project's cards and merchants, with card testing, account takeover, compromised merchants and amount anomalies; -world=handbook: the Fraud Detection Handbook's customers and terminals, with amount_over_220, compromised_terminal and compromised_customer")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *world {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (a world is named with an equals sign: -world=handbook)", fs.Arg(0))
+	}
+	worldStart := func(def time.Time, days int) (time.Time, error) {
+		switch *start {
+		case "":
+			return def, nil
+		case "now":
+			return time.Now().UTC().Add(-time.Duration(days) * 24 * time.Hour), nil
+		}
+		t, err := time.Parse(time.RFC3339, *start)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("-start: %w", err)
+		}
+		return t, nil
+	}
+	brokerList := strings.Split(*brokers, ",")
+	switch world.Name {
+	case paygen.WorldHandbook:
+		if explicit(fs, "fraud-scale") {
+			return errors.New("-fraud-scale does not apply to -world=handbook: its scenarios are the book's")
+		}
+		hc := paygen.DefaultHandbook(*seed)
+		if explicit(fs, "days") {
+			hc.Days = *days
+		}
+		if explicit(fs, "cards") {
+			hc.Customers = *cards
+		}
+		if explicit(fs, "merchants") {
+			hc.Terminals = *merchants
+		}
+		var err error
+		if hc.Start, err = worldStart(hc.Start, hc.Days); err != nil {
+			return err
+		}
+		began := time.Now()
+		payments := paygen.Handbook(hc)
+		what := fmt.Sprintf("%d customers and %d terminals (the handbook's world)", hc.Customers, hc.Terminals)
+		return writeWorld(ctx, payments, began, what, hc.Days, *out, *labels, *keyed, brokerList, *topic, stdout, stderr)
+	case paygen.WorldProject:
 		wc := paygen.DefaultWorld(*seed)
 		wc.Days, wc.Merchants = *days, *merchants
 		wc.CardTesting *= *fraud
@@ -70,18 +123,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if explicit(fs, "cards") {
 			wc.Cards = *cards
 		}
-		switch *start {
-		case "":
-		case "now":
-			wc.Start = time.Now().UTC().Add(-time.Duration(wc.Days) * 24 * time.Hour)
-		default:
-			t, err := time.Parse(time.RFC3339, *start)
-			if err != nil {
-				return fmt.Errorf("-start: %w", err)
-			}
-			wc.Start = t
+		var err error
+		if wc.Start, err = worldStart(wc.Start, wc.Days); err != nil {
+			return err
 		}
-		return writeWorld(ctx, wc, *out, *labels, *keyed, strings.Split(*brokers, ","), *topic, stdout, stderr)
+		began := time.Now()
+		payments := paygen.World(wc)
+		what := fmt.Sprintf("%d cards and %d merchants", wc.Cards, wc.Merchants)
+		return writeWorld(ctx, payments, began, what, wc.Days, *out, *labels, *keyed, brokerList, *topic, stdout, stderr)
 	}
 	cfg := paygen.Config{Seed: *seed, Cards: *cards, BurstShare: *bursts, CardNumberShare: *numbers, MalformedShare: *malformed}
 	switch {
@@ -102,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var w writer
 	var err error
 	if *out == "kafka" {
-		w, err = newKafkaWriter(strings.Split(*brokers, ","), *topic)
+		w, err = newKafkaWriter(brokerList, *topic)
 	} else {
 		w, err = newFileWriter(*out, *keyed, stdout)
 	}
@@ -230,10 +279,9 @@ func explicit(fs *flag.FlagSet, name string) bool {
 	return found
 }
 
-// writeWorld simulates a world and writes its payments, and its labels to their own file.
-func writeWorld(ctx context.Context, cfg paygen.WorldConfig, out, labelsPath string, keyed bool, brokers []string, topic string, stdout, stderr io.Writer) error {
-	began := time.Now()
-	payments := paygen.World(cfg)
+// writeWorld writes the payments of a world simulated since began, and their labels to a file of
+// their own; what says whose world it is, for the summary.
+func writeWorld(ctx context.Context, payments []paygen.Payment, began time.Time, what string, days int, out, labelsPath string, keyed bool, brokers []string, topic string, stdout, stderr io.Writer) error {
 	var w writer
 	var err error
 	if out == "kafka" {
@@ -278,7 +326,11 @@ func writeWorld(ctx context.Context, cfg paygen.WorldConfig, out, labelsPath str
 			return err
 		}
 	}
-	fmt.Fprintf(stderr, "paygen: %d payments of %d cards over %d days in %s; fraud by scenario: %v\n",
-		len(payments), cfg.Cards, cfg.Days, time.Since(began).Round(time.Millisecond), fraud)
+	n := 0
+	for _, c := range fraud {
+		n += c
+	}
+	fmt.Fprintf(stderr, "paygen: %d payments of %s over %d days in %s; fraud %.3f %%, by scenario: %v\n",
+		len(payments), what, days, time.Since(began).Round(time.Millisecond), 100*float64(n)/float64(max(1, len(payments))), fraud)
 	return nil
 }
