@@ -56,7 +56,7 @@ func TestLatestVerdictWins(t *testing.T) {
 	b.AddVerdict("l", verdictRecord("p1", "legitimate", t0.Add(time.Hour)))
 	b.AddVerdict("l", verdictRecord("p1", "fraud", t0.Add(3*time.Hour))) // newer: wins
 	b.AddVerdict("l", verdictRecord("p2", "fraud", t0.Add(time.Hour)))
-	b.AddVerdict("l", verdictRecord("p2", "legitimate", t0.Add(time.Hour))) // same time, read later: wins
+	b.AddVerdict("l", verdictRecord("p2", "legitimate", t0.Add(time.Hour)))       // same time, read later: wins
 	b.AddVerdict("l", []byte(`{"payment_id":"p3","label":"fraud","scenario":7}`)) // a file's label: no decided_at
 	b.AddVerdict("l", []byte(`{"payment_id":"p3","label":"legitimate"}`))
 	set, err := b.Build(Config{AsOf: t0, LabelDelay: 24 * time.Hour, MinPayments: 1})
