@@ -30,8 +30,8 @@ var (
 
 // Sources of a label in the set.
 const (
-	SourceVerdict = "verdict"  // an analyst's verdict
-	SourceAged    = "no_fraud" // no verdict within the label delay: taken as legitimate
+	SourceVerdict   = "verdict"    // an analyst's verdict
+	SourceNoVerdict = "no_verdict" // no verdict within the label delay: taken as legitimate
 )
 
 // Config says how the labels are completed and how small a set is refused.
@@ -215,7 +215,7 @@ func (b *Builder) Build(c Config) (*Set, error) {
 				st.Legitimate++
 			}
 		case !p.Time.After(cutoff):
-			labels = append(labels, Label{PaymentID: p.ID, Label: "legitimate", Source: SourceAged})
+			labels = append(labels, Label{PaymentID: p.ID, Label: "legitimate", Source: SourceNoVerdict})
 			st.Aged++
 		default:
 			st.Unlabelled++

@@ -105,8 +105,8 @@ func TestUnlabelledLegitimateAfterTheDelay(t *testing.T) {
 	}
 	got := labelsOf(set)
 	want := map[string]Label{
-		"old":      {Label: "legitimate", Source: SourceAged},
-		"at":       {Label: "legitimate", Source: SourceAged},
+		"old":      {Label: "legitimate", Source: SourceNoVerdict},
+		"at":       {Label: "legitimate", Source: SourceNoVerdict},
 		"decided":  {Label: "legitimate", Source: SourceVerdict},
 		"oldfraud": {Label: "fraud", Source: SourceVerdict},
 	}
