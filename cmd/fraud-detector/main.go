@@ -53,6 +53,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		switch args[0] {
 		case "replay":
 			return runReplay(ctx, args[1:], getenv, stdout, stderr)
+		case "retrain":
+			return runRetrain(ctx, args[1:], getenv, stdout, stderr)
 		case "healthcheck":
 			return runHealthcheck(ctx, args[1:], getenv, stderr)
 		case "demo":
@@ -67,6 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stderr, `usage: fraud-detector [flags]            run the service
        fraud-detector demo [flags]       the whole pipeline in one process (in-process Kafka and Redis)
        fraud-detector replay [flags]     decide on a file of payments as the stream would; backtest rules
+       fraud-detector retrain [flags]    train a model on the topics' payments and analysts' verdicts
        fraud-detector rules check FILE   compile and type-check a rules file
        fraud-detector healthcheck        exit 0 if the service on this machine answers /healthz
 
