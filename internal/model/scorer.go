@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -20,10 +21,23 @@ type Config struct {
 	Library string `yaml:"onnxruntime_library" env:"ONNXRUNTIME_LIBRARY"`
 	// ReloadCheck is how often the file is checked for a change (SIGHUP checks at once); 0: never.
 	ReloadCheck time.Duration `yaml:"reload_check" env:"RELOAD_CHECK"`
+	// ShadowPath is a challenger model file: it scores every payment the model scores, on the
+	// same features, and is reported beside it (shadow_score, metrics), never acted on; it must
+	// take the same features and is reloaded as the model is. Empty (or "none"): no challenger.
+	ShadowPath string `yaml:"shadow_path" env:"SHADOW_PATH"`
 }
 
 // Enabled reports whether a model is configured.
 func (c Config) Enabled() bool { return c.Path != "" && c.Path != "none" }
+
+// ShadowEnabled reports whether a challenger model is configured.
+func (c Config) ShadowEnabled() bool { return c.ShadowPath != "" && c.ShadowPath != "none" }
+
+// Shadow is the configuration of the challenger model's own Scorer: its file at Path, the same
+// library and reload check.
+func (c Config) Shadow() Config {
+	return Config{Path: c.ShadowPath, Library: c.Library, ReloadCheck: c.ReloadCheck}
+}
 
 // Validate reports the first setting that is out of range.
 func (c Config) Validate() error {
@@ -32,6 +46,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("model.reload_check: must not be negative, got %s", c.ReloadCheck)
 	case c.Enabled() && c.Library == "":
 		return fmt.Errorf("model.onnxruntime_library: must name the ONNX Runtime library when model.path is set")
+	case c.ShadowEnabled() && !c.Enabled():
+		return fmt.Errorf("model.shadow_path: a challenger is scored beside the serving model: set model.path too (it is %q)", c.Path)
+	case c.ShadowEnabled() && filepath.Clean(c.ShadowPath) == filepath.Clean(c.Path):
+		return fmt.Errorf("model.shadow_path: names the serving model's file (model.path %s); a challenger is another file", c.Path)
 	}
 	return nil
 }
