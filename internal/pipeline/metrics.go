@@ -16,6 +16,8 @@ const (
 	StageModel   = "model"
 	StageRules   = "rules"
 	StageProduce = "produce"
+	// StageShadow is the challenger model's call (model.shadow_path), when one is configured.
+	StageShadow = "shadow_model"
 )
 
 // Metrics are the pipeline's Prometheus metrics. The stream shares the stage histogram and the
@@ -26,6 +28,8 @@ type Metrics struct {
 	RedisRetries *prometheus.CounterVec   // op
 	stateLosses  prometheus.Counter
 	reloads      *prometheus.CounterVec // result: ok, error
+	// shadowFailures: batches the challenger model failed to score.
+	shadowFailures prometheus.Counter
 
 	down  atomic.Pointer[atomic.Bool] // the pipeline's state flag, read by fraud_degraded
 	lists atomic.Pointer[Lists]       // the pipeline's lists, read by fraud_lists_age_seconds
@@ -46,6 +50,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Times this instance found that Redis had lost its data (its epoch key missing or changed): windows, aggregates and reviews started again from nothing."}),
 		reloads: f.NewCounterVec(prometheus.CounterOpts{Name: "fraud_rules_reloads_total",
 			Help: "Rules file reloads, by result: ok (a new rule set in force) or error (refused; the running set stays)."}, []string{"result"}),
+		shadowFailures: f.NewCounter(prometheus.CounterOpts{Name: "fraud_shadow_model_failures_total",
+			Help: "Batches the shadow (challenger) model failed to score: decided as always, without shadow scores."}),
 	}
 	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraud_degraded",
 		Help: "1 while Redis is unavailable to the stream (fail_open decides without the windows, fail_closed holds), else 0."},

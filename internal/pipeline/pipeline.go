@@ -37,6 +37,10 @@ type Config struct {
 	// Features: every valid payment gets its model features in its Decision, even without a
 	// model (the replay writes them for training).
 	Features bool
+	// Shadow is a challenger model (model.shadow_path): it scores the rows the model scores, in
+	// one more call a batch, into Decision.ShadowScore; nothing decides on it and the rules do not
+	// see it. nil: none.
+	Shadow Scorer
 }
 
 // Windows is the card state kept in Redis.
@@ -83,8 +87,13 @@ type Decision struct {
 	WindowCount  *int64   // the card's count in the payment's window; nil if late, ahead or degraded
 	Score        *float64 // nil when not scored
 	ModelVersion string
-	RulesVersion string // the rule set and the lists' versions the decision was made with
-	Hits         []rules.Hit
+	// ShadowScore is the challenger model's probability for the same features (Config.Shadow),
+	// and ShadowModelVersion its version: nil and "" when it did not score the payment (none
+	// configured, the payment not scored, or the challenger failed on the batch). Never acted on.
+	ShadowScore        *float64
+	ShadowModelVersion string
+	RulesVersion       string // the rule set and the lists' versions the decision was made with
+	Hits               []rules.Hit
 	// RuleErrors are the rules whose evaluation failed on this payment (they did not match).
 	RuleErrors []*rules.Rule
 	Features   []float32 // model.FeatureNames, when the model scored it or Config.Features
@@ -101,9 +110,10 @@ type Pipeline struct {
 	m     *Metrics
 	log   *slog.Logger
 
-	rules   atomic.Pointer[rules.Set]
-	version versionCache
-	errLogs ruleErrorLog
+	rules      atomic.Pointer[rules.Set]
+	version    versionCache
+	errLogs    ruleErrorLog
+	shadowLogs ruleErrorLog // the challenger's failures, logged once a minute
 
 	stateDown atomic.Bool  // Redis failed on the last try; the change is logged once
 	listsDown atomic.Bool  // the lists, never read, could not be read on the last try

@@ -39,6 +39,13 @@ func (p *Pipeline) score(ds []Decision) {
 	if len(idx) == 0 {
 		return
 	}
+	p.serving(ds, idx, in)
+	p.shadow(ds, idx, in)
+}
+
+// serving scores the rows in (the payments ds[idx[k]]) with the model, into each decision's
+// Score and the rules' input. A model that fails leaves them to the rules, with degraded_state.
+func (p *Pipeline) serving(ds []Decision, idx []int, in []float32) {
 	scores := make([]float64, len(idx))
 	began := time.Now()
 	version, err := p.model.Score(in, len(idx), scores)
@@ -59,5 +66,30 @@ func (p *Pipeline) score(ds []Decision) {
 		s := scores[k]
 		d.Score, d.ModelVersion = &s, version
 		d.Input.Score, d.Input.Scored, d.Input.ModelVersion = s, true, version
+	}
+}
+
+// shadow scores the same rows with the challenger model, if one is configured, into each
+// decision's ShadowScore. It changes nothing else of a decision: a challenger that fails leaves
+// the batch without shadow scores, counted in fraud_shadow_model_failures_total and logged once a
+// minute.
+func (p *Pipeline) shadow(ds []Decision, idx []int, in []float32) {
+	if p.cfg.Shadow == nil {
+		return
+	}
+	scores := make([]float64, len(idx))
+	began := time.Now()
+	version, err := p.cfg.Shadow.Score(in, len(idx), scores)
+	p.m.observe(StageShadow, began)
+	if err != nil {
+		p.m.shadowFailures.Inc()
+		if p.shadowLogs.due("shadow", time.Now()) {
+			p.log.Warn("shadow model failed; batch decided without shadow scores (logged once a minute, counted in fraud_shadow_model_failures_total)",
+				"payments", len(idx), "err", err)
+		}
+		return
+	}
+	for k, i := range idx {
+		ds[i].ShadowScore, ds[i].ShadowModelVersion = &scores[k], version // one allocation a batch
 	}
 }
