@@ -39,11 +39,16 @@ type Decision struct {
 	Score   *float64 `json:"score"`   // model probability; null while no model is configured
 	Reasons []Reason `json:"reasons"` // never null
 	// ShadowReasons are the shadow rules that matched: evaluated and counted, never acted on.
-	ShadowReasons []Reason  `json:"shadow_reasons"` // never null
-	WindowCount   *int64    `json:"window_count"`   // the card's count in its hourly window; null without one
-	ModelVersion  string    `json:"model_version"`
-	RulesVersion  string    `json:"rules_version"`
-	DecidedAt     time.Time `json:"decided_at"`
+	ShadowReasons []Reason `json:"shadow_reasons"` // never null
+	WindowCount   *int64   `json:"window_count"`   // the card's count in its hourly window; null without one
+	ModelVersion  string   `json:"model_version"`
+	// ShadowScore and ShadowModelVersion are the challenger model's probability and version
+	// (model.shadow_path), scored on the same features: reported, never acted on. Absent when no
+	// challenger scored the payment.
+	ShadowScore        *float64  `json:"shadow_score,omitzero"`
+	ShadowModelVersion string    `json:"shadow_model_version,omitzero"`
+	RulesVersion       string    `json:"rules_version"`
+	DecidedAt          time.Time `json:"decided_at"`
 	// Payment is the payment as received, unknown fields included, with its card number masked.
 	Payment jsontext.Value `json:"payment"`
 }
@@ -91,6 +96,14 @@ func (d *Decision) AppendJSON(b []byte) []byte {
 	}
 	b = append(b, `,"model_version":`...)
 	b, _ = jsontext.AppendQuote(b, d.ModelVersion)
+	if d.ShadowScore != nil {
+		b = append(b, `,"shadow_score":`...)
+		b = strconv.AppendFloat(b, *d.ShadowScore, 'g', -1, 64)
+	}
+	if d.ShadowModelVersion != "" {
+		b = append(b, `,"shadow_model_version":`...)
+		b, _ = jsontext.AppendQuote(b, d.ShadowModelVersion)
+	}
 	b = append(b, `,"rules_version":`...)
 	b, _ = jsontext.AppendQuote(b, d.RulesVersion)
 	b = append(b, `,"decided_at":"`...)

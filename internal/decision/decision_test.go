@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 
 // AppendJSON is the stream's fast path; it must say exactly what Marshal says.
 func TestAppendJSONMatchesMarshal(t *testing.T) {
-	score, count := 0.8125, int64(12)
+	score, shadow, count := 0.8125, 1.0, int64(12)
 	decisions := []Decision{
 		{PaymentID: "p1", CardID: "c1", Flagged: true, Action: "flag", Rule: "amount_over_threshold", RulesVersion: "rules-1",
 			Reasons:       []Reason{{Code: CodeAmount, Detail: `amount 250.00 EUR is over "100" <&> \ é`, Rule: "amount_over_threshold"}},
@@ -21,6 +22,8 @@ func TestAppendJSONMatchesMarshal(t *testing.T) {
 			ModelVersion: "m-3", Reasons: []Reason{{Code: CodeVelocity, Detail: "12 in 1h"}, {Code: CodeModel, Detail: "0.81"}},
 			DecidedAt: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC), Payment: jsontext.Value(`{"a":1}`)},
 		{PaymentID: "p3", DecidedAt: time.Unix(0, 0).UTC(), Payment: jsontext.Value(`{}`)},
+		{PaymentID: "p4", Score: &score, ModelVersion: "m-3", ShadowScore: &shadow, ShadowModelVersion: "challenger \"2\"",
+			DecidedAt: time.Unix(0, 0).UTC(), Payment: jsontext.Value(`{}`)},
 	}
 	for _, d := range decisions {
 		fast := d.AppendJSON(nil)
@@ -38,6 +41,15 @@ func TestAppendJSONMatchesMarshal(t *testing.T) {
 		b, _ := Unmarshal(slow)
 		if !reflect.DeepEqual(a, b) {
 			t.Errorf("AppendJSON and Marshal differ:\n%s\n%s", fast, slow)
+		}
+		// Without a challenger, the record is as it was: no shadow_score, no shadow_model_version.
+		for _, field := range []string{`"shadow_score"`, `"shadow_model_version"`} {
+			if d.ShadowScore == nil && (bytes.Contains(fast, []byte(field)) || bytes.Contains(slow, []byte(field))) {
+				t.Errorf("%s without a challenger:\n%s\n%s", field, fast, slow)
+			}
+		}
+		if d.ShadowScore != nil && (*a.ShadowScore != *d.ShadowScore || a.ShadowModelVersion != d.ShadowModelVersion) {
+			t.Errorf("shadow fields lost: %s", fast)
 		}
 	}
 }

@@ -344,6 +344,7 @@ func (h *Handler) process(ctx context.Context, msgs []*sarama.ConsumerMessage) (
 			continue
 		}
 		t.hit(it.d.Hits, it.d.RuleErrors)
+		t.score(it.d.Score, it.d.ShadowScore)
 		switch it.d.Action {
 		case rules.ActionFlag:
 			out = append(out, h.decision(it, now))
@@ -404,19 +405,21 @@ func (h *Handler) decide(ctx context.Context, items []item) bool {
 func (h *Handler) decision(it *item, now time.Time) *sarama.ProducerMessage {
 	pj := it.p.JSON()
 	d := decision.Decision{
-		PaymentID:     it.p.ID,
-		CardID:        it.p.CardID,
-		Flagged:       it.d.Flagged,
-		Action:        it.d.Action,
-		Rule:          it.d.Rule,
-		Score:         it.d.Score,
-		Reasons:       it.d.Reasons,
-		ShadowReasons: it.d.Shadow,
-		WindowCount:   it.d.WindowCount,
-		ModelVersion:  it.d.ModelVersion,
-		RulesVersion:  it.d.RulesVersion,
-		DecidedAt:     now,
-		Payment:       pj,
+		PaymentID:          it.p.ID,
+		CardID:             it.p.CardID,
+		Flagged:            it.d.Flagged,
+		Action:             it.d.Action,
+		Rule:               it.d.Rule,
+		Score:              it.d.Score,
+		Reasons:            it.d.Reasons,
+		ShadowReasons:      it.d.Shadow,
+		WindowCount:        it.d.WindowCount,
+		ModelVersion:       it.d.ModelVersion,
+		ShadowScore:        it.d.ShadowScore,
+		ShadowModelVersion: it.d.ShadowModelVersion,
+		RulesVersion:       it.d.RulesVersion,
+		DecidedAt:          now,
+		Payment:            pj,
 	}
 	v := d.AppendJSON(make([]byte, 0, 384+len(pj)))
 	return &sarama.ProducerMessage{

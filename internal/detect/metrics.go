@@ -23,6 +23,7 @@ type Metrics struct {
 	ruleErrors  *prometheus.CounterVec // rule
 	deadLetters *prometheus.CounterVec // error: the payment.Error code
 	latency     prometheus.Histogram
+	scores      *prometheus.HistogramVec // model: serving, shadow
 	batchSize   prometheus.Histogram
 	reviews     prometheus.Counter
 	labels      prometheus.Counter
@@ -66,6 +67,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		latency: f.NewHistogram(prometheus.HistogramOpts{Name: "fraud_decision_latency_seconds",
 			Help:    "From a payment's record timestamp (its producer's create time, or the broker's append time on a LogAppendTime topic) to its batch's outputs being acknowledged.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		scores: f.NewHistogramVec(prometheus.HistogramOpts{Name: "fraud_model_score",
+			Help: "Fraud probabilities given to payments, by model: serving (model.path, which the rules act on) and shadow " +
+				"(model.shadow_path, a challenger reported and never acted on), counted once the batch is done.",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99}}, []string{"model"}),
 		batchSize: f.NewHistogram(prometheus.HistogramOpts{Name: "fraud_batch_size",
 			Help: "Records per batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
 		reviews: f.NewCounter(prometheus.CounterOpts{Name: "fraud_reviews_opened_total",
@@ -168,7 +173,8 @@ type tally struct {
 	hits        map[ruleMode]int
 	ruleErrors  map[string]int
 	deadLetters map[string]int
-	appended    []time.Time // each record's timestamp, for the decision latency
+	appended    []time.Time  // each record's timestamp, for the decision latency
+	scores      [2][]float64 // the serving and the shadow model's scores, for fraud_model_score
 	sent        time.Time
 	outputs     int
 }
@@ -191,6 +197,18 @@ func (t *tally) hit(hits []rules.Hit, failed []*rules.Rule) {
 	}
 }
 
+// Models whose scores fraud_model_score counts, in the order of tally.scores.
+var scoreModels = [2]string{"serving", "shadow"}
+
+// score notes a payment's scores, either of which may be nil (not scored).
+func (t *tally) score(serving, shadow *float64) {
+	for k, s := range [2]*float64{serving, shadow} {
+		if s != nil {
+			t.scores[k] = append(t.scores[k], *s)
+		}
+	}
+}
+
 func (m *Metrics) count(t *tally, done time.Time) {
 	m.consumed.Add(float64(t.records))
 	m.decisions.WithLabelValues("flagged").Add(float64(t.flagged))
@@ -208,6 +226,15 @@ func (m *Metrics) count(t *tally, done time.Time) {
 	}
 	for c, n := range t.deadLetters {
 		m.deadLetters.WithLabelValues(c).Add(float64(n))
+	}
+	for k, scores := range t.scores {
+		if len(scores) == 0 {
+			continue
+		}
+		h := m.scores.WithLabelValues(scoreModels[k])
+		for _, s := range scores {
+			h.Observe(s)
+		}
 	}
 	for _, at := range t.appended {
 		if !at.IsZero() {
