@@ -169,7 +169,17 @@ var openapi []byte
 type Ops struct {
 	Metrics http.Handler
 	Checks  []Check
+	// Verdicts, when set, is told of each verdict once it is recorded (not again when the same
+	// verdict is sent again to publish its label), to compare the models with the labels.
+	Verdicts VerdictCounter
 }
+
+// VerdictCounter counts recorded verdicts (review.Verdicts: fraud_model_verdicts_total).
+type VerdictCounter interface {
+	Count(r review.Review)
+}
+
+var _ VerdictCounter = (*review.Verdicts)(nil)
 
 // Check is one thing readiness needs, such as a broker or Redis answering.
 type Check struct {
@@ -540,6 +550,7 @@ func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "payment_id")
 	v := review.Verdict{Label: req.Label, Analyst: analyst, Note: req.Note, DecidedAt: s.now().UTC()}
 	rv, err := s.reviews.Decide(r.Context(), id, v)
+	recorded := err == nil // not when the same verdict comes again to publish its label
 	if errors.Is(err, review.ErrAlreadyDecided) {
 		// The same verdict again, whose label could not be published the first time, publishes
 		// it now; anything else is a conflict.
@@ -553,6 +564,9 @@ func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.storeError(w, err)
 		return
+	}
+	if recorded && s.ops.Verdicts != nil {
+		s.ops.Verdicts.Count(rv)
 	}
 	label := Label{PaymentID: rv.PaymentID, CardID: rv.CardID, Label: v.Label, Analyst: v.Analyst, Note: v.Note, DecidedAt: v.DecidedAt}
 	if err := s.labels.Publish(r.Context(), label); err != nil {

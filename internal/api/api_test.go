@@ -60,11 +60,30 @@ func (r *recorder) Publish(_ context.Context, l Label) error {
 func hash(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
 
 type rig struct {
-	srv     *httptest.Server
-	reviews *review.Store
-	labels  *recorder
-	lists   *lists.Store
-	logs    *syncBuffer
+	srv      *httptest.Server
+	reviews  *review.Store
+	labels   *recorder
+	lists    *lists.Store
+	logs     *syncBuffer
+	verdicts *verdictRecorder
+}
+
+// verdictRecorder notes the reviews whose verdicts the API counted.
+type verdictRecorder struct {
+	mu      sync.Mutex
+	counted []string // payment id:label
+}
+
+func (v *verdictRecorder) Count(r review.Review) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.counted = append(v.counted, r.PaymentID+":"+r.Verdict.Label)
+}
+
+func (v *verdictRecorder) list() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Clone(v.counted)
 }
 
 // syncBuffer is a log destination the server's goroutines and the test share.
@@ -108,7 +127,8 @@ func newRigFor(t testing.TB) *rig {
 	ls := lists.NewStore(rdb, prefix, time.Now)
 	ls.SetSpecs(listSpecs)
 	logs := &syncBuffer{}
-	s := New(cfg, reviews, cards, rec, ls, Ops{}, slog.New(slog.NewTextHandler(logs, nil)))
+	verdicts := &verdictRecorder{}
+	s := New(cfg, reviews, cards, rec, ls, Ops{Verdicts: verdicts}, slog.New(slog.NewTextHandler(logs, nil)))
 	srv := httptest.NewServer(s.Router())
 	t.Cleanup(srv.Close)
 	// Two flagged payments of card c1, one of c2, with state in the windows. A review is as old as
@@ -126,7 +146,7 @@ func newRigFor(t testing.TB) *rig {
 		out := make([]window.Result, 1)
 		cards.Observe(context.Background(), []window.Event{{PaymentID: d.PaymentID, Card: d.CardID, Time: now.Add(-time.Duration(i) * time.Second)}}, out)
 	}
-	return &rig{srv: srv, reviews: reviews, labels: rec, lists: ls, logs: logs}
+	return &rig{srv: srv, reviews: reviews, labels: rec, lists: ls, logs: logs, verdicts: verdicts}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -312,6 +332,11 @@ func TestReviewsEndpoints(t *testing.T) {
 	}
 	if code, _ := r.do(t, "POST", "/v1/reviews/p2/verdict", analystToken, `{"label":"legitimate"}`); code != 409 || len(r.labels.labels) != 2 {
 		t.Errorf("a retry once published: %d, %d labels", code, len(r.labels.labels))
+	}
+	// Each verdict is counted for the models' comparison once, when it is recorded: not again
+	// when it is sent again to publish its label, nor for a refused one.
+	if got := r.verdicts.list(); !slices.Equal(got, []string{"p1:fraud", "p2:legitimate"}) {
+		t.Errorf("verdicts counted %v, want p1:fraud and p2:legitimate once each", got)
 	}
 
 	code, v = r.do(t, "GET", "/v1/cards/c1", viewerToken, "")
