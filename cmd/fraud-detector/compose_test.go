@@ -35,25 +35,29 @@ const repoRoot = "../.."
 // service exports, by name as Prometheus stores it. The dashboard may query only these; a test
 // of the service checks that it exports them.
 var exportedMetrics = map[string]string{
-	"fraud_payments_consumed_total":  "counter",
-	"fraud_decisions_total":          "counter", // outcome="flagged"|"review"|"allowed"|"clear"
-	"fraud_flags_total":              "counter", // reason
-	"fraud_dead_letters_total":       "counter", // error
-	"fraud_redis_errors_total":       "counter", // op
-	"fraud_redis_retries_total":      "counter", // op
-	"fraud_reviews_opened_total":     "counter",
-	"fraud_labels_applied_total":     "counter",
-	"fraud_state_losses_total":       "counter",
-	"fraud_rule_hits_total":          "counter", // rule, mode
-	"fraud_rule_errors_total":        "counter", // rule
-	"fraud_rules_reloads_total":      "counter", // result
-	"fraud_lists_age_seconds":        "gauge",
-	"fraud_stage_duration_seconds":   "histogram",
-	"fraud_decision_latency_seconds": "histogram",
-	"fraud_batch_size":               "histogram",
-	"fraud_degraded":                 "gauge",
-	"fraud_consumer_lag":             "gauge", // topic, partition
-	"fraud_build_info":               "gauge", // version, model_version, rules_version
+	"fraud_payments_consumed_total":     "counter",
+	"fraud_decisions_total":             "counter", // outcome="flagged"|"review"|"allowed"|"clear"
+	"fraud_flags_total":                 "counter", // reason
+	"fraud_dead_letters_total":          "counter", // error
+	"fraud_redis_errors_total":          "counter", // op
+	"fraud_redis_retries_total":         "counter", // op
+	"fraud_reviews_opened_total":        "counter",
+	"fraud_labels_applied_total":        "counter",
+	"fraud_state_losses_total":          "counter",
+	"fraud_rule_hits_total":             "counter", // rule, mode
+	"fraud_rule_errors_total":           "counter", // rule
+	"fraud_rules_reloads_total":         "counter", // result
+	"fraud_lists_age_seconds":           "gauge",
+	"fraud_stage_duration_seconds":      "histogram",
+	"fraud_decision_latency_seconds":    "histogram",
+	"fraud_batch_size":                  "histogram",
+	"fraud_degraded":                    "gauge",
+	"fraud_consumer_lag":                "gauge",     // topic, partition
+	"fraud_build_info":                  "gauge",     // version, model_version, rules_version
+	"fraud_model_score":                 "histogram", // model="serving"|"shadow"
+	"fraud_model_verdicts_total":        "counter",   // model, predicted, label
+	"fraud_shadow_model_info":           "gauge",     // model_version; absent without a shadow model
+	"fraud_shadow_model_failures_total": "counter",
 }
 
 // The services docker-compose.yml must define; the detector and the generator run the image.

@@ -31,6 +31,7 @@ func TestEnvironmentOverridesFile(t *testing.T) {
 		"FRAUD_LISTS_REFRESH":           "3s",
 		"FRAUD_CARD_HMAC_KEY":           "0123456789abcdef",
 		"FRAUD_KAFKA_GROUP_INSTANCE_ID": "fraud-detector-0",
+		"FRAUD_MODEL_SHADOW_PATH":       "configs/challenger.onnx",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +47,9 @@ func TestEnvironmentOverridesFile(t *testing.T) {
 	}
 	if cfg.Rules.Path != "/etc/fraud/rules.yaml" || cfg.Lists.Refresh.String() != "3s" {
 		t.Errorf("rules %+v, lists %+v", cfg.Rules, cfg.Lists)
+	}
+	if cfg.Model.ShadowPath != "configs/challenger.onnx" || cfg.Model.Path != "configs/model.onnx" {
+		t.Errorf("model %+v", cfg.Model)
 	}
 	if err := cfg.validate(); err != nil {
 		t.Errorf("validate: %v", err)
@@ -77,6 +81,10 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"unknown key in file", map[string]string{key: "0123456789abcdef"}, "kafka:\n  brokerz: [x:1]\n", "brokerz"},
 		{"level", map[string]string{key: "0123456789abcdef", "FRAUD_LOG_LEVEL": "loud"}, "", "log.level"},
 		{"instance id character", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_GROUP_INSTANCE_ID": "pod/0"}, "", "kafka.group_instance_id"},
+		// A challenger needs a serving model to stand beside, and must be another file.
+		{"shadow without a model", map[string]string{key: "0123456789abcdef", "FRAUD_MODEL_PATH": "none", "FRAUD_MODEL_SHADOW_PATH": "challenger.onnx"}, "", "model.shadow_path"},
+		{"shadow is the model", map[string]string{key: "0123456789abcdef", "FRAUD_MODEL_SHADOW_PATH": "./configs/model.onnx"}, "", "model.shadow_path"},
+		{"shadow without a library", map[string]string{key: "0123456789abcdef", "FRAUD_MODEL_SHADOW_PATH": "challenger.onnx"}, "model:\n  onnxruntime_library: \"\"\n", "model.onnxruntime_library"},
 		{"instance id dots", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_GROUP_INSTANCE_ID": ".."}, "", "kafka.group_instance_id"},
 		// 241 is the longest: the reviews' group adds "-reviews", and Kafka allows 249.
 		{"instance id length", map[string]string{key: "0123456789abcdef", "FRAUD_KAFKA_GROUP_INSTANCE_ID": strings.Repeat("a", 242)}, "", "kafka.group_instance_id"},

@@ -139,14 +139,15 @@ func newLogger(w io.Writer, c LogConfig) *slog.Logger {
 // serve runs the service on a validated configuration until ctx is done, with its metrics in reg.
 // listening, when set, is told the API's address once it listens.
 func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.Logger, listening func(net.Addr)) error {
-	// SIGHUP checks the rules file and the model file at once; each has a channel of its own.
+	// SIGHUP checks the rules file and the model files (the model's, the challenger's) at once;
+	// each has a channel of its own.
 	// Taken from the start: a SIGHUP while the service waits for its broker must not kill it
 	// (the default action); one that comes then is acted on once the watchers run.
-	rulesHup, modelHup := make(chan os.Signal, 1), make(chan os.Signal, 1)
-	signal.Notify(rulesHup, syscall.SIGHUP)
-	signal.Notify(modelHup, syscall.SIGHUP)
-	defer signal.Stop(rulesHup)
-	defer signal.Stop(modelHup)
+	rulesHup, modelHup, shadowHup := make(chan os.Signal, 1), make(chan os.Signal, 1), make(chan os.Signal, 1)
+	for _, hup := range []chan os.Signal{rulesHup, modelHup, shadowHup} {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	dec := payment.NewDecoder([]byte(cfg.Card.HMACKey), cfg.Stream.MaxPaymentBytes)
 	consumerCfg, producerCfg := cfg.saramaConfigs()
 	metrics := detect.NewMetrics(reg)
@@ -212,7 +213,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 		log.Warn("lists not read at start; batches wait for them as for the card state (stream.state_failure_policy)",
 			"policy", cfg.Stream.StateFailurePolicy, "err", err)
 	}
-	reg.MustRegister(newBuildInfo(buildVersion(), pipe.RulesVersion, d.modelVersion))
+	reg.MustRegister(newBuildInfo(buildVersion(), pipe.RulesVersion, d.modelVersion), newShadowInfo(d.shadowVersion))
 	reviews := review.NewStore(rdb, cfg.Review, time.Now)
 	if !cfg.Stages.Windows {
 		log.Warn("stages.windows is off: no card state, so no window counts and no model score; the rules decide on the payment and the lists")
@@ -237,8 +238,9 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 		log.Warn("no api.tokens configured: every API request gets 401")
 	}
 	ops := api.Ops{
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Checks:  readiness(cfg, probe, rdb, windows, pipe),
+		Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Checks:   readiness(cfg, probe, rdb, windows, pipe),
+		Verdicts: review.NewVerdicts(reg),
 	}
 	httpServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, d.lists, ops, log).HTTPServer()
 
@@ -313,6 +315,9 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	})
 	if d.scorer != nil {
 		g.Go(func() error { return d.scorer.Watch(foldCtx, modelHup) })
+	}
+	if d.shadow != nil { // reloaded as the model is, on its own: one file may change without the other
+		g.Go(func() error { return d.shadow.Watch(foldCtx, shadowHup) })
 	}
 	err = g.Wait()
 	kafkaLogs.FlushAll(context.Background()) // what the last minute held back

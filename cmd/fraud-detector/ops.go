@@ -60,6 +60,30 @@ func (b buildInfo) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, 1, b.version, b.model(), b.rules())
 }
 
+// shadowInfo is the fraud_shadow_model_info gauge: 1, its label the challenger model's version
+// (model.shadow_path), read at each scrape since it follows the file's reloads; no series without
+// a challenger.
+type shadowInfo struct {
+	desc    *prometheus.Desc
+	version func() string
+}
+
+func newShadowInfo(version func() string) prometheus.Collector {
+	return shadowInfo{
+		desc: prometheus.NewDesc("fraud_shadow_model_info", "The shadow (challenger) model scoring beside the serving one, by its version; absent without one.",
+			[]string{"model_version"}, nil),
+		version: version,
+	}
+}
+
+func (s shadowInfo) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
+
+func (s shadowInfo) Collect(ch chan<- prometheus.Metric) {
+	if v := s.version(); v != "" {
+		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, 1, v)
+	}
+}
+
 // kafkaProbe asks the brokers for the payments topic's metadata, for readiness. Probes that
 // arrive while one is under way share its answer, so a slow broker does not pile them up.
 type kafkaProbe struct {

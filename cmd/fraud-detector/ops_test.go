@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paysentry/fraud-detector/internal/detect"
+	"github.com/paysentry/fraud-detector/internal/review"
 )
 
 // describing is a Registerer that notes the name of every metric registered with it.
@@ -39,7 +40,8 @@ func (d *describing) Unregister(prometheus.Collector) bool { return false }
 func TestServiceExportsTheDashboardsMetrics(t *testing.T) {
 	d := &describing{}
 	detect.NewMetrics(d)
-	d.MustRegister(newBuildInfo("v", func() string { return "r" }, func() string { return "m" }))
+	d.MustRegister(newBuildInfo("v", func() string { return "r" }, func() string { return "m" }), newShadowInfo(func() string { return "s" }))
+	review.NewVerdicts(d)
 	slices.Sort(d.names)
 	var want []string
 	for name := range exportedMetrics {

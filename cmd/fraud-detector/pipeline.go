@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -19,11 +20,13 @@ type decider struct {
 	pipe    *pipeline.Pipeline
 	windows *window.Store
 	scorer  *model.Scorer // nil: no model
+	shadow  *model.Scorer // the challenger (model.shadow_path); nil: none
 	lists   *lists.Store
 }
 
 // newDecider builds the pipeline of cfg over rdb: the card state (unless stages.windows is off),
-// the model (unless model.path is none), the rules file and the lists. now is the windows' clock.
+// the model (unless model.path is none) and its challenger (if model.shadow_path is set), the
+// rules file and the lists. now is the windows' clock.
 // With features, every payment's model features are in its decision (the replay writes them).
 func newDecider(cfg Config, rdb redis.UniversalClient, now func() time.Time, m *pipeline.Metrics, log *slog.Logger, features bool) (*decider, error) {
 	set, err := rules.Load(cfg.Rules.Path)
@@ -44,8 +47,16 @@ func newDecider(cfg Config, rdb redis.UniversalClient, now func() time.Time, m *
 		}
 		scorer = d.scorer
 	}
+	var shadow pipeline.Scorer
+	if cfg.Model.Enabled() && cfg.Model.ShadowEnabled() {
+		if d.shadow, err = model.NewScorer(cfg.Model.Shadow(), log.With("role", "shadow")); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("model.shadow_path: %w", err)
+		}
+		shadow = d.shadow
+	}
 	d.pipe = pipeline.New(pipeline.Config{StateRetryBudget: cfg.Stream.StateRetryBudget,
-		StateFailurePolicy: cfg.Stream.StateFailurePolicy, Features: features}, win, scorer, set, d.lists, m, log)
+		StateFailurePolicy: cfg.Stream.StateFailurePolicy, Features: features, Shadow: shadow}, win, scorer, set, d.lists, m, log)
 	log.Info("rules loaded", "path", cfg.Rules.Path, "rules_version", set.Version(), "rules", len(set.Rules()), "lists", len(set.Lists()))
 	return d, nil
 }
@@ -57,9 +68,20 @@ func (d *decider) modelVersion() string {
 	return d.scorer.Version()
 }
 
-// Close frees the model.
+// shadowVersion is the challenger's version; "" without one.
+func (d *decider) shadowVersion() string {
+	if d.shadow == nil {
+		return ""
+	}
+	return d.shadow.Version()
+}
+
+// Close frees the models.
 func (d *decider) Close() {
 	if d.scorer != nil {
 		d.scorer.Close()
+	}
+	if d.shadow != nil {
+		d.shadow.Close()
 	}
 }
