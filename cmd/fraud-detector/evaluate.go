@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 )
 
@@ -78,4 +79,96 @@ func ratio(a, b int) float64 {
 		return 0
 	}
 	return float64(a) / float64(b)
+}
+
+// comparison scores the serving model and its challenger (replay -shadow-model) on the same
+// labelled payments: those both scored.
+type comparison struct {
+	serving, shadow []scoredLabel
+	servingVersion  string
+	shadowVersion   string
+}
+
+func (c *comparison) add(label string, serving, shadow *float64, servingVersion, shadowVersion string) {
+	if label == "" || serving == nil || shadow == nil {
+		return
+	}
+	fraud := label == "fraud"
+	c.serving = append(c.serving, scoredLabel{*serving, fraud})
+	c.shadow = append(c.shadow, scoredLabel{*shadow, fraud})
+	c.servingVersion, c.shadowVersion = servingVersion, shadowVersion
+}
+
+// report writes, side by side, each model's ROC AUC, average precision, and precision and recall
+// of a score over 0.5 (rule model_score's threshold).
+func (c *comparison) report(w io.Writer) {
+	if len(c.serving) == 0 {
+		fmt.Fprintln(w, "replay: shadow model: no labelled payment scored by both models")
+		return
+	}
+	type figures struct {
+		auc, ap, precision, recall float64
+		flagged                    int
+	}
+	of := func(s []scoredLabel) figures {
+		tp, fp, fn := confusion(s, 0.5)
+		return figures{rocAUC(s), averagePrecision(s), ratio(tp, tp+fp), ratio(tp, tp+fn), tp + fp}
+	}
+	a, b := of(c.serving), of(c.shadow)
+	_, _, fraud := confusion(c.serving, math.Inf(1))
+	fmt.Fprintf(w, "replay: serving and shadow model on the %d labelled payments both scored (%d fraud)\n", len(c.serving), fraud)
+	fmt.Fprintf(w, "replay:   %-24s %-20s %s\n", "", "serving", "shadow")
+	fmt.Fprintf(w, "replay:   %-24s %-20s %s\n", "model_version", c.servingVersion, c.shadowVersion)
+	for _, r := range []struct {
+		name string
+		a, b float64
+	}{{"ROC AUC", a.auc, b.auc}, {"average precision", a.ap, b.ap},
+		{"precision (score > 0.5)", a.precision, b.precision}, {"recall (score > 0.5)", a.recall, b.recall}} {
+		fmt.Fprintf(w, "replay:   %-24s %-20.3f %.3f\n", r.name, r.a, r.b)
+	}
+	fmt.Fprintf(w, "replay:   %-24s %-20d %d\n", "flagged (score > 0.5)", a.flagged, b.flagged)
+}
+
+// confusion counts the true positives, false positives and false negatives of a score over threshold.
+func confusion(s []scoredLabel, threshold float64) (tp, fp, fn int) {
+	for _, x := range s {
+		switch hit := x.score > threshold; {
+		case hit && x.fraud:
+			tp++
+		case hit:
+			fp++
+		case x.fraud:
+			fn++
+		}
+	}
+	return tp, fp, fn
+}
+
+// rocAUC is the probability that a fraud scores above a legitimate payment (ties count half),
+// from the ranks of the scores; 0 without both kinds.
+func rocAUC(s []scoredLabel) float64 {
+	s = slices.Clone(s)
+	slices.SortFunc(s, func(a, b scoredLabel) int { return cmp.Compare(a.score, b.score) })
+	var fraud, legit int
+	rankSum := 0.0 // of the frauds, ties given their mean rank
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && s[j].score == s[i].score {
+			j++
+		}
+		mean := float64(i+j+1) / 2 // ranks i+1 .. j
+		for _, x := range s[i:j] {
+			if x.fraud {
+				fraud++
+				rankSum += mean
+			} else {
+				legit++
+			}
+		}
+		i = j
+	}
+	if fraud == 0 || legit == 0 {
+		return 0
+	}
+	return (rankSum - float64(fraud)*float64(fraud+1)/2) / (float64(fraud) * float64(legit))
 }

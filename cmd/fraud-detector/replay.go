@@ -35,11 +35,17 @@ or model change.
   fraud-detector replay -in payments.jsonl -labels labels.jsonl -out features.csv
   fraud-detector replay -in payments.jsonl -labels labels.jsonl -model configs/model.onnx -out /dev/null
   fraud-detector replay -in payments.jsonl -labels labels.jsonl -rules candidate.yaml -out /dev/null
+  fraud-detector replay -in payments.jsonl -labels labels.jsonl -shadow-model challenger.onnx -out /dev/null
 
 With -rules, a candidate rules file is decided beside the current one (rules.path) on the same
 card state and scores, and a backtest goes to standard output: per rule of either file, its
 hits, precision and recall against the labels, and the payments the candidate newly flags and
-no longer flags. The lists are those of the Redis the replay uses (with -redis: that Redis's
+no longer flags.
+
+With -shadow-model, a challenger model scores the same feature rows as the model, in shadow as
+model.shadow_path does (it decides nothing), and with labels the report on standard error
+compares the two side by side: ROC AUC, average precision, and precision and recall of a score
+over 0.5, on the labelled payments both scored. The lists are those of the Redis the replay uses (with -redis: that Redis's
 lists under lists.key_prefix; in-process: empty).
 
 Input: one payment (the topic's JSON) a line. Labels: one {"payment_id", "label": "fraud" |
@@ -94,6 +100,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	out := fs.String("out", "-", "where to write the CSV (- for standard output)")
 	redisAddr := fs.String("redis", "", "a Redis to keep the card state in, under a key prefix of its own that is deleted after; default: an in-process Redis")
 	modelPath := fs.String("model", "", "score with this ONNX model (default: model.path of the configuration; \"none\" for no model)")
+	shadowPath := fs.String("shadow-model", "", "score beside the model with this challenger ONNX `file`, and compare the two on the labels (default: model.shadow_path; \"none\" for none)")
 	batch := fs.Int("batch", 500, "payments a batch, as the stream's stream.batch_size")
 	candidatePath := fs.String("rules", "", "backtest: a candidate rules `file` to decide beside the current rules (see above)")
 	delay := fs.Duration("label-delay", 7*24*time.Hour, "a fraud label becomes known (to the merchant's fraud counts) this long after its payment's event time, as analysts' verdicts come in")
@@ -112,6 +119,9 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	if *modelPath != "" {
 		cfg.Model.Path = *modelPath
+	}
+	if *shadowPath != "" {
+		cfg.Model.ShadowPath = *shadowPath
 	}
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
@@ -194,18 +204,23 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	slices.SortStableFunc(verdicts, func(a, b verdict) int { return a.at.Compare(b.at) })
 
 	var ev evaluation
+	var models comparison
 	batchOf := make([]*payment.Payment, 0, *batch)
 	ds := make([]pipeline.Decision, *batch)
 	began := time.Now()
 	for start, end := 0, 0; start < len(lines); start = end {
-		// A batch is what the stream would have read together: up to -batch payments, within a
-		// minute of event time. The clock that judges lateness is the batch's newest event time.
+		// A batch is up to -batch payments of one UTC day (a merchant's counts of the days before
+		// are folded when its day's first payment reads them) within a window's length of event
+		// time. The clock that judges lateness is the batch's first event time: in a file in
+		// event-time order none is late, and none is ahead (more than a window past the clock).
 		batchOf = batchOf[:0]
 		first := lines[start].p.Time
-		for end = start; end < len(lines) && end-start < *batch && lines[end].p.Time.Sub(first) <= time.Minute; end++ {
+		day := first.Unix() / 86400
+		for end = start; end < len(lines) && end-start < *batch && lines[end].p.Time.Unix()/86400 == day &&
+			lines[end].p.Time.Sub(first) < cfg.Window.Length; end++ {
 			batchOf = append(batchOf, &lines[end].p)
-			clock = maxTime(clock, lines[end].p.Time)
 		}
+		clock = first
 		// Verdicts known by the batch's first payment: none is seen by a payment before its time.
 		for len(verdicts) > 0 && !verdicts[0].at.After(first) {
 			if _, err := store.Label(ctx, verdicts[0].card, verdicts[0].id, true); err != nil {
@@ -229,6 +244,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 			hits, _ := d.pipe.Rules().Eval(&bare, nil)
 			rulesFlagged := pipeline.Apply(hits).Flagged
 			ev.add(l.Label, o.Flagged, rulesFlagged, o.Score)
+			models.add(l.Label, o.Score, o.ShadowScore, o.ModelVersion, o.ShadowModelVersion)
 			if bt != nil {
 				bt.Add(l.Label, o)
 			}
@@ -251,6 +267,9 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	fmt.Fprintf(stderr, "replay: %d payments in %s (%d invalid, left out)\n", len(lines), time.Since(began).Round(time.Millisecond), invalid)
 	if len(labels) > 0 {
 		ev.report(stderr)
+		if d.shadow != nil {
+			models.report(stderr)
+		}
 	}
 	if bt != nil {
 		rep := stdout // the CSV goes elsewhere; with -out -, the report joins the evaluation
@@ -333,13 +352,6 @@ func deleteKeys(rdb *redis.Client, prefix string) error {
 			return nil
 		}
 	}
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 func labelValue(l string) string {
