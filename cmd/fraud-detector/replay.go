@@ -99,6 +99,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	labelsPath := fs.String("labels", "", "labels, JSONL (optional)")
 	out := fs.String("out", "-", "where to write the CSV (- for standard output)")
 	redisAddr := fs.String("redis", "", "a Redis to keep the card state in, under a key prefix of its own that is deleted after; default: an in-process Redis")
+	keyPrefix := fs.String("key-prefix", "", "with -redis: the card state's key prefix, which must have no keys yet (they are deleted after); default replay-<Unix ns>")
 	modelPath := fs.String("model", "", "score with this ONNX model (default: model.path of the configuration; \"none\" for no model)")
 	shadowPath := fs.String("shadow-model", "", "score beside the model with this challenger ONNX `file`, and compare the two on the labels (default: model.shadow_path; \"none\" for none)")
 	batch := fs.Int("batch", 500, "payments a batch, as the stream's stream.batch_size")
@@ -150,7 +151,17 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	} else {
 		rdb = redis.NewClient(&redis.Options{Addr: *redisAddr})
 		defer rdb.Close() // after the keys are deleted: deferred calls run last first
-		cfg.Window.KeyPrefix = fmt.Sprintf("replay-%d", time.Now().UnixNano())
+		cfg.Window.KeyPrefix = *keyPrefix
+		if cfg.Window.KeyPrefix == "" {
+			cfg.Window.KeyPrefix = fmt.Sprintf("replay-%d", time.Now().UnixNano())
+		}
+		// The keys under the prefix are deleted after: they must all be the replay's own.
+		if keys, _, err := rdb.Scan(ctx, 0, cfg.Window.KeyPrefix+":*", 1000).Result(); err != nil {
+			return fmt.Errorf("redis %s: %w", *redisAddr, err)
+		} else if len(keys) > 0 {
+			return fmt.Errorf("-key-prefix %s: redis %s already has keys under it (%s); the replay deletes its keys after, so it needs a prefix of its own",
+				cfg.Window.KeyPrefix, *redisAddr, keys[0])
+		}
 		defer func() {
 			if err := deleteKeys(rdb, cfg.Window.KeyPrefix); err != nil {
 				fmt.Fprintln(stderr, "replay:", err)

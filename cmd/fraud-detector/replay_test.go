@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paysentry/fraud-detector/internal/redistest"
 )
@@ -17,10 +19,7 @@ import (
 func TestReplayOnRedisLeavesNothing(t *testing.T) {
 	rdb, _ := redistest.New(t, "replaytest")
 	ctx := context.Background()
-	before, err := rdb.Keys(ctx, "replay-*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	prefix := fmt.Sprintf("replaytest-%d", time.Now().UnixNano()) // other replays may share the Redis
 	// The seed's labels, their scenario a number and an extra field.
 	in, err := os.Open("../../e2e/testdata/seed/labels.jsonl")
 	if err != nil {
@@ -44,7 +43,7 @@ func TestReplayOnRedisLeavesNothing(t *testing.T) {
 
 	var stdout, stderr strings.Builder
 	err = run(ctx, []string{"replay", "-in", "../../e2e/testdata/seed/payments.jsonl", "-labels", labelsPath,
-		"-redis", rdb.Options().Addr, "-model", "none", "-out", out},
+		"-redis", rdb.Options().Addr, "-key-prefix", prefix, "-model", "none", "-out", out},
 		envMap(map[string]string{"FRAUD_CARD_HMAC_KEY": "golden-test-key-0123456789", "FRAUD_RULES_PATH": "../../configs/rules.yaml"}),
 		&stdout, &stderr)
 	if err != nil {
@@ -57,11 +56,24 @@ func TestReplayOnRedisLeavesNothing(t *testing.T) {
 	if lines := strings.Count(string(csv), "\n"); lines != 1841 {
 		t.Errorf("%d CSV lines, want a header and 1,840 payments", lines)
 	}
-	after, err := rdb.Keys(ctx, "replay-*").Result()
+	after, err := rdb.Keys(ctx, prefix+":*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(after) > len(before) {
-		t.Errorf("%d keys under replay-* after the replay, %d before", len(after), len(before))
+	if len(after) > 0 {
+		t.Errorf("%d keys under %s after the replay, %s among them", len(after), prefix, after[0])
 	}
+	// A prefix with keys is refused: the replay would delete them after.
+	rdb.Set(ctx, prefix+":{x}", "someone else's", 0)
+	err = run(ctx, []string{"replay", "-in", "../../e2e/testdata/seed/payments.jsonl", "-redis", rdb.Options().Addr,
+		"-key-prefix", prefix, "-model", "none", "-out", out},
+		envMap(map[string]string{"FRAUD_CARD_HMAC_KEY": "golden-test-key-0123456789", "FRAUD_RULES_PATH": "../../configs/rules.yaml"}),
+		&stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "already has keys") {
+		t.Errorf("a prefix with keys: %v", err)
+	}
+	if v := rdb.Get(ctx, prefix+":{x}").Val(); v != "someone else's" {
+		t.Errorf("the key under the prefix is %q after the refusal", v)
+	}
+	rdb.Del(ctx, prefix+":{x}")
 }
