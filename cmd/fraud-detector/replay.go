@@ -217,7 +217,51 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	var ev evaluation
 	var models comparison
 	batchOf := make([]*payment.Payment, 0, *batch)
-	ds := make([]pipeline.Decision, *batch)
+	writeRow := func(o *pipeline.Decision) {
+		pm := o.Input.Payment
+		l := labels[pm.ID]
+		// Flagged without the model: what the rules make of the payment alone.
+		bare := o.Input
+		bare.Score, bare.Scored = 0, false
+		hits, _ := d.pipe.Rules().Eval(&bare, nil)
+		rulesFlagged := pipeline.Apply(hits).Flagged
+		ev.add(l.Label, o.Flagged, rulesFlagged, o.Score)
+		models.add(l.Label, o.Score, o.ShadowScore, o.ModelVersion, o.ShadowModelVersion)
+		if bt != nil {
+			bt.Add(l.Label, o)
+		}
+		codes := make([]string, len(o.Reasons))
+		for i, r := range o.Reasons {
+			codes[i] = r.Code
+		}
+		row := []string{pm.ID, strconv.FormatInt(pm.Time.Unix(), 10), pm.CardID,
+			labelValue(l.Label), string(l.Scenario), b01(rulesFlagged), b01(o.Flagged), score(o.Score), strings.Join(codes, "|")}
+		for _, f := range o.Features {
+			row = append(row, strconv.FormatFloat(float64(f), 'g', -1, 32))
+		}
+		cw.Write(row)
+	}
+	// A batch's decisions are written by a goroutine of their own while the next batch is
+	// decided: the replay waits on Redis most of the time, and the CSV is most of its own work.
+	written := make(chan []pipeline.Decision, 2)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for ds := range written {
+			for i := range ds {
+				writeRow(&ds[i])
+			}
+		}
+	}()
+	stopped := false
+	stopWriter := func() {
+		if !stopped {
+			stopped = true
+			close(written)
+			<-writerDone
+		}
+	}
+	defer stopWriter()
 	began := time.Now()
 	for start, end := 0, 0; start < len(lines); start = end {
 		// A batch is up to -batch payments of one UTC day (a merchant's counts of the days before
@@ -239,38 +283,16 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 			}
 			verdicts = verdicts[1:]
 		}
-		if err := d.pipe.Decide(ctx, batchOf, ds[:len(batchOf)]); err != nil {
+		ds := make([]pipeline.Decision, len(batchOf))
+		if err := d.pipe.Decide(ctx, batchOf, ds); err != nil {
 			return err
 		}
 		if _, err := store.Fold(ctx); err != nil {
 			return err
 		}
-		for i := range batchOf {
-			o := &ds[i]
-			pm := o.Input.Payment
-			l := labels[pm.ID]
-			// Flagged without the model: what the rules make of the payment alone.
-			bare := o.Input
-			bare.Score, bare.Scored = 0, false
-			hits, _ := d.pipe.Rules().Eval(&bare, nil)
-			rulesFlagged := pipeline.Apply(hits).Flagged
-			ev.add(l.Label, o.Flagged, rulesFlagged, o.Score)
-			models.add(l.Label, o.Score, o.ShadowScore, o.ModelVersion, o.ShadowModelVersion)
-			if bt != nil {
-				bt.Add(l.Label, o)
-			}
-			codes := make([]string, len(o.Reasons))
-			for i, r := range o.Reasons {
-				codes[i] = r.Code
-			}
-			row := []string{pm.ID, strconv.FormatInt(pm.Time.Unix(), 10), pm.CardID,
-				labelValue(l.Label), string(l.Scenario), b01(rulesFlagged), b01(o.Flagged), score(o.Score), strings.Join(codes, "|")}
-			for _, f := range o.Features {
-				row = append(row, strconv.FormatFloat(float64(f), 'g', -1, 32))
-			}
-			cw.Write(row)
-		}
+		written <- ds
 	}
+	stopWriter()
 	cw.Flush()
 	if err := errors.Join(cw.Error(), bw.Flush()); err != nil {
 		return fmt.Errorf("write %s: %w", *out, err)
