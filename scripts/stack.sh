@@ -4,6 +4,7 @@
 # kcat (Debian) as an independent Kafka client.
 #
 #   scripts/stack.sh up       install what is missing, start Kafka and Redis, create the topics
+#   scripts/stack.sh redis    install what is missing, start Redis alone
 #   scripts/stack.sh down     stop both (data is kept under .cache/stack)
 #   scripts/stack.sh reset    stop both and delete their data
 #   scripts/stack.sh status   say what runs
@@ -232,6 +233,11 @@ case "$cmd" in
     create_topics
     create_scram_user
     log "ready: kafka $bootstrap (SASL: $sasl_bootstrap), redis 127.0.0.1:$redis_port"
+    ;;
+  redis) # Redis alone (training and benchmarks keep the replay's card state in it)
+    install_apt
+    mkdir -p "$state"
+    start_redis
     ;;
   down) stop_pid kafka "$state/kafka.pid"; stop_pid redis "$state/redis.pid" ;;
   reset) "$0" down; rm -rf "$state" ;;

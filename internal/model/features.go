@@ -22,7 +22,9 @@ var FeatureNames = []string{
 	"card_sum_24h_eur",       //
 	"card_sum_7d_eur",        //
 	"card_sum_30d_eur",       //
-	"amount_to_card_avg_30d", // this amount over the card's 30-day average, -1 without history
+	"amount_to_card_avg_24h", // this amount over the card's average of the 24 h before, -1 without
+	"amount_to_card_avg_7d",  // ... of the 7 days before
+	"amount_to_card_avg_30d", // ... of the 30 days before
 	"seconds_since_previous", // -1 without a previous payment in 30 days
 	"new_country",            // 1: the card paid in no payment's country in 30 days
 	"new_merchant",           // 1: ... at this merchant
@@ -31,6 +33,9 @@ var FeatureNames = []string{
 	"merchant_count_7d",      // ... the 7 days before
 	"merchant_count_30d",     // ... the 30 days before
 	"merchant_fraud_30d",     // the merchant's payments of the 30 days before labelled fraud so far
+	"merchant_risk_1d",       // the share labelled fraud of the merchant's payments on the day before the label delay (window.LabelDelayDays); 0 without payments
+	"merchant_risk_7d",       // ... on the 7 days before it
+	"merchant_risk_30d",      // ... on the 30 days before it
 	"window_count",           // the card's payments in this payment's velocity window
 	"state_missing",          // 1: no card state (Redis unavailable, or the payment too late)
 }
@@ -83,19 +88,31 @@ func Features(p *payment.Payment, st *window.Result, row []float32) {
 		return
 	}
 	a := st.Aggregates
-	avg := float32(-1)
-	if a.Count30d > 0 && a.Sum30d > 0 {
-		avg = float32(amount / (a.Sum30d * rate / float64(a.Count30d)))
+	// A ratio of this amount to the card's average amount over a horizon, in the card's currency
+	// on both sides; -1 without an earlier payment there.
+	toAvg := func(count int64, sum float64) float32 {
+		if count == 0 || sum <= 0 {
+			return -1
+		}
+		return float32(amount / (sum * rate / float64(count)))
+	}
+	var risk [3]float32
+	for k := range risk {
+		if n := a.MerchantDelayed.Count[k]; n > 0 {
+			risk[k] = float32(float64(a.MerchantDelayed.Fraud[k]) / float64(n))
+		}
 	}
 	copy(row[5:], []float32{
 		float32(a.Count1h), float32(a.Count24h), float32(a.Count7d), float32(a.Count30d),
 		float32(a.Sum1h * rate), float32(a.Sum24h * rate), float32(a.Sum7d * rate), float32(a.Sum30d * rate),
-		avg, float32(a.SincePrevious), flag(a.NewCountry), flag(a.NewMerchant), flag(a.NewDevice),
+		toAvg(a.Count24h, a.Sum24h), toAvg(a.Count7d, a.Sum7d), toAvg(a.Count30d, a.Sum30d),
+		float32(a.SincePrevious), flag(a.NewCountry), flag(a.NewMerchant), flag(a.NewDevice),
 		float32(a.MerchantCount1d), float32(a.MerchantCount7d), float32(a.MerchantCount30d),
-		float32(a.MerchantFraud30d), float32(st.Count), 0,
+		float32(a.MerchantFraud30d), risk[0], risk[1], risk[2], float32(st.Count), 0,
 	})
 	if a.NoMerchants { // a Redis Cluster keeps no merchant counts: unknown, not zero
-		for _, name := range []string{"merchant_count_1d", "merchant_count_7d", "merchant_count_30d", "merchant_fraud_30d"} {
+		for _, name := range []string{"merchant_count_1d", "merchant_count_7d", "merchant_count_30d", "merchant_fraud_30d",
+			"merchant_risk_1d", "merchant_risk_7d", "merchant_risk_30d"} {
 			row[column[name]] = -1
 		}
 	}

@@ -177,6 +177,7 @@ func (b *brute) observe(cfg Config, now time.Time, batch []Event) ([]Result, []i
 				b.snapshots[id] = m
 			}
 			r.MerchantCount1d, r.MerchantCount7d, r.MerchantCount30d = m.MerchantCount1d, m.MerchantCount7d, m.MerchantCount30d
+			r.MerchantDelayed = m.MerchantDelayed
 		}
 		out[i] = r
 	}
@@ -227,7 +228,7 @@ func aggregates(e Event, prior []Event) Aggregates {
 func merchantAggregates(e Event, all []Event) Aggregates {
 	var a Aggregates
 	{
-		// A merchant keeps the days from 31 before its newest.
+		// A merchant keeps the days from merchantDays before its newest.
 		days := func(t time.Time) int64 { return t.Unix() / 86400 }
 		newest := int64(0)
 		for _, p := range all {
@@ -237,7 +238,17 @@ func merchantAggregates(e Event, all []Event) Aggregates {
 		}
 		for _, p := range all {
 			back := days(e.Time) - days(p.Time)
-			if p.Merchant != e.Merchant || back < 1 || back > 30 || days(p.Time) < newest-31 {
+			if p.Merchant != e.Merchant || back < 1 || days(p.Time) < newest-merchantDays {
+				continue
+			}
+			if back > LabelDelayDays {
+				for k, w := range []int64{1, 7, 30} {
+					if back <= LabelDelayDays+w {
+						a.MerchantDelayed.Count[k]++
+					}
+				}
+			}
+			if back > 30 {
 				continue
 			}
 			a.MerchantCount30d++
@@ -342,5 +353,41 @@ func TestRedeliveredPaymentKeepsItsMerchantCounts(t *testing.T) {
 	next := observe(t, s, Event{PaymentID: "r", Card: "c7", Time: at("2026-03-03T00:00:10Z"), Merchant: "m"})[0]
 	if next.MerchantCount1d != 2 || next.MerchantCount7d != 5 || next.MerchantFraud30d != 1 {
 		t.Errorf("next day: 1d %d, 7d %d, fraud %d; want 2, 5, 1", next.MerchantCount1d, next.MerchantCount7d, next.MerchantFraud30d)
+	}
+}
+
+// A merchant's delayed counts are of the days before the label delay: a fraud labelled on a
+// payment 8 days back is in the 1-day delayed window; one 7 days back is in none yet, and one 38
+// days back has been forgotten.
+func TestDelayedMerchantCounts(t *testing.T) {
+	s, _, _, c := newTestStore(t, at("2026-03-01T12:00:00Z"), 16)
+	ctx := context.Background()
+	pay := func(id string, when time.Time) {
+		c.t = when.Add(time.Minute)
+		observe(t, s, Event{PaymentID: id, Card: "card-" + id, Time: when, Merchant: "m1"})
+		if _, err := s.Fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Label(ctx, "card-"+id, id, true); err != nil || !ok {
+			t.Fatalf("label %s: %v, %v", id, ok, err)
+		}
+	}
+	day := at("2026-03-01T10:00:00Z")
+	back := func(n int) time.Time { return day.Add(time.Duration(38-n) * 24 * time.Hour) }
+	pay("d38", back(38)) // day 0; the payment below is on day 38
+	pay("d37", back(37))
+	pay("d10", back(10))
+	pay("d8", back(8))
+	c.t = back(8).Add(2 * time.Hour)
+	observe(t, s, Event{PaymentID: "legit", Card: "c2", Time: back(8).Add(time.Hour), Merchant: "m1"})
+	pay("d7", back(7))
+	c.t = back(0).Add(time.Minute)
+	r := observe(t, s, Event{PaymentID: "now", Card: "c3", Time: back(0), Merchant: "m1"})[0]
+	want := MerchantDelayed{Count: [3]int64{2, 3, 4}, Fraud: [3]int64{1, 2, 3}}
+	if r.MerchantDelayed != want {
+		t.Errorf("delayed counts %+v, want %+v", r.MerchantDelayed, want)
+	}
+	if r.MerchantFraud30d != 3 || r.MerchantCount30d != 4 {
+		t.Errorf("30-day counts: %d fraud of %d, want 3 of 4", r.MerchantFraud30d, r.MerchantCount30d)
 	}
 }

@@ -50,8 +50,18 @@ type Aggregates struct {
 	// The merchant's payments of the 30 days before that analysts had labelled fraud when the
 	// snapshot was taken (see Store.Label).
 	MerchantFraud30d int64
+	MerchantDelayed
 	// NoMerchants: merchant counts are not kept (a Redis Cluster); the Merchant* fields mean nothing.
 	NoMerchants bool
+}
+
+// MerchantDelayed are a merchant's payments and those labelled fraud over the 1, 7 and 30 days
+// before the LabelDelayDays days before the payment's day (for a payment on day d: d-8, d-14 to
+// d-8, d-37 to d-8), when the labels of those days are in: the merchant's risk as a fraud rate,
+// as the Fraud Detection Handbook computes a terminal's. Of the same snapshot as the other merchant
+// counts.
+type MerchantDelayed struct {
+	Count, Fraud [3]int64
 }
 
 // tag4 is the 4-byte tag of an optional field, FNV-1a: zero when the field is absent, never zero

@@ -20,10 +20,13 @@ package window
 //	    then for each payment its entry and its merchant item: "-" to look it up only, "" to
 //	    count it, else to count it and push the item
 //	then, except on a Redis Cluster: the TTL of a merchant's keys (ms), the number of merchant
-//	    snapshots M, and for each its merchant's key, fraud key and day (Unix days)
+//	    snapshots M, the label delay in days D, and for each snapshot its merchant's key, fraud
+//	    key and day (Unix days)
 //
 // After the histories it returns the M snapshots: a merchant's counts of the days before a day,
-// "<1d>,<7d>,<30d>,<fraud 30d>", kept in the merchant's hash as the field s<day>. The first call
+// "<1d>,<7d>,<30d>,<fraud 30d>,<1d>,<fraud 1d>,<7d>,<fraud 7d>,<30d>,<fraud 30d>", the first four
+// of the days just before, the other six of the days before the D days before (whose labels are
+// all in), kept in the merchant's hash as the field r<day>. The first call
 // that asks for a merchant's day takes the snapshot from the day counts folded by then and the
 // fraud labels recorded by then; every later call gets the same one, so that a payment decided
 // again gets the merchant counts it got the first time.
@@ -106,36 +109,40 @@ if #items > 0 and redis.call('RPUSH', KEYS[ncards + 1], unpack(items)) == #items
   redis.call('PEXPIRE', KEYS[ncards + 1], ttl) -- a new list
 end
 if KEYS[ncards + 1] then
-  local mttl, nsnaps = ARGV[a], tonumber(ARGV[a + 1])
-  a = a + 2
+  local mttl, nsnaps, delay = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local keep = delay + 30
+  a = a + 3
   for s = 1, nsnaps do
     local key, fraudKey, d = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
     a = a + 3
-    local field = 's' .. d
+    local field = 'r' .. d
     local snap = redis.call('HGET', key, field)
     if not snap then
       local days = {}
-      for b = 1, 30 do
+      for b = 1, keep do
         days[b] = d - b
       end
       local counts = redis.call('HMGET', key, unpack(days))
-      local c1, c7, c30 = 0, 0, 0
-      for b = 1, 30 do
-        local n = tonumber(counts[b])
-        if n then
-          c30 = c30 + n
-          if b <= 7 then c7 = c7 + n end
-          if b == 1 then c1 = n end
+      local n, f = {}, {}
+      for b = 1, keep do
+        n[b], f[b] = tonumber(counts[b]) or 0, 0
+      end
+      for _, lf in ipairs(redis.call('HKEYS', fraudKey)) do
+        local b = d - (tonumber(string.match(lf, '^%d+')) or d)
+        if b >= 1 and b <= keep then
+          f[b] = f[b] + 1
         end
       end
-      local fraud = 0
-      for _, f in ipairs(redis.call('HKEYS', fraudKey)) do
-        local fd = tonumber(string.match(f, '^%d+'))
-        if fd and fd < d and fd >= d - 30 then
-          fraud = fraud + 1
-        end
+      -- sums over the days b = from .. to before d
+      local function sum(t, from, to)
+        local x = 0
+        for b = from, to do x = x + t[b] end
+        return x
       end
-      snap = c1 .. ',' .. c7 .. ',' .. c30 .. ',' .. fraud
+      snap = table.concat({sum(n, 1, 1), sum(n, 1, 7), sum(n, 1, 30), sum(f, 1, 30),
+        sum(n, delay + 1, delay + 1), sum(f, delay + 1, delay + 1),
+        sum(n, delay + 1, delay + 7), sum(f, delay + 1, delay + 7),
+        sum(n, delay + 1, delay + 30), sum(f, delay + 1, delay + 30)}, ',')
       redis.call('HSET', key, field, snap)
       redis.call('PEXPIRE', key, mttl)
     end
@@ -148,8 +155,9 @@ return out
 // foldScript takes up to ARGV[2] items from the pending list KEYS[1] and adds them to their
 // merchants' day counts. An item is <day, 4 bytes big-endian><merchant tag, 16 hex digits>; the
 // merchant's key is the hash ARGV[1]:m:{<tag>}, a field a day (the day number in decimal) holding
-// its count, beside the snapshots (s<day>) that observeScript takes. A merchant's first count of
-// a day drops its days and snapshots more than 31 before it and sets the key's TTL, ARGV[3] ms.
+// its count, beside the snapshots (r<day>) that observeScript takes. A merchant's first count of
+// a day sets the key's TTL, ARGV[3] ms, and, once the key holds a week more than its ARGV[4] days,
+// drops its days and snapshots more than ARGV[4] before it.
 // Returns the number of items taken. (It names keys that KEYS does not list, as only a single
 // Redis allows.)
 const foldScript = `
@@ -169,10 +177,14 @@ end
 for item, n in pairs(counts) do
   local key, d = ARGV[1] .. ':m:{' .. string.sub(item, 5) .. '}', u32(item, 1)
   if redis.call('HINCRBY', key, d, n) == n then
-    for _, f in ipairs(redis.call('HKEYS', key)) do
-      -- a day's count (<day>) or snapshot (s<day>)
-      if (tonumber(f) or tonumber(string.sub(f, 2)) or d) < d - 31 then
-        redis.call('HDEL', key, f)
+    -- A merchant's first count of a day: its TTL, and a sweep of its old days once they are a
+    -- week's worth (two fields a day: its count and its snapshot), rather than every day.
+    if redis.call('HLEN', key) > 2 * (tonumber(ARGV[4]) + 8) then
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        -- a day's count (<day>) or snapshot (r<day>, or s<day> from before the delayed counts)
+        if (tonumber(f) or tonumber(string.sub(f, 2)) or d) < d - tonumber(ARGV[4]) then
+          redis.call('HDEL', key, f)
+        end
       end
     end
     redis.call('PEXPIRE', key, ARGV[3])
@@ -184,8 +196,8 @@ return #items
 // labelScript records an analyst's verdict on a payment for its merchant: it finds the payment's
 // entry in its card's history (KEYS[1], field ARGV[1], payment id tag ARGV[2]) and, for "fraud"
 // (ARGV[3] = '1'), sets the field <day>:<payment tag, hex> of the merchant's fraud hash
-// ARGV[4]:mf:{<merchant tag, hex>}, with TTL ARGV[5] ms, dropping its days more than 31 before
-// the payment's; for "legitimate" it deletes that field. Idempotent. Returns 1, or 0 when the
+// ARGV[4]:mf:{<merchant tag, hex>}, with TTL ARGV[5] ms, dropping its days more than ARGV[6]
+// before the payment's; for "legitimate" it deletes that field. Idempotent. Returns 1, or 0 when the
 // payment is not in the history (unknown, or older than it keeps) or had no merchant.
 const labelScript = `
 local function u32(s, i)
@@ -221,7 +233,7 @@ while true do
     end
     if redis.call('HSET', key, field, 1) == 1 then
       for _, f in ipairs(redis.call('HKEYS', key)) do
-        if tonumber(string.match(f, '^%d+')) < day - 31 then
+        if tonumber(string.match(f, '^%d+')) < day - tonumber(ARGV[6]) then
           redis.call('HDEL', key, f)
         end
       end

@@ -149,7 +149,10 @@ type merchantDay struct {
 	day      int64
 }
 
-type merchantCounts struct{ count1d, count7d, count30d, fraud30d int64 }
+type merchantCounts struct {
+	count1d, count7d, count30d, fraud30d int64
+	delayed                              MerchantDelayed
+}
 
 // maxCachedSnapshots bounds the snapshot cache: about 100 bytes each.
 const maxCachedSnapshots = 500_000
@@ -510,7 +513,7 @@ func (s *Store) runBatch(ctx context.Context, p *plan) ([][]any, error) {
 		}
 		if !s.cluster {
 			keys = append(keys, s.pendingKey())
-			args = append(args, s.merchantTTL().Milliseconds(), len(c.snaps))
+			args = append(args, s.merchantTTL().Milliseconds(), len(c.snaps), LabelDelayDays)
 			for _, sn := range c.snaps {
 				args = append(args, sn.key, sn.fraudKey, sn.day)
 			}
@@ -589,30 +592,42 @@ func (s *Store) readBatch(p *plan, replies [][]any, out []Result) error {
 		}
 		a := &out[i].Aggregates
 		a.MerchantCount1d, a.MerchantCount7d, a.MerchantCount30d, a.MerchantFraud30d = m.count1d, m.count7d, m.count30d, m.fraud30d
+		a.MerchantDelayed = m.delayed
 	}
 	return nil
 }
 
-// parseSnapshot reads a merchant snapshot, "<1d>,<7d>,<30d>,<fraud 30d>".
+// parseSnapshot reads a merchant snapshot, "<1d>,<7d>,<30d>,<fraud 30d>" and the delayed counts
+// and frauds of 1, 7 and 30 days (see observeScript).
 func parseSnapshot(v string) (merchantCounts, error) {
 	parts := strings.Split(v, ",")
-	if len(parts) != 4 {
-		return merchantCounts{}, fmt.Errorf("merchant snapshot %q: want 4 counts", v)
+	if len(parts) != 10 {
+		return merchantCounts{}, fmt.Errorf("merchant snapshot %q: want 10 counts", v)
 	}
-	var n [4]int64
+	var n [10]int64
 	for k, part := range parts {
 		var err error
 		if n[k], err = strconv.ParseInt(part, 10, 64); err != nil {
 			return merchantCounts{}, fmt.Errorf("merchant snapshot %q: %w", v, err)
 		}
 	}
-	return merchantCounts{count1d: n[0], count7d: n[1], count30d: n[2], fraud30d: n[3]}, nil
+	return merchantCounts{count1d: n[0], count7d: n[1], count30d: n[2], fraud30d: n[3],
+		delayed: MerchantDelayed{Count: [3]int64{n[4], n[6], n[8]}, Fraud: [3]int64{n[5], n[7], n[9]}}}, nil
 }
 
-// merchantTTL is how long a merchant's keys live after its last day count or snapshot: its 31
-// days, the allowed lateness and two days of margin.
+// LabelDelayDays is how many days analysts' verdicts take to be all in: a merchant's delayed counts
+// (Aggregates.MerchantDelayed) are of the days before these, whose labels are as complete as they
+// will be. Training replays labels with the same delay (replay -label-delay).
+const LabelDelayDays = 7
+
+// merchantDays is how many days before its newest a merchant keeps: the 30 of its delayed counts
+// after the label delay, and the day before them.
+const merchantDays = LabelDelayDays + 31
+
+// merchantTTL is how long a merchant's keys live after its last day count or snapshot: the days
+// it keeps, the allowed lateness and two days of margin.
 func (s *Store) merchantTTL() time.Duration {
-	return 33*day*time.Second + s.cfg.AllowedLateness
+	return (merchantDays+2)*day*time.Second + s.cfg.AllowedLateness
 }
 
 // ttl is how long a card bucket lives after it was last given a TTL: 30 days, the allowed
@@ -642,7 +657,7 @@ func (s *Store) Label(ctx context.Context, card, paymentID string, fraud bool) (
 	if fraud {
 		flag = 1
 	}
-	n, err := s.label.Run(ctx, s.rdb, []string{key}, string(cardSum[4:10]), string(pid[:6]), flag, s.cfg.KeyPrefix, ttl).Int()
+	n, err := s.label.Run(ctx, s.rdb, []string{key}, string(cardSum[4:10]), string(pid[:6]), flag, s.cfg.KeyPrefix, ttl, merchantDays).Int()
 	if err != nil {
 		return false, fmt.Errorf("label %s: %w", paymentID, err)
 	}
@@ -667,7 +682,7 @@ func (s *Store) Fold(ctx context.Context) (int, error) {
 	ttl := s.merchantTTL().Milliseconds()
 	total := 0
 	for {
-		n, err := s.fold.Run(ctx, s.rdb, []string{s.pendingKey()}, s.cfg.KeyPrefix, foldBatch, ttl).Int()
+		n, err := s.fold.Run(ctx, s.rdb, []string{s.pendingKey()}, s.cfg.KeyPrefix, foldBatch, ttl, merchantDays).Int()
 		if err != nil {
 			return total, fmt.Errorf("fold merchant counts: %w", err)
 		}
