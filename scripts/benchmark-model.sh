@@ -26,8 +26,10 @@ features() { # world directory, paygen's world flag, seed
   echo "benchmark-model: $d: simulating" >&2
   .cache/bin/paygen "$world" -seed "$seed" -out "$d/payments.jsonl" -labels "$d/labels.jsonl"
   echo "benchmark-model: $d: features (fraud-detector replay)" >&2
+  # The replay's report goes to a log: only its timing is shown, unless it fails.
   .cache/bin/fraud-detector replay -model none -redis "$redis" -in "$d/payments.jsonl" -labels "$d/labels.jsonl" \
-    -out "$d/features.csv.tmp" 2>&1 | grep -E '^replay: [0-9]+ payments in' >&2
+    -out "$d/features.csv.tmp" 2> "$d/replay.log" || { cat "$d/replay.log" >&2; exit 1; }
+  grep -E '^replay: [0-9]+ payments in' "$d/replay.log" >&2
   mv "$d/features.csv.tmp" "$d/features.csv"
 }
 for s in $seeds; do

@@ -81,7 +81,7 @@ fi
 echo "== unit tests (race detector)"
 go test -race -count=1 ./cmd/... ./internal/...
 
-echo "== training tests (Python: float32 thresholds, nothing written unchecked)"
+echo "== training tests (Python: float32 thresholds, nothing written unchecked, the handbook's features and protocol)"
 "$(scripts/python.sh)" -m unittest discover -s training
 
 echo "== fuzz the payment decoder (${FUZZTIME:=15s}; longer: FUZZTIME=10m scripts/fuzz.sh)"

@@ -28,8 +28,11 @@ for world in project handbook; do
   echo "train: simulating the $world world (seed $seed)" >&2
   .cache/bin/paygen "$flag" -days "$days" -seed "$seed" -out "$dir/$world.payments.jsonl" -labels "$dir/$world.labels.jsonl"
   echo "train: computing the $world world's features with fraud-detector replay" >&2
+  # The replay's report goes to a log: only its timing is shown, unless it fails.
   .cache/bin/fraud-detector replay -model none -redis "$redis" -in "$dir/$world.payments.jsonl" \
-    -labels "$dir/$world.labels.jsonl" -out "$dir/$world.features.csv" 2>&1 | grep -E '^replay: [0-9]+ payments in' >&2
+    -labels "$dir/$world.labels.jsonl" -out "$dir/$world.features.csv" 2> "$dir/$world.replay.log" ||
+    { cat "$dir/$world.replay.log" >&2; exit 1; }
+  grep -E '^replay: [0-9]+ payments in' "$dir/$world.replay.log" >&2
 done
 echo "train: training" >&2
 "$python" training/train.py --features "project=$dir/project.features.csv" --features "handbook=$dir/handbook.features.csv" \

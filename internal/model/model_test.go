@@ -258,3 +258,29 @@ func TestFeaturesFillEveryColumn(t *testing.T) {
 		}
 	}
 }
+
+// The merchant's risk is its delayed fraud share (0 without payments, -1 on a Redis Cluster, which
+// keeps no merchant counts); the amount against the card's averages is -1 without earlier payments.
+func TestMerchantRiskAndCardAverages(t *testing.T) {
+	p, err := payment.NewDecoder([]byte("feature-test-key-0123"), 1<<16).Decode([]byte(
+		`{"payment_id":"p","card_id":"c","amount":"30.00","currency":"EUR","timestamp":"2026-03-01T10:00:00Z"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := func(row []float32, name string) float32 { return row[slices.Index(FeatureNames, name)] }
+	st := &window.Result{Count: 1, Aggregates: window.Aggregates{Count24h: 2, Sum24h: 20, Count30d: 4, Sum30d: 120,
+		MerchantDelayed: window.MerchantDelayed{Count: [3]int64{0, 8, 40}, Fraud: [3]int64{0, 2, 4}}}}
+	row := make([]float32, len(FeatureNames))
+	Features(&p, st, row)
+	for name, want := range map[string]float32{"merchant_risk_1d": 0, "merchant_risk_7d": 0.25, "merchant_risk_30d": 0.1,
+		"amount_to_card_avg_24h": 3, "amount_to_card_avg_7d": -1, "amount_to_card_avg_30d": 1} {
+		if got := col(row, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	st.NoMerchants = true
+	Features(&p, st, row)
+	if got := col(row, "merchant_risk_7d"); got != -1 {
+		t.Errorf("merchant_risk_7d on a Redis Cluster = %v, want -1", got)
+	}
+}

@@ -154,7 +154,7 @@ type merchantCounts struct {
 	delayed                              MerchantDelayed
 }
 
-// maxCachedSnapshots bounds the snapshot cache: about 100 bytes each.
+// maxCachedSnapshots bounds the snapshot cache: about 150 bytes each.
 const maxCachedSnapshots = 500_000
 
 func (c *snapshotCache) get(k merchantDay) (merchantCounts, bool) {
