@@ -66,10 +66,12 @@ func (r *privateRedis) stop(t *testing.T) {
 	r.cmd = nil
 }
 
-// windowKey and windowField are the documented layout of the card state (internal/window):
-// bucket = first 4 bytes of SHA-256(card) mod window.buckets (65536); the card's field = the next
-// 6 bytes; its value = 24 bytes a payment counted, starting with the event time in Unix seconds,
-// big-endian. Written out again here so that the test checks the layout rather than shares it.
+// windowKey, windowField and cardHistories are the documented layout of the card state
+// (internal/window): bucket = first 4 bytes of SHA-256(card) mod window.buckets (65536); the
+// card's field = the next 6 bytes; its history = 24 bytes a payment counted, starting with the
+// event time in Unix seconds, big-endian, kept in the card's field (the head: a header and the
+// newest entries) and its sealed chunks. Written out again here so that the test checks the layout
+// rather than shares it.
 func windowKey(prefix, card string) string {
 	sum := sha256.Sum256([]byte(card))
 	return fmt.Sprintf("%s:{%d}", prefix, binary.BigEndian.Uint32(sum[:4])%65536)
@@ -78,6 +80,36 @@ func windowKey(prefix, card string) string {
 func windowField(card string) string {
 	sum := sha256.Sum256([]byte(card))
 	return string(sum[4:10])
+}
+
+// cardHistories reads the histories of a bucket's cards, by card field. A card's head is a header
+// (generation, 2 bytes; first and next sealed chunk, 2 bytes each; the last event time, 4; then 4
+// bytes for each sealed chunk) and the newest entries; its sealed chunks first..next-1 are the
+// fields <card field><chunk number, 2 bytes>, oldest first.
+func cardHistories(t *testing.T, rdb *redis.Client, key string) map[string]string {
+	t.Helper()
+	fields, err := rdb.HGetAll(context.Background(), key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for f, head := range fields {
+		if len(f) != 6 {
+			continue // a sealed chunk
+		}
+		first, next := binary.BigEndian.Uint16([]byte(head[2:4])), binary.BigEndian.Uint16([]byte(head[4:6]))
+		var h strings.Builder
+		for c := first; c != next; c++ {
+			chunk, ok := fields[f+string(binary.BigEndian.AppendUint16(nil, c))]
+			if !ok {
+				t.Fatalf("%s: card %x lacks its chunk %d", key, f, c)
+			}
+			h.WriteString(chunk)
+		}
+		h.WriteString(head[10+4*int(next-first):])
+		out[f] = h.String()
+	}
+	return out
 }
 
 type outagePayment struct {
@@ -117,8 +149,7 @@ func checkCounts(t *testing.T, r *privateRedis, prefix string, counted []outageP
 	}
 	got := map[window]int64{}
 	for _, k := range keys {
-		fields, _ := rdb.HGetAll(context.Background(), k).Result()
-		for f, history := range fields {
+		for f, history := range cardHistories(t, rdb, k) {
 			for off := 0; off+24 <= len(history); off += 24 {
 				got[window{k, f, int64(binary.BigEndian.Uint32([]byte(history[off:off+4]))) / 3600}]++
 			}

@@ -91,12 +91,8 @@ func windowCounts(t *testing.T, prefix string) map[string]string {
 	}
 	counts := map[string]string{}
 	for _, k := range keys {
-		fields, err := rdb.HGetAll(ctx, k).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
 		n := map[string]int{}
-		for f, history := range fields {
+		for f, history := range cardHistories(t, rdb, k) {
 			for off := 0; off+24 <= len(history); off += 24 {
 				hour := binary.BigEndian.Uint32([]byte(history[off:off+4])) / 3600
 				n[fmt.Sprintf("%s %x %d", strings.TrimPrefix(k, prefix), f, hour)]++

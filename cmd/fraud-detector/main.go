@@ -246,14 +246,12 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 
 	// Every group is joined before anything runs: a failure here leaves nothing behind.
 	var labels sarama.ConsumerGroup
-	if cfg.Stages.Windows && windows.KeepsMerchants() {
+	if cfg.Stages.Windows {
 		labels, err = connect(ctx, cfg.Kafka, log, newGroup(labelsGroupSuffix))
 		if err != nil {
 			return err
 		}
 		groups = append(groups, labels)
-	} else if cfg.Stages.Windows {
-		log.Warn("redis cluster: merchant counts and verdicts are not kept; the labels topic is not read")
 	}
 	var reviewGroup sarama.ConsumerGroup
 	if cfg.Stages.Reviews {

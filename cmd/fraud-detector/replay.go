@@ -156,11 +156,19 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 			cfg.Window.KeyPrefix = fmt.Sprintf("replay-%d", time.Now().UnixNano())
 		}
 		// The keys under the prefix are deleted after: they must all be the replay's own.
-		if keys, _, err := rdb.Scan(ctx, 0, cfg.Window.KeyPrefix+":*", 1000).Result(); err != nil {
-			return fmt.Errorf("redis %s: %w", *redisAddr, err)
-		} else if len(keys) > 0 {
-			return fmt.Errorf("-key-prefix %s: redis %s already has keys under it (%s); the replay deletes its keys after, so it needs a prefix of its own",
-				cfg.Window.KeyPrefix, *redisAddr, keys[0])
+		// (A SCAN call looks at a part of the keyspace: go on until one finds a key, or the end.)
+		for cursor := uint64(0); ; {
+			keys, next, err := rdb.Scan(ctx, cursor, cfg.Window.KeyPrefix+":*", 10000).Result()
+			if err != nil {
+				return fmt.Errorf("redis %s: %w", *redisAddr, err)
+			}
+			if len(keys) > 0 {
+				return fmt.Errorf("-key-prefix %s: redis %s already has keys under it (%s); the replay deletes its keys after, so it needs a prefix of its own",
+					cfg.Window.KeyPrefix, *redisAddr, keys[0])
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
 		}
 		defer func() {
 			if err := deleteKeys(rdb, cfg.Window.KeyPrefix); err != nil {

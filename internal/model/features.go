@@ -110,12 +110,6 @@ func Features(p *payment.Payment, st *window.Result, row []float32) {
 		float32(a.MerchantCount1d), float32(a.MerchantCount7d), float32(a.MerchantCount30d),
 		float32(a.MerchantFraud30d), risk[0], risk[1], risk[2], float32(st.Count), 0,
 	})
-	if a.NoMerchants { // a Redis Cluster keeps no merchant counts: unknown, not zero
-		for _, name := range []string{"merchant_count_1d", "merchant_count_7d", "merchant_count_30d", "merchant_fraud_30d",
-			"merchant_risk_1d", "merchant_risk_7d", "merchant_risk_30d"} {
-			row[column[name]] = -1
-		}
-	}
 }
 
 func flag(b bool) float32 {

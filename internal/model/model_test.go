@@ -278,9 +278,4 @@ func TestMerchantRiskAndCardAverages(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	st.NoMerchants = true
-	Features(&p, st, row)
-	if got := col(row, "merchant_risk_7d"); got != -1 {
-		t.Errorf("merchant_risk_7d on a Redis Cluster = %v, want -1", got)
-	}
 }

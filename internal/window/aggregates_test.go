@@ -12,10 +12,13 @@ import (
 
 // TestAggregatesEqualBruteForce sends 45 days of payments of 30 cards at 12 merchants, in batches,
 // with payments out of order, late, far ahead and redelivered, and requires every result to
-// equal what a direct computation over the payments gives.
+// equal what a direct computation over the payments gives. The batches go to two stores on the
+// same Redis, as to two instances, at random, and now and then to a third that starts with no
+// copies of the cards' histories, so that copies are current, stale, or missing.
 func TestAggregatesEqualBruteForce(t *testing.T) {
 	start := at("2026-03-01T00:00:00Z")
-	s, _, _, c := newTestStore(t, start, 8)
+	first, _, _, c := newTestStore(t, start, 8)
+	stores := []*Store{first, NewStore(first.rdb, first.cfg, c.now)}
 	rng := rand.New(rand.NewPCG(3, 4))
 	countries := []string{"", "DE", "FR", "US", "NL"}
 	var sent []Event
@@ -69,6 +72,10 @@ func TestAggregatesEqualBruteForce(t *testing.T) {
 			batch = append(batch, e)
 		}
 		c.t = clock
+		s := stores[rng.IntN(len(stores))]
+		if rng.IntN(20) == 0 {
+			s = NewStore(first.rdb, first.cfg, c.now)
+		}
 		got := observe(t, s, batch...)
 		want, check := b.observe(s.cfg, clock, batch)
 		if _, err := s.Fold(context.Background()); err != nil {
@@ -90,6 +97,15 @@ func TestAggregatesEqualBruteForce(t *testing.T) {
 			checked++
 		}
 	}
+	var fast, whole int64
+	for _, s := range stores {
+		f, w := s.Reads()
+		fast, whole = fast+f, whole+w
+	}
+	if fast < 1000 || whole < 100 {
+		t.Errorf("cards appended to from a copy %d times, read whole %d times: want both often", fast, whole)
+	}
+	t.Logf("cards appended to from a copy %d times, read whole %d times", fast, whole)
 	if b.counted < 1000 || b.late < 20 || b.ahead < 20 || b.again < 50 || b.edges < 100 {
 		t.Errorf("the payments did not cover the cases: %d counted, %d late, %d ahead, %d redelivered, %d on an edge",
 			b.counted, b.late, b.ahead, b.again, b.edges)

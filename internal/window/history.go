@@ -51,8 +51,6 @@ type Aggregates struct {
 	// snapshot was taken (see Store.Label).
 	MerchantFraud30d int64
 	MerchantDelayed
-	// NoMerchants: merchant counts are not kept (a Redis Cluster); the Merchant* fields mean nothing.
-	NoMerchants bool
 }
 
 // MerchantDelayed are a merchant's payments and those labelled fraud over the 1, 7 and 30 days

@@ -1,166 +1,336 @@
 package window
 
-// observeScript looks payments up in their cards' histories and appends the new ones; for each
-// new payment with a merchant it pushes an item for the merchant's day onto the pending list,
-// which foldScript adds to the merchants' counts later. It returns each card's history as it
-// is after the call.
+// cardLua is what the scripts that read or write a card's history share. A card's history is kept
+// in its bucket's hash as a head, the field named by the card's tag, and sealed chunks of
+// chunkEntries entries, the fields <tag><chunk number, 2 bytes>. The head is a header and the
+// open entries, the ones not sealed yet:
 //
-//	KEYS[1..C] the cards' buckets, KEYS[C+1] the pending list (absent on a Redis Cluster, where
-//	    no payment has a merchant item)
-//	ARGV[1] cutoff: entries with an older event time (Unix seconds) are dropped from the front
-//	ARGV[2] sweep cutoff: a sweep drops the cards whose last entry is older than this (an entry
-//	    that came earlier can be newer by at most two windows and the lateness, so this is the
-//	    cutoff less those)
-//	ARGV[3] countable: entries from this event time on may still be redelivered and must be kept
-//	ARGV[4] the most entries a history keeps; past it the oldest go, except countable ones
-//	ARGV[5] the most entries a history keeps, countable ones too
-//	ARGV[6] TTL of a card bucket, ms: set when a card joins it, or it is swept
-//	ARGV[7] number of cards C
-//	then for each card: its field, its number of payments n, 1 to sweep its bucket first or 0,
-//	    then for each payment its entry and its merchant item: "-" to look it up only, "" to
-//	    count it, else to count it and push the item
-//	then, except on a Redis Cluster: the TTL of a merchant's keys (ms), the number of merchant
-//	    snapshots M, the label delay in days D, and for each snapshot its merchant's key, fraud
-//	    key and day (Unix days)
+//	0..2    generation: random, set when the card's history begins, so that a history begun
+//	        again (swept, expired, lost) never looks like one a process has cached
+//	2..4    first: the number of the oldest sealed chunk kept
+//	4..6    next: the number the next chunk sealed gets (first..next-1 are kept, modulo 2^16)
+//	6..10   event time of the entry appended last (Unix seconds), for the sweep
+//	10..    the newest event time of each sealed chunk kept, 4 bytes each, oldest chunk first
+//	then    the open entries, 24 bytes each
 //
-// After the histories it returns the M snapshots: a merchant's counts of the days before a day,
-// "<1d>,<7d>,<30d>,<fraud 30d>,<1d>,<fraud 1d>,<7d>,<fraud 7d>,<30d>,<fraud 30d>", the first four
-// of the days just before, the other six of the days before the D days before (whose labels are
-// all in), kept in the merchant's hash as the field r<day>. The first call
-// that asks for a merchant's day takes the snapshot from the day counts folded by then and the
-// fraud labels recorded by then; every later call gets the same one, so that a payment decided
-// again gets the merchant counts it got the first time.
-//
-// Write commands are what a script spends most on (about 2 µs each here), so there is one per
-// card with new payments and one per call for the merchants' pending list; a merchant's snapshot
-// is a read, and two writes once a day.
-const observeScript = `
+// A head's length is never a multiple of 24; a history written before the chunks (every entry
+// in the head, no header) always is, and is read as a head with every entry open.
+const cardLua = `
+local function u16(s, i)
+  local a, b = string.byte(s, i, i + 1)
+  return a * 256 + b
+end
 local function u32(s, i)
   local a, b, c, d = string.byte(s, i, i + 3)
   return ((a * 256 + b) * 256 + c) * 256 + d
 end
+local function p16(n)
+  return string.char(math.floor(n / 256) % 256, n % 256)
+end
+local function p32(n)
+  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+end
 
+-- parse splits a head into generation (nil for a history from before the chunks), first, next,
+-- last, the sealed chunks' newest event times and the open entries.
+local function parse(head)
+  if #head % 24 == 0 then
+    local last = 0
+    if #head > 0 then last = u32(head, #head - 23) end
+    return nil, 0, 0, last, '', head
+  end
+  local first, nxt = u16(head, 3), u16(head, 5)
+  local hl = 11 + 4 * ((nxt - first) % 65536)
+  return string.sub(head, 1, 2), first, nxt, u32(head, 7), string.sub(head, 11, hl - 1), string.sub(head, hl)
+end
+
+-- chunkNames are the fields of a card's sealed chunks first..nxt-1.
+local function chunkNames(field, first, nxt)
+  local names = {}
+  for i = 0, (nxt - first) % 65536 - 1 do
+    names[#names + 1] = field .. p16((first + i) % 65536)
+  end
+  return names
+end
+
+-- sealed returns a card's sealed chunks, concatenated (a chunk that is missing is left out).
+local function sealed(key, field, first, nxt)
+  local names, out = chunkNames(field, first, nxt), {}
+  for i = 1, #names, 1000 do
+    local vals = redis.call('HMGET', key, unpack(names, i, math.min(i + 999, #names)))
+    for _, v in ipairs(vals) do
+      if v then out[#out + 1] = v end
+    end
+  end
+  return table.concat(out)
+end
+
+-- history returns a card's whole history and its head parsed (gen nil: no head, or an old one).
+local function history(key, field)
+  local head = redis.call('HGET', key, field)
+  if not head then
+    return '', nil, 0, 0, 0, '', '', false
+  end
+  local gen, first, nxt, last, maxets, open = parse(head)
+  return sealed(key, field, first, nxt) .. open, gen, first, nxt, last, maxets, open, true
+end
+
+-- drop deletes a card: its head and its sealed chunks.
+local function drop(key, field, head)
+  local _, first, nxt = parse(head)
+  local names = chunkNames(field, first, nxt)
+  names[#names + 1] = field
+  for i = 1, #names, 1000 do
+    redis.call('HDEL', key, unpack(names, i, math.min(i + 999, #names)))
+  end
+end
+`
+
+// observeScript counts payments in their cards' histories: for each card it either appends the
+// payments the caller found new in its cached copy of the history, when the head is as the caller
+// last saw it, or, when it is not (no copy, or another process wrote since), looks every payment
+// up in the whole history, appends the new ones and returns the whole history. For each new
+// payment with a merchant it pushes an item for the merchant's day onto the pending list, which
+// foldScript adds to the merchants' counts later.
+//
+//	KEYS[1..C] the cards' buckets, KEYS[C+1] the pending list
+//	ARGV[1] cutoff: entries with an older event time (Unix seconds) are past keeping
+//	ARGV[2] sweep cutoff: a sweep drops the cards whose last entry is older than this (an entry
+//	    that came earlier can be newer by at most two windows and the lateness, so this is the
+//	    cutoff less those)
+//	ARGV[3] countable: entries from this event time on may still be redelivered and must be kept
+//	ARGV[4] the most entries a history keeps; past it the oldest chunks go, except countable ones
+//	ARGV[5] the most entries a history keeps, countable ones too
+//	ARGV[6] TTL of a card bucket, ms: set when a card joins it, or it is swept
+//	ARGV[7] number of cards C
+//	ARGV[8] entries in a sealed chunk
+//	then for each card: its field; the header it had when the caller last saw it ("" for none)
+//	    and the length its head had then; a generation (2 bytes) should its history begin now;
+//	    its number of payments n; 1 to sweep its bucket first or 0; then for each payment its
+//	    entry and its item: "-" to look it up only, else "+" (the caller found it new) or "="
+//	    (the caller found it counted), followed by the merchant's item (<day, 4 bytes big-endian>
+//	    <the merchant's tag>), if it has one
+//
+// For each card it returns "F" when the head was as the caller saw it, "S" when not, then the
+// number of open entries (2 bytes) and the header as written; after "S", the whole history.
+//
+// What a card costs here does not grow with its history: the head holds at most a chunk of
+// entries, and only a card that the caller has no current copy of is read whole. Write commands
+// are what a script spends most on (about 2 µs each here), so there is one per card with new
+// payments (and one per chunk sealed or dropped) and one per call for the merchants' pending
+// list.
+const observeScript = cardLua + `
 local cutoff, sweepCutoff, countable = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local cap, hardCap, ttl = tonumber(ARGV[4]) * 24, tonumber(ARGV[5]) * 24, ARGV[6]
-local ncards = tonumber(ARGV[7])
-local a = 8
+local cap, hardCap, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local ncards, K = tonumber(ARGV[7]), tonumber(ARGV[8])
+
+-- store appends entries to a card's open ones, seals each chunk that fills, drops the oldest
+-- sealed chunks past keeping (all past the cutoff; past the cap, none that can be redelivered;
+-- past the hard cap, any), and writes the head if it changed. Returns the header and the number
+-- of open entries.
+local function store(key, field, gen, first, nxt, last, maxets, open, new)
+  local changed = #new > 0
+  if changed then
+    open = open .. table.concat(new)
+    last = u32(new[#new], 1)
+  end
+  local cb = K * 24
+  while #open >= cb do
+    local chunk = string.sub(open, 1, cb)
+    redis.call('HSET', key, field .. p16(nxt), chunk)
+    local m = 0
+    for o = 1, cb, 24 do
+      m = math.max(m, u32(chunk, o))
+    end
+    maxets, nxt, open, changed = maxets .. p32(m), (nxt + 1) % 65536, string.sub(open, cb + 1), true
+  end
+  local ns = #maxets / 4
+  local live = ns * K + #open / 24
+  while ns > 0 do
+    local m = u32(maxets, 1)
+    if not (m < cutoff or (live - K >= cap and m < countable) or live - K >= hardCap) then
+      break
+    end
+    redis.call('HDEL', key, field .. p16(first))
+    first, maxets, ns, live, changed = (first + 1) % 65536, string.sub(maxets, 5), ns - 1, live - K, true
+  end
+  if ns == 0 then -- a history of open entries alone drops its oldest past keeping one by one
+    local from = 1
+    while from <= #open and u32(open, from) < cutoff do
+      from = from + 24
+    end
+    if from > 1 then
+      open, changed = string.sub(open, from), true
+    end
+  end
+  local header = gen .. p16(first) .. p16(nxt) .. p32(last) .. maxets
+  if changed then
+    redis.call('HSET', key, field, header .. open)
+  end
+  return header, #open / 24
+end
+
+local a = 9
 local out, items = {}, {}
 for c = 1, ncards do
-  local key, field, n, sweep = KEYS[c], ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
-  a = a + 3
+  local key, field, expected, expectedLen = KEYS[c], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local newGen, n, sweep = ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5]
+  a = a + 6
   local expire = false
   if sweep == '1' then
-    local all = redis.call('HGETALL', key)
-    for i = 1, #all, 2 do
-      local f, v = all[i], all[i + 1]
-      if f ~= field and (#v < 24 or u32(v, #v - 23) < sweepCutoff) then
-        redis.call('HDEL', key, f)
+    local fields, heads = redis.call('HKEYS', key), {}
+    for _, f in ipairs(fields) do
+      if #f == 6 and f ~= field then heads[#heads + 1] = f end
+    end
+    for i = 1, #heads, 1000 do
+      local part = {unpack(heads, i, math.min(i + 999, #heads))}
+      for j, v in ipairs(redis.call('HMGET', key, unpack(part))) do
+        if v then
+          local _, _, _, last = parse(v)
+          if last < sweepCutoff then drop(key, part[j], v) end
+        end
       end
     end
     expire = true
   end
-  local history = redis.call('HGET', key, field)
-  if not history then
-    history, expire = '', true
-  end
-  local new, seen = {}, {}
-  for _ = 1, n do
-    local entry, item = ARGV[a], ARGV[a + 1]
-    a = a + 2
-    local pid = string.sub(entry, 9, 14)
-    local found, from = seen[pid], 1
-    while not found do
-      local p = string.find(history, pid, from, true)
-      if not p then break end
-      found = (p - 9) % 24 == 0
-      from = p + 1
-    end
-    if not found and item ~= '-' then
-      seen[pid] = true
-      new[#new + 1] = entry
-      if item ~= '' then
-        items[#items + 1] = item
+  local head = redis.call('HGET', key, field)
+  local new = {}
+  if expected ~= '' and head and #head == expectedLen and string.sub(head, 1, #expected) == expected then
+    -- As the caller last saw it: append what it found new.
+    for _ = 1, n do
+      local entry, item = ARGV[a], ARGV[a + 1]
+      a = a + 2
+      if string.byte(item, 1) == 43 then -- '+'
+        new[#new + 1] = entry
+        if #item > 1 then items[#items + 1] = string.sub(item, 2) end
       end
     end
-  end
-  if #new > 0 then
-    history = history .. table.concat(new)
-    -- Drop what is past keeping, then the oldest past the cap that can no longer be redelivered
-    -- into a window, then past the hard cap whatever is oldest.
-    local from = 1
-    while from <= #history and u32(history, from) < cutoff do
-      from = from + 24
+    local gen, first, nxt, last, maxets, open = parse(head)
+    local header, nopen = store(key, field, gen, first, nxt, last, maxets, open, new)
+    out[c] = 'F' .. p16(nopen) .. header
+  else
+    local hist, gen, first, nxt, last, maxets, open = '', newGen, 0, 0, 0, '', ''
+    if head then
+      local g
+      g, first, nxt, last, maxets, open = parse(head)
+      hist, gen = sealed(key, field, first, nxt) .. open, g or newGen
+    else
+      expire = true
     end
-    while #history - from + 1 > cap and u32(history, from) < countable do
-      from = from + 24
+    local seen = {}
+    for _ = 1, n do
+      local entry, item = ARGV[a], ARGV[a + 1]
+      a = a + 2
+      if item ~= '-' then
+        local pid = string.sub(entry, 9, 14)
+        local found, from = seen[pid], 1
+        while not found do
+          local p = string.find(hist, pid, from, true)
+          if not p then break end
+          found = (p - 9) % 24 == 0
+          from = p + 1
+        end
+        if not found then
+          seen[pid] = true
+          new[#new + 1] = entry
+          if #item > 1 then items[#items + 1] = string.sub(item, 2) end
+        end
+      end
     end
-    from = math.max(from, #history - hardCap + 1)
-    if from > 1 then
-      history = string.sub(history, from)
-    end
-    redis.call('HSET', key, field, history)
+    local header, nopen = store(key, field, gen, first, nxt, last, maxets, open, new)
+    local all = hist .. table.concat(new)
+    local keep = ((#header - 10) / 4 * K + nopen) * 24
+    out[c] = 'S' .. p16(nopen) .. header .. string.sub(all, #all - keep + 1)
   end
   if expire then
     redis.call('PEXPIRE', key, ttl) -- a bucket that a card joined, or swept (none if it is empty)
   end
-  out[c] = history
 end
 if #items > 0 and redis.call('RPUSH', KEYS[ncards + 1], unpack(items)) == #items then
   redis.call('PEXPIRE', KEYS[ncards + 1], ttl) -- a new list
 end
-if KEYS[ncards + 1] then
-  local mttl, nsnaps, delay = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local keep = delay + 30
-  a = a + 3
-  for s = 1, nsnaps do
-    local key, fraudKey, d = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-    a = a + 3
-    local field = 'r' .. d
-    local snap = redis.call('HGET', key, field)
-    if not snap then
-      local days = {}
-      for b = 1, keep do
-        days[b] = d - b
-      end
-      local counts = redis.call('HMGET', key, unpack(days))
-      local n, f = {}, {}
-      for b = 1, keep do
-        n[b], f[b] = tonumber(counts[b]) or 0, 0
-      end
-      for _, lf in ipairs(redis.call('HKEYS', fraudKey)) do
-        local b = d - (tonumber(string.match(lf, '^%d+')) or d)
-        if b >= 1 and b <= keep then
-          f[b] = f[b] + 1
-        end
-      end
-      -- sums over the days b = from .. to before d
-      local function sum(t, from, to)
-        local x = 0
-        for b = from, to do x = x + t[b] end
-        return x
-      end
-      snap = table.concat({sum(n, 1, 1), sum(n, 1, 7), sum(n, 1, 30), sum(f, 1, 30),
-        sum(n, delay + 1, delay + 1), sum(f, delay + 1, delay + 1),
-        sum(n, delay + 1, delay + 7), sum(f, delay + 1, delay + 7),
-        sum(n, delay + 1, delay + 30), sum(f, delay + 1, delay + 30)}, ',')
-      redis.call('HSET', key, field, snap)
-      redis.call('PEXPIRE', key, mttl)
-    end
-    out[ncards + s] = snap
-  end
-end
 return out
 `
 
+// snapshotScript returns a merchant's counts of the days before a day (KEYS[1] its day counts,
+// KEYS[2] its fraud labels; ARGV[1] the TTL of its keys, ms, ARGV[2] the label delay in days D,
+// ARGV[3] the day, in Unix days): "<1d>,<7d>,<30d>,<fraud 30d>,<1d>,<fraud 1d>,<7d>,<fraud 7d>,
+// <30d>,<fraud 30d>", the first four of the days just before, the other six of the days before the
+// D days before (whose labels are all in), kept in the merchant's hash as the field r<day>. The
+// first call for a merchant's day takes the snapshot from the day counts folded by then and the
+// fraud labels recorded by then; every later call gets the same one, so that a payment decided
+// again gets the merchant counts it got the first time. A read, and two writes once a day.
+const snapshotScript = `
+local d, delay = tonumber(ARGV[3]), tonumber(ARGV[2])
+local field = 'r' .. d
+local snap = redis.call('HGET', KEYS[1], field)
+if snap then
+  return snap
+end
+local keep = delay + 30
+local days = {}
+for b = 1, keep do
+  days[b] = d - b
+end
+local counts = redis.call('HMGET', KEYS[1], unpack(days))
+local n, f = {}, {}
+for b = 1, keep do
+  n[b], f[b] = tonumber(counts[b]) or 0, 0
+end
+for _, lf in ipairs(redis.call('HKEYS', KEYS[2])) do
+  local b = d - (tonumber(string.match(lf, '^%d+')) or d)
+  if b >= 1 and b <= keep then
+    f[b] = f[b] + 1
+  end
+end
+-- sums over the days b = from .. to before d
+local function sum(t, from, to)
+  local x = 0
+  for b = from, to do x = x + t[b] end
+  return x
+end
+snap = table.concat({sum(n, 1, 1), sum(n, 1, 7), sum(n, 1, 30), sum(f, 1, 30),
+  sum(n, delay + 1, delay + 1), sum(f, delay + 1, delay + 1),
+  sum(n, delay + 1, delay + 7), sum(f, delay + 1, delay + 7),
+  sum(n, delay + 1, delay + 30), sum(f, delay + 1, delay + 30)}, ',')
+redis.call('HSET', KEYS[1], field, snap)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return snap
+`
+
+// historyScript returns a card's whole history (KEYS[1], field ARGV[1]).
+const historyScript = cardLua + `
+return (history(KEYS[1], ARGV[1]))
+`
+
+// merchantLua adds n payments to a merchant's count of day d (its hash key: a field a day, the day
+// number in decimal, beside the snapshots r<day> that snapshotScript takes). A merchant's first
+// count of a day sets the key's TTL, ttl ms, and, once the key holds a week more than its keep
+// days, drops its days and snapshots more than keep before it.
+const merchantLua = `
+local function add(key, d, n, ttl, keep)
+  if redis.call('HINCRBY', key, d, n) == n then
+    -- A merchant's first count of a day: its TTL, and a sweep of its old days once they are a
+    -- week's worth (two fields a day: its count and its snapshot), rather than every day.
+    if redis.call('HLEN', key) > 2 * (keep + 8) then
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        -- a day's count (<day>) or snapshot (r<day>, or s<day> from before the delayed counts)
+        if (tonumber(f) or tonumber(string.sub(f, 2)) or d) < d - keep then
+          redis.call('HDEL', key, f)
+        end
+      end
+    end
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+`
+
 // foldScript takes up to ARGV[2] items from the pending list KEYS[1] and adds them to their
-// merchants' day counts. An item is <day, 4 bytes big-endian><merchant tag, 16 hex digits>; the
-// merchant's key is the hash ARGV[1]:m:{<tag>}, a field a day (the day number in decimal) holding
-// its count, beside the snapshots (r<day>) that observeScript takes. A merchant's first count of
-// a day sets the key's TTL, ARGV[3] ms, and, once the key holds a week more than its ARGV[4] days,
-// drops its days and snapshots more than ARGV[4] before it.
-// Returns the number of items taken. (It names keys that KEYS does not list, as only a single
-// Redis allows.)
-const foldScript = `
+// merchants' day counts. An item is <day, 4 bytes big-endian><merchant tag>; the merchant's key is
+// the hash ARGV[1]:m:{<tag>}; ARGV[3] is its TTL (ms) and ARGV[4] the days it keeps. Returns the
+// number of items taken. (It names keys that KEYS does not list, as only a single Redis allows; a
+// Redis Cluster folds with takeScript, applyScript and doneScript.)
+const foldScript = merchantLua + `
 local function u32(s, i)
   local a, b, c, d = string.byte(s, i, i + 3)
   return ((a * 256 + b) * 256 + c) * 256 + d
@@ -175,72 +345,77 @@ for _, item in ipairs(items) do
   counts[item] = (counts[item] or 0) + 1
 end
 for item, n in pairs(counts) do
-  local key, d = ARGV[1] .. ':m:{' .. string.sub(item, 5) .. '}', u32(item, 1)
-  if redis.call('HINCRBY', key, d, n) == n then
-    -- A merchant's first count of a day: its TTL, and a sweep of its old days once they are a
-    -- week's worth (two fields a day: its count and its snapshot), rather than every day.
-    if redis.call('HLEN', key) > 2 * (tonumber(ARGV[4]) + 8) then
-      for _, f in ipairs(redis.call('HKEYS', key)) do
-        -- a day's count (<day>) or snapshot (r<day>, or s<day> from before the delayed counts)
-        if (tonumber(f) or tonumber(string.sub(f, 2)) or d) < d - tonumber(ARGV[4]) then
-          redis.call('HDEL', key, f)
-        end
-      end
-    end
-    redis.call('PEXPIRE', key, ARGV[3])
-  end
+  add(ARGV[1] .. ':m:{' .. string.sub(item, 5) .. '}', u32(item, 1), n, ARGV[3], tonumber(ARGV[4]))
 end
 return #items
 `
 
-// labelScript records an analyst's verdict on a payment for its merchant: it finds the payment's
-// entry in its card's history (KEYS[1], field ARGV[1], payment id tag ARGV[2]) and, for "fraud"
-// (ARGV[3] = '1'), sets the field <day>:<payment tag, hex> of the merchant's fraud hash
-// ARGV[4]:mf:{<merchant tag, hex>}, with TTL ARGV[5] ms, dropping its days more than ARGV[6]
-// before the payment's; for "legitimate" it deletes that field. Idempotent. Returns 1, or 0 when the
-// payment is not in the history (unknown, or older than it keeps) or had no merchant.
-const labelScript = `
-local function u32(s, i)
-  local a, b, c, d = string.byte(s, i, i + 3)
-  return ((a * 256 + b) * 256 + c) * 256 + d
+// On a Redis Cluster a shard's pending items are folded in three steps, since a script reaches the
+// keys of one slot only, and each step may be repeated, by any instance, without counting an item
+// twice:
+//
+// takeScript returns the shard's fold in progress, KEYS[2] (its number, then its items), or, if
+// there is none, moves up to ARGV[1] items from the pending list KEYS[1] into a new one numbered
+// from the counter KEYS[3] (TTL ARGV[2] ms). Empty: nothing to fold.
+const takeScript = `
+local cur = redis.call('LRANGE', KEYS[2], 0, -1)
+if #cur > 0 then
+  return cur
 end
-local function hex(s)
-  return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
+local items = redis.call('LPOP', KEYS[1], ARGV[1])
+if not items then
+  return {}
 end
+local n = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+redis.call('RPUSH', KEYS[2], n, unpack(items))
+return redis.call('LRANGE', KEYS[2], 0, -1)
+`
 
-local history = redis.call('HGET', KEYS[1], ARGV[1])
-if not history then
+// applyScript adds one merchant's items of a shard's fold (KEYS[1] its day counts, KEYS[2] the
+// number of the last fold of each shard added to it; ARGV: the shard, the fold's number, the TTL
+// of the merchant's keys (ms), the days they keep, then pairs of day and count), unless that fold
+// was added already. Returns 1 if it added them.
+const applyScript = merchantLua + `
+local n = tonumber(ARGV[2])
+if n <= (tonumber(redis.call('HGET', KEYS[2], ARGV[1])) or 0) then
   return 0
 end
-local from = 1
-while true do
-  local p = string.find(history, ARGV[2], from, true)
-  if not p then
-    return 0
-  end
-  if (p - 9) % 24 == 0 then
-    local e = p - 8
-    local merchant = string.sub(history, e + 16, e + 19)
-    if merchant == '\0\0\0\0' then
-      return 0
-    end
-    local day = math.floor(u32(history, e) / 86400)
-    local key = ARGV[4] .. ':mf:{' .. hex(merchant) .. '}'
-    local field = day .. ':' .. hex(ARGV[2])
-    if ARGV[3] ~= '1' then
-      redis.call('HDEL', key, field)
-      return 1
-    end
-    if redis.call('HSET', key, field, 1) == 1 then
-      for _, f in ipairs(redis.call('HKEYS', key)) do
-        if tonumber(string.match(f, '^%d+')) < day - tonumber(ARGV[6]) then
-          redis.call('HDEL', key, f)
-        end
-      end
-      redis.call('PEXPIRE', key, ARGV[5])
-    end
-    return 1
-  end
-  from = p + 1
+redis.call('HSET', KEYS[2], ARGV[1], n)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+for i = 5, #ARGV, 2 do
+  add(KEYS[1], tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[3], tonumber(ARGV[4]))
 end
+return 1
+`
+
+// doneScript ends a shard's fold (KEYS[1]) once every merchant has its items, if it is still the
+// fold numbered ARGV[1].
+const doneScript = `
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+`
+
+// labelScript records an analyst's verdict on a payment for its merchant (the caller found the
+// payment's entry in its card's history): for "fraud" (ARGV[2] = '1') it sets the field
+// <day>:<payment tag, hex> (ARGV[1]) of the merchant's fraud hash KEYS[1], with TTL ARGV[3] ms,
+// dropping its days more than ARGV[4] before the payment's day ARGV[5]; for "legitimate" it
+// deletes that field. Idempotent.
+const labelScript = `
+if ARGV[2] ~= '1' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+if redis.call('HSET', KEYS[1], ARGV[1], 1) == 1 then
+  local day, keep = tonumber(ARGV[5]), tonumber(ARGV[4])
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if tonumber(string.match(f, '^%d+')) < day - keep then
+      redis.call('HDEL', KEYS[1], f)
+    end
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1
 `

@@ -2,36 +2,44 @@
 // payment, counted once per payment id however often the payment is delivered, and the
 // aggregates of a card's and a merchant's history that the model uses.
 //
-// Layout. A card belongs to one of Config.Buckets hashes, <prefix>:{<bucket>}, where it has one
-// field, its 6-byte tag, holding its history: an entry of 24 bytes for every payment counted in
-// the last 30 days, in the order counted (see entrySize). The hash tag keeps all of a card's
-// state in one Redis Cluster slot, and sharing a key among cards spreads the ~130 bytes Redis
-// spends on every key. The entry holds the payment id's tag, which is the dedupe marker: a
-// payment whose tag is in its card's history is not counted again, and gets back the window
-// count and aggregates it got the first time, since both are computed from the entries before
-// its own.
+// Layout. A card belongs to one of Config.Buckets hashes, <prefix>:{<bucket>} (on a Redis Cluster
+// <prefix>:{<shard>}:<bucket>, one of 128 shards), where its history is kept: an entry of 24 bytes
+// for every payment counted in the last 30 days, in the order counted (see entrySize), in a head,
+// the field named by the card's 6-byte tag, which holds a short header and the newest entries,
+// and sealed chunks of 42 entries in fields of their own (see cardLua). The hash tag keeps all of
+// a card's state in one Redis Cluster slot, and sharing a key among cards spreads the ~130 bytes
+// Redis spends on every key. The entry holds the payment id's tag, which is the dedupe marker: a
+// payment whose tag is in its card's history is not counted again, and gets back the window count
+// and aggregates it got the first time, since both are computed from the entries before its own.
 //
-// A Lua script looks every payment up in its card's history and appends the new ones,
-// atomically, and returns the histories, from which Go computes the counts and the aggregates.
-// A batch is one round trip: one script call per 100 cards, pipelined (one per bucket on a Redis
-// Cluster, whose scripts may only touch keys of one slot). Entries older than 30 days and the
-// allowed lateness are dropped when their card is written; a card with no newer entry is dropped
-// when its bucket is swept, once a day by each instance that writes to it; a bucket expires 31
-// days after it was last swept or a card joined it.
+// A batch is one round trip: one script call per 100 cards (per shard on a Redis Cluster, whose
+// scripts may only touch keys of one slot), pipelined. Each process keeps a copy of the histories
+// of the cards it has seen (Config.CacheMB), finds the new payments in it, and sends them with the
+// header its copy has; when the head in Redis still has that header, the script appends them to
+// the head (sealing a chunk when it fills), so that what a card costs Redis does not grow with its
+// history. When it has not (a card new to the process, forgotten, or written by another instance
+// since, after a rebalance), the script looks every payment up in the whole history and returns
+// it. Go computes the counts and the aggregates from the history. Sealed chunks are dropped
+// whole once all their entries are older than 30 days and the allowed lateness (or past
+// Config.MaxPaymentsPerCard); a card with no newer entry is dropped when its bucket is swept, once
+// a day by each instance that writes to it; a bucket expires 31 days after it was last swept or a
+// card joined it.
 //
 // Merchants. The script also pushes, for every new payment with a merchant, an item <day,
-// merchant tag> onto the list <prefix>:pending, in the same atomic step; Fold (every few seconds,
-// any instance) adds the items up into the merchant's hash <prefix>:m:{<tag>}, a field a day. A
-// payment's merchant counts are of whole days before its own, from a snapshot per merchant and day
-// that the script takes, in the same round trip, for the first payment of that day at the merchant
-// and returns unchanged to every later one (so a redelivered payment gets the counts it got the
-// first time); the store keeps the snapshots it has read, and asks only for new ones. Payments of the days before that were not read and folded yet when the snapshot
-// was taken (the last fold interval, and whatever the stream had not read) are missing from it. On a Redis Cluster merchant
-// counts are not kept (they are 0): the pending list and the merchants' keys are in other slots
-// than the cards'.
+// merchant tag> onto a pending list (<prefix>:pending; on a Redis Cluster the shard's,
+// <prefix>:{<shard>}:p), in the same atomic step; Fold (every second, any instance) adds the items
+// up into the merchant's hash <prefix>:m:{<tag>}, a field a day, in one script on a single Redis
+// and in three idempotent steps on a Redis Cluster (see takeScript). A payment's merchant counts
+// are of whole days before its own, from a snapshot per merchant and day that snapshotScript
+// takes, in the same round trip, for the first payment of that day at the merchant and returns
+// unchanged to every later one (so a redelivered payment gets the counts it got the first time);
+// the store keeps the snapshots it has read, and asks only for new ones. Payments of the days
+// before that were not read and folded yet when the snapshot was taken (the last fold interval,
+// and whatever the stream had not read) are missing from it.
 package window
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -40,11 +48,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
@@ -69,6 +79,10 @@ type Config struct {
 	// redelivered into their window are kept past it, up to four times it; past that, a card's
 	// redelivered payments may count again.
 	MaxPaymentsPerCard int `yaml:"max_payments_per_card" env:"MAX_PAYMENTS_PER_CARD"`
+	// CacheMB is the memory, in MiB, for the copies of card histories that a process keeps so
+	// that a batch sends Redis only its new payments; 0 means 256. A card whose copy is not
+	// kept (never seen, forgotten, or written by another process since) is read whole once.
+	CacheMB int `yaml:"cache_mb" env:"CACHE_MB"`
 }
 
 // Validate reports the first setting that is out of range.
@@ -86,6 +100,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("window.buckets: must be from 1 to 16777216, got %d", c.Buckets)
 	case c.MaxPaymentsPerCard < 256 || c.MaxPaymentsPerCard > 1<<18:
 		return fmt.Errorf("window.max_payments_per_card: must be from 256 to 262144, got %d", c.MaxPaymentsPerCard)
+	case c.CacheMB < 0 || c.CacheMB > 1<<20:
+		return fmt.Errorf("window.cache_mb: must be from 0 (the default, 256) to 1048576, got %d", c.CacheMB)
 	}
 	return nil
 }
@@ -97,6 +113,10 @@ const maxPerCall = 100
 
 // expiryMargin keeps state a little past the time it can last be needed, for clocks that differ.
 const expiryMargin = 10 * time.Minute
+
+// chunkEntries is how many entries a sealed chunk of a card's history holds: 1,008 bytes, which
+// Redis's allocator keeps in its 1 KiB size class.
+const chunkEntries = 42
 
 // hardCap: a card's history keeps up to this many times Config.MaxPaymentsPerCard entries when
 // the ones past the cap can still be redelivered into their window; past it, even those go.
@@ -123,18 +143,31 @@ type Result struct {
 
 // Store keeps the windows.
 type Store struct {
-	rdb     redis.UniversalClient
-	cfg     Config
-	now     func() time.Time
-	script  *redis.Script
-	fold    *redis.Script
-	label   *redis.Script
-	loaded  atomic.Bool // the scripts were loaded once; NOSCRIPT loads them again
-	cluster bool        // a Redis Cluster: one script call per slot, and no merchant counts
-	swept   sweeps
-	epoch   epoch
-	snaps   snapshotCache
+	rdb      redis.UniversalClient
+	cfg      Config
+	now      func() time.Time
+	script   *redis.Script
+	fold     *redis.Script
+	label    *redis.Script
+	hist     *redis.Script
+	snapshot *redis.Script
+	take     *redis.Script // a Redis Cluster's fold: take, apply, done
+	apply    *redis.Script
+	done     *redis.Script
+	loaded   atomic.Bool // the scripts were loaded once; NOSCRIPT loads them again
+	cluster  bool        // a Redis Cluster: one script call per shard, and a fold in three steps
+	swept    sweeps
+	epoch    epoch
+	snaps    snapshotCache
+	cards    *cardCache
+	fast     atomic.Int64 // cards appended to as this process's copy had them
+	whole    atomic.Int64 // cards read whole
 }
+
+// Reads reports how many times a card's new payments were appended as this process's copy of its
+// history had it (fast), and how many times its history was read whole: the card was not in the
+// copies, or another process had written to it since, or Redis had lost it.
+func (s *Store) Reads() (fast, whole int64) { return s.fast.Load(), s.whole.Load() }
 
 // snapshotCache keeps the merchant snapshots this process has read: a snapshot never changes once
 // taken, so a batch asks Redis only for the ones it has not seen. Forgotten all at once when full,
@@ -229,6 +262,7 @@ func (s *Store) checkEpoch(ctx context.Context, known, read *string) error {
 	}
 	if known != nil && s.epoch.value.CompareAndSwap(known, read) {
 		s.snaps.clear()
+		s.cards.clear()
 		s.epoch.last.Store(s.now().UnixNano())
 		s.epoch.losses.Add(1)
 		return nil
@@ -240,9 +274,15 @@ func (s *Store) checkEpoch(ctx context.Context, known, read *string) error {
 // NewStore returns a store on rdb. now is the clock that lateness is judged by.
 func NewStore(rdb redis.UniversalClient, cfg Config, now func() time.Time) *Store {
 	_, cluster := rdb.(*redis.ClusterClient)
+	mb := cfg.CacheMB
+	if mb == 0 {
+		mb = 256
+	}
 	return &Store{rdb: rdb, cfg: cfg, now: now, cluster: cluster,
 		script: redis.NewScript(observeScript), fold: redis.NewScript(foldScript), label: redis.NewScript(labelScript),
-		swept: sweeps{bits: make([]atomic.Uint64, cfg.Buckets/64+1)}}
+		hist: redis.NewScript(historyScript), snapshot: redis.NewScript(snapshotScript),
+		take: redis.NewScript(takeScript), apply: redis.NewScript(applyScript), done: redis.NewScript(doneScript), swept: sweeps{bits: make([]atomic.Uint64, cfg.Buckets/64+1)},
+		cards: newCardCache(int64(mb) << 20)}
 }
 
 // sweeps remembers the buckets this process swept today.
@@ -272,12 +312,34 @@ func (s *Store) Key(card string) string {
 	return key
 }
 
+// clusterShards: on a Redis Cluster, the card buckets share this many hash tags, each with its
+// own pending list of merchant items (a script reaches the keys of one slot only).
+const clusterShards = 128
+
+// key is the bucket of a card, by the SHA-256 of its id: <prefix>:{<bucket>}, or on a Redis
+// Cluster <prefix>:{<shard>}:<bucket>.
 func (s *Store) key(sum *[32]byte) (string, uint32) {
 	bucket := binary.BigEndian.Uint32(sum[:4]) % uint32(s.cfg.Buckets)
-	return s.cfg.KeyPrefix + ":{" + strconv.FormatUint(uint64(bucket), 10) + "}", bucket
+	b := strconv.FormatUint(uint64(bucket), 10)
+	if s.cluster {
+		return s.cfg.KeyPrefix + ":{" + strconv.Itoa(int(bucket%clusterShards)) + "}:" + b, bucket
+	}
+	return s.cfg.KeyPrefix + ":{" + b + "}", bucket
 }
 
-func (s *Store) pendingKey() string { return s.cfg.KeyPrefix + ":pending" }
+// pendingKey is the list of merchant items that a bucket's new payments go to: one for all, or on
+// a Redis Cluster one per shard, <prefix>:{<shard>}:p (beside it, :f holds the items a fold took
+// and is adding up, and :seq numbers the folds).
+func (s *Store) pendingKey(bucket uint32) string {
+	if s.cluster {
+		return s.shardKey(int(bucket%clusterShards), "p")
+	}
+	return s.cfg.KeyPrefix + ":pending"
+}
+
+func (s *Store) shardKey(shard int, name string) string {
+	return s.cfg.KeyPrefix + ":{" + strconv.Itoa(shard) + "}:" + name
+}
 
 // probeScript writes a short-lived key from a script, as the stream's calls do.
 var probeScript = redis.NewScript(`return redis.call('SET', KEYS[1], '1', 'PX', 10000)`)
@@ -291,24 +353,35 @@ func (s *Store) Probe(ctx context.Context) error {
 	return nil
 }
 
-// merchantTag names a merchant in its pending items and its key: 16 hex digits of SHA-256.
-func merchantTag(id string) string {
+// appendMerchantTag appends the tag that names a merchant in its pending items and its key: 16 hex
+// digits of SHA-256, or on a Redis Cluster the 8 hex digits of the FNV tag its payments' entries
+// hold, so that its counts share a slot with its fraud labels, which are found from an entry.
+func (s *Store) appendMerchantTag(b []byte, id string) []byte {
+	if s.cluster {
+		return fmt.Appendf(b, "%08x", tag4(id))
+	}
 	sum := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(sum[:8])
+	return hex.AppendEncode(b, sum[:8])
 }
 
 // merchantKeys are a merchant's keys: its day counts and snapshots <prefix>:m:{<tag>}, and its
 // fraud labels <prefix>:mf:{<FNV tag of the id, hex>}.
 func (s *Store) merchantKeys(id string) (key, fraudKey string) {
-	return s.cfg.KeyPrefix + ":m:{" + merchantTag(id) + "}", fmt.Sprintf("%s:mf:{%08x}", s.cfg.KeyPrefix, tag4(id))
+	fraudKey = fmt.Sprintf("%s:mf:{%08x}", s.cfg.KeyPrefix, tag4(id))
+	if s.cluster {
+		return fmt.Sprintf("%s:m:{%08x}", s.cfg.KeyPrefix, tag4(id)), fraudKey
+	}
+	sum := sha256.Sum256([]byte(id))
+	return s.cfg.KeyPrefix + ":m:{" + hex.EncodeToString(sum[:8]) + "}", fraudKey
 }
 
+// load loads the scripts that the stream's pipelines call by their hash (on every node of a
+// Redis Cluster).
 func (s *Store) load(ctx context.Context) error {
-	if err := s.script.Load(ctx, s.rdb).Err(); err != nil {
-		return fmt.Errorf("load window script: %w", err)
-	}
-	if err := s.fold.Load(ctx, s.rdb).Err(); err != nil {
-		return fmt.Errorf("load merchant script: %w", err)
+	for _, sc := range []*redis.Script{s.script, s.snapshot, s.fold, s.take, s.apply, s.done} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load window scripts: %w", err)
+		}
 	}
 	s.loaded.Store(true)
 	return nil
@@ -337,48 +410,55 @@ func (s *Store) Observe(ctx context.Context, events []Event, out []Result) (aske
 	return true, err
 }
 
-// A call is one script call: some cards and their payments, and the merchant snapshots they need.
+// A call is one script call: some cards and their payments, and where their merchant items go.
 type call struct {
-	cards  []*cardCall
-	byCard map[string]*cardCall
-	snaps  []snapshot
-	bySnap map[merchantDay]int // index into snaps
+	cards   []*cardCall
+	pending string // the pending list
 }
 
+// cardCall is a card's part of a call: its payments, and what this process's copy of its history
+// says about them.
 type cardCall struct {
 	key, field string
+	id         string // the card's key in the cache
 	bucket     uint32
 	sweep      bool
+	gen        string   // the generation its history gets if it begins now
 	events     []int    // indexes into the batch
 	entries    [][]byte // their entries
-	items      [][]byte // "-": look up only; "": count; else count, and for the merchant
+	items      [][]byte // "-": look up only; "+" or "=" (new, or counted in the copy), then the merchant's item
+	// With a copy of the history: the copy with the payments found new appended (what Redis
+	// has after the call if its head was as the copy says).
+	cached *cardState
+	grown  []byte
 }
 
-// snapshot asks for a merchant's counts of the days before one day: the script returns the ones
-// taken by the first payment of that day at the merchant, taking them now if there are none.
+// snapshot asks for a merchant's counts of the days before one day: snapshotScript returns the
+// ones taken by the first payment of that day at the merchant, taking them now if there are none.
 type snapshot struct {
 	key, fraudKey string
 	day           int64
+	md            merchantDay
 }
 
 var (
 	lookUp = []byte("-")
-	count  = []byte{}
+	flags  = map[byte][]byte{'+': []byte("+"), '=': []byte("=")}
 )
 
-// slot is where an event's merchant snapshot comes back: its call and its index there, -1 for none
-// (no merchant, or the snapshot was cached: then cached holds it).
+// slot is where an event's merchant snapshot comes from: a snapshot asked for (snap, an index into
+// plan.snapshots), or the cache (cached); neither (snap -1, cached nil) for no merchant.
 type slot struct {
-	call, snap int
-	key        merchantDay
-	cached     *merchantCounts
+	snap   int
+	cached *merchantCounts
 }
 
-// plan is a batch's script calls, where each event's merchant snapshot comes back, and the
-// cutoffs the calls apply.
+// plan is a batch's script calls, the merchant snapshots it asks for, where each event's snapshot
+// comes from, and the cutoffs the calls apply.
 type plan struct {
-	calls []*call
-	snaps []slot // by event
+	calls     []*call
+	snapshots []snapshot
+	snaps     []slot // by event
 	// Entries are kept while a payment that can still be counted may look back to them: its 30
 	// days, from a window and the lateness (and a margin for clocks) before now.
 	countable, cutoff, sweepCutoff int64 // Unix seconds
@@ -387,9 +467,9 @@ type plan struct {
 // observe counts a batch in one round trip: plan the script calls, run them, read the answers.
 func (s *Store) observe(ctx context.Context, events []Event, out []Result) error {
 	p := s.planBatch(s.now(), events, out)
-	replies, err := s.runBatch(ctx, p)
+	replies, snaps, err := s.runBatch(ctx, p)
 	if err == nil {
-		err = s.readBatch(p, replies, out)
+		err = s.readBatch(p, replies, snaps, out)
 	}
 	if err != nil {
 		return fmt.Errorf("observe %d payments: %w", len(events), err)
@@ -397,9 +477,9 @@ func (s *Store) observe(ctx context.Context, events []Event, out []Result) error
 	return nil
 }
 
-// planBatch groups the events into script calls (up to maxPerCall cards a call; one a bucket on a
-// Redis Cluster), encodes their entries, and starts out[i] with its window and whether it is too
-// far ahead to count.
+// planBatch groups the events into script calls (up to maxPerCall cards a call; one a shard on a
+// Redis Cluster), encodes their entries, finds which are new in this process's copies of their
+// cards' histories, and starts out[i] with its window and whether it is too far ahead to count.
 func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 	length := s.cfg.Length
 	// How far ahead of the clock an event time may be and still count: further ahead is a
@@ -411,11 +491,13 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 	p := &plan{snaps: make([]slot, len(events)), countable: countable.Unix(), cutoff: cutoff,
 		sweepCutoff: cutoff - int64((2*length+s.cfg.AllowedLateness+expiryMargin)/time.Second)}
 
-	bySlot := map[string]*call{} // Redis Cluster: the call of each bucket
+	byShard := map[uint32]*call{} // Redis Cluster: the call of each shard
+	byCard := map[string]*cardCall{}
+	bySnap := map[merchantDay]int{} // index into p.snapshots
 	var current *call
-	currentIdx := -1 // current's index in p.calls
 	buf := make([]byte, len(events)*entrySize)
-	itemBuf := make([]byte, 0, len(events)*(4+16))
+	itemBuf := make([]byte, 0, len(events)*(1+4+16))
+	var gens [2]byte
 	for i := range events {
 		e := &events[i]
 		start := e.Time.Truncate(length)
@@ -428,61 +510,76 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 		case !end.Add(s.cfg.AllowedLateness).After(now):
 			counted = false // late: counted only if it was counted before it was late
 		}
-		cardSum := sha256.Sum256([]byte(e.Card))
-		key, bucket := s.key(&cardSum)
-		var c *call
-		if s.cluster {
-			if c = bySlot[key]; c == nil {
-				c = &call{byCard: map[string]*cardCall{}}
-				bySlot[key] = c
-				p.calls = append(p.calls, c)
-			}
-		} else {
-			if current == nil || (len(current.cards) == maxPerCall && current.byCard[e.Card] == nil) {
-				current = &call{byCard: map[string]*cardCall{}, bySnap: map[merchantDay]int{}}
-				p.calls = append(p.calls, current)
-				currentIdx = len(p.calls) - 1
-			}
-			c = current
-		}
-		cc := c.byCard[e.Card]
+		cc := byCard[e.Card]
 		if cc == nil {
-			cc = &cardCall{key: key, field: string(cardSum[4:10]), bucket: bucket, sweep: s.swept.due(bucket, today)}
-			c.byCard[e.Card] = cc
+			cardSum := sha256.Sum256([]byte(e.Card))
+			key, bucket := s.key(&cardSum)
+			var c *call
+			switch {
+			case s.cluster:
+				if c = byShard[bucket%clusterShards]; c == nil {
+					c = &call{pending: s.pendingKey(bucket)}
+					byShard[bucket%clusterShards] = c
+					p.calls = append(p.calls, c)
+				}
+			default:
+				if current == nil || len(current.cards) == maxPerCall {
+					current = &call{pending: s.pendingKey(bucket)}
+					p.calls = append(p.calls, current)
+				}
+				c = current
+			}
+			binary.BigEndian.PutUint16(gens[:], uint16(mrand.Uint32()))
+			cc = &cardCall{key: key, field: string(cardSum[4:10]), id: string(cardSum[:10]), bucket: bucket,
+				sweep: s.swept.due(bucket, today), gen: string(gens[:])}
+			if cc.cached = s.cards.get(cc.id); cc.cached != nil {
+				cc.grown = append(make([]byte, 0, len(cc.cached.history)+entrySize*8), cc.cached.history...)
+			}
+			byCard[e.Card] = cc
 			c.cards = append(c.cards, cc)
 		}
+		pid := sha256.Sum256([]byte(e.PaymentID))
+		en := buf[i*entrySize : (i+1)*entrySize : (i+1)*entrySize]
+		encode(en, e, &pid)
+		// With a copy of the card's history, whether the payment is in it.
+		flag := byte('+')
+		if cc.cached != nil {
+			switch {
+			case holds(cc.grown, en[8:14]):
+				flag = '='
+			case counted:
+				cc.grown = append(cc.grown, en...)
+			}
+		}
 		item := lookUp
-		p.snaps[i] = slot{call: -1, snap: -1}
+		p.snaps[i] = slot{snap: -1}
 		// A payment too far ahead to count takes no snapshot: it would fix a day not yet begun
 		// (its merchant counts are 0; the model does not score it).
-		if e.Merchant != "" && !s.cluster && !out[i].Ahead {
+		if e.Merchant != "" && !out[i].Ahead {
 			d := e.Time.Unix() / day
 			md := merchantDay{e.Merchant, d}
 			if v, ok := s.snaps.get(md); ok {
 				p.snaps[i].cached = &v
 			} else {
-				k, ok := c.bySnap[md]
+				k, ok := bySnap[md]
 				if !ok {
 					mkey, fkey := s.merchantKeys(e.Merchant)
-					k = len(c.snaps)
-					c.bySnap[md] = k
-					c.snaps = append(c.snaps, snapshot{key: mkey, fraudKey: fkey, day: d})
+					k = len(p.snapshots)
+					bySnap[md] = k
+					p.snapshots = append(p.snapshots, snapshot{key: mkey, fraudKey: fkey, day: d, md: md})
 				}
-				p.snaps[i] = slot{call: currentIdx, snap: k, key: md}
+				p.snaps[i].snap = k
 			}
 			if counted {
 				from := len(itemBuf)
+				itemBuf = append(itemBuf, flag)
 				itemBuf = binary.BigEndian.AppendUint32(itemBuf, uint32(d))
-				sum := sha256.Sum256([]byte(e.Merchant))
-				itemBuf = hex.AppendEncode(itemBuf, sum[:8]) // merchantTag, without a string
+				itemBuf = s.appendMerchantTag(itemBuf, e.Merchant)
 				item = itemBuf[from:len(itemBuf):len(itemBuf)]
 			}
 		} else if counted {
-			item = count
+			item = flags[flag]
 		}
-		pid := sha256.Sum256([]byte(e.PaymentID))
-		en := buf[i*entrySize : (i+1)*entrySize : (i+1)*entrySize]
-		encode(en, e, &pid)
 		cc.events = append(cc.events, i)
 		cc.entries = append(cc.entries, en)
 		cc.items = append(cc.items, item)
@@ -490,35 +587,37 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 	return p
 }
 
-// runBatch sends the plan's calls and the epoch's read in one pipeline, checks the epoch, and
-// returns each call's replies.
-func (s *Store) runBatch(ctx context.Context, p *plan) ([][]any, error) {
+// runBatch sends the plan's calls, its snapshots and the epoch's read in one pipeline, checks the
+// epoch, and returns each call's replies and each snapshot.
+func (s *Store) runBatch(ctx context.Context, p *plan) ([][]any, []string, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(p.calls))
 	for k, c := range p.calls {
 		keys := make([]string, 0, len(c.cards)+1)
-		args := make([]any, 0, 9+3*len(c.cards)+2*len(p.snaps)+3*len(c.snaps))
+		args := make([]any, 0, 8+6*len(c.cards)+2*len(p.snaps))
 		args = append(args, p.cutoff, p.sweepCutoff, p.countable, s.cfg.MaxPaymentsPerCard, hardCap*s.cfg.MaxPaymentsPerCard,
-			s.ttl().Milliseconds(), len(c.cards))
+			s.ttl().Milliseconds(), len(c.cards), chunkEntries)
 		for _, cc := range c.cards {
 			keys = append(keys, cc.key)
 			sweep := 0
 			if cc.sweep {
 				sweep = 1
 			}
-			args = append(args, cc.field, len(cc.entries), sweep)
+			expected, headLen := "", 0
+			if cc.cached != nil {
+				expected, headLen = cc.cached.header, cc.cached.headLen()
+			}
+			args = append(args, cc.field, expected, headLen, cc.gen, len(cc.entries), sweep)
 			for j, en := range cc.entries {
 				args = append(args, en, cc.items[j])
 			}
 		}
-		if !s.cluster {
-			keys = append(keys, s.pendingKey())
-			args = append(args, s.merchantTTL().Milliseconds(), len(c.snaps), LabelDelayDays)
-			for _, sn := range c.snaps {
-				args = append(args, sn.key, sn.fraudKey, sn.day)
-			}
-		}
+		keys = append(keys, c.pending)
 		cmds[k] = s.script.EvalSha(ctx, pipe, keys, args...)
+	}
+	snapCmds := make([]*redis.Cmd, len(p.snapshots))
+	for k, sn := range p.snapshots {
+		snapCmds[k] = s.snapshot.EvalSha(ctx, pipe, []string{sn.key, sn.fraudKey}, s.merchantTTL().Milliseconds(), LabelDelayDays, sn.day)
 	}
 	// Last, so that a missing epoch (redis.Nil) is not the error Exec reports for a failed script.
 	epochCmd := pipe.GetEx(ctx, s.epochKey(), s.ttl())
@@ -531,38 +630,49 @@ func (s *Store) runBatch(ctx context.Context, p *plan) ([][]any, error) {
 				}
 			}
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	replies := make([][]any, len(p.calls))
 	for k, c := range p.calls {
 		res, err := cmds[k].Slice()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if len(res) != len(c.cards)+len(c.snaps) {
-			return nil, fmt.Errorf("%d replies for %d cards and %d merchants", len(res), len(c.cards), len(c.snaps))
+		if len(res) != len(c.cards) {
+			return nil, nil, fmt.Errorf("%d replies for %d cards", len(res), len(c.cards))
 		}
 		replies[k] = res
+	}
+	snaps := make([]string, len(p.snapshots))
+	for k, c := range snapCmds {
+		v, err := c.Text()
+		if err != nil {
+			return nil, nil, fmt.Errorf("merchant snapshot: %w", err)
+		}
+		snaps[k] = v
 	}
 	var epoch *string
 	switch v, err := epochCmd.Result(); {
 	case err == nil:
 		epoch = &v
 	case !errors.Is(err, redis.Nil):
-		return nil, fmt.Errorf("read epoch: %w", err)
+		return nil, nil, fmt.Errorf("read epoch: %w", err)
 	}
-	return replies, s.checkEpoch(ctx, known, epoch)
+	return replies, snaps, s.checkEpoch(ctx, known, epoch)
 }
 
 // readBatch fills each event's result from its card's history and its merchant's snapshot.
-func (s *Store) readBatch(p *plan, replies [][]any, out []Result) error {
+func (s *Store) readBatch(p *plan, replies [][]any, snaps []string, out []Result) error {
 	lengthSec := int64(s.cfg.Length / time.Second)
 	for k, c := range p.calls {
 		for j, cc := range c.cards {
-			history, _ := replies[k][j].(string)
+			reply, _ := replies[k][j].(string)
+			history, err := s.remember(cc, reply)
+			if err != nil {
+				return err
+			}
 			for n, i := range cc.events {
 				agg, count, found := read(history, cc.entries[n], lengthSec, p.cutoff)
-				agg.NoMerchants = s.cluster
 				out[i].Aggregates = agg
 				switch {
 				case out[i].Ahead:
@@ -574,19 +684,21 @@ func (s *Store) readBatch(p *plan, replies [][]any, out []Result) error {
 			}
 		}
 	}
+	counts := make([]merchantCounts, len(snaps))
+	for k, v := range snaps {
+		var err error
+		if counts[k], err = parseSnapshot(v); err != nil {
+			return err
+		}
+		s.snaps.put(p.snapshots[k].md, counts[k])
+	}
 	for i, sl := range p.snaps {
 		var m merchantCounts
 		switch {
 		case sl.cached != nil:
 			m = *sl.cached
-		case sl.call >= 0:
-			c := p.calls[sl.call]
-			v, _ := replies[sl.call][len(c.cards)+sl.snap].(string)
-			var err error
-			if m, err = parseSnapshot(v); err != nil {
-				return err
-			}
-			s.snaps.put(sl.key, m)
+		case sl.snap >= 0:
+			m = counts[sl.snap]
 		default:
 			continue
 		}
@@ -595,6 +707,57 @@ func (s *Store) readBatch(p *plan, replies [][]any, out []Result) error {
 		a.MerchantDelayed = m.delayed
 	}
 	return nil
+}
+
+// holds reports whether a history holds an entry with the payment id tag pid.
+func holds(history []byte, pid []byte) bool {
+	for off := 0; ; {
+		k := bytes.Index(history[off:], pid)
+		if k < 0 {
+			return false
+		}
+		if (off+k)%entrySize == 8 {
+			return true
+		}
+		off += k + 1
+	}
+}
+
+// remember reads a card's reply (see observeScript), keeps the card's history as it is now in the
+// cache, and returns it.
+func (s *Store) remember(cc *cardCall, reply string) (history string, err error) {
+	if len(reply) < 13 || (reply[0] != 'F' && reply[0] != 'S') {
+		return "", fmt.Errorf("card history reply of %d bytes", len(reply))
+	}
+	open := int(binary.BigEndian.Uint16([]byte(reply[1:3])))
+	first, next := binary.BigEndian.Uint16([]byte(reply[5:7])), binary.BigEndian.Uint16([]byte(reply[7:9]))
+	sealed := int(next - first)
+	end := 13 + 4*sealed
+	if len(reply) < end {
+		return "", fmt.Errorf("card history reply of %d bytes, with %d chunks", len(reply), sealed)
+	}
+	keep := (sealed*chunkEntries + open) * entrySize
+	st := &cardState{header: reply[3:end]}
+	if reply[0] == 'F' { // Redis had what the copy had: it has the copy grown, less its oldest
+		s.fast.Add(1)
+		grown := cc.cached.history
+		if len(cc.grown) > len(grown) {
+			// grown is not written to again: a string of its bytes stays as it is.
+			grown = unsafe.String(unsafe.SliceData(cc.grown), len(cc.grown))
+		}
+		if keep > len(grown) {
+			return "", fmt.Errorf("card history of %d bytes after appending, want at least %d", len(grown), keep)
+		}
+		st.history = grown[len(grown)-keep:]
+	} else {
+		s.whole.Add(1)
+		st.history = reply[end:]
+		if len(st.history) != keep {
+			return "", fmt.Errorf("card history of %d bytes, want %d", len(st.history), keep)
+		}
+	}
+	s.cards.put(cc.id, st)
+	return st.history, nil
 }
 
 // parseSnapshot reads a merchant snapshot, "<1d>,<7d>,<30d>,<fraud 30d>" and the delayed counts
@@ -637,57 +800,159 @@ func (s *Store) ttl() time.Duration {
 	return month*time.Second + s.cfg.AllowedLateness + s.cfg.Length + 2*expiryMargin + day*time.Second
 }
 
-// KeepsMerchants reports whether the store keeps merchant counts and labels (not on a Redis Cluster).
-func (s *Store) KeepsMerchants() bool { return !s.cluster }
-
 // Label records an analyst's verdict on a payment, for the merchant's fraud counts: a payment
 // labelled fraud counts for its merchant on the payment's day, from the next time the merchant
 // is read; one labelled legitimate (after all) no longer does. Verdicts are idempotent. It
 // reports false when the store does not know the payment (its card's history no longer holds
-// it, or it had no merchant). On a Redis Cluster it does nothing (merchant counts are not kept).
+// it, or it had no merchant).
 func (s *Store) Label(ctx context.Context, card, paymentID string, fraud bool) (bool, error) {
-	if s.cluster {
-		return false, nil
-	}
 	cardSum := sha256.Sum256([]byte(card))
 	pid := sha256.Sum256([]byte(paymentID))
 	key, _ := s.key(&cardSum)
-	ttl := s.merchantTTL().Milliseconds()
+	history, err := s.hist.Run(ctx, s.rdb, []string{key}, string(cardSum[4:10])).Text()
+	if err != nil {
+		return false, fmt.Errorf("label %s: %w", paymentID, err)
+	}
+	off := -1
+	for k := 0; ; {
+		i := strings.Index(history[k:], string(pid[:6]))
+		if i < 0 {
+			return false, nil
+		}
+		if (k+i)%entrySize == 8 {
+			off = k + i - 8
+			break
+		}
+		k += i + 1
+	}
+	merchant := u32(history, off+16)
+	if merchant == 0 {
+		return false, nil
+	}
+	d := int64(u32(history, off)) / day
 	flag := 0
 	if fraud {
 		flag = 1
 	}
-	n, err := s.label.Run(ctx, s.rdb, []string{key}, string(cardSum[4:10]), string(pid[:6]), flag, s.cfg.KeyPrefix, ttl, merchantDays).Int()
-	if err != nil {
+	fraudKey := fmt.Sprintf("%s:mf:{%08x}", s.cfg.KeyPrefix, merchant)
+	field := fmt.Sprintf("%d:%x", d, pid[:6])
+	if err := s.label.Run(ctx, s.rdb, []string{fraudKey}, field, flag, s.merchantTTL().Milliseconds(), merchantDays, d).Err(); err != nil {
 		return false, fmt.Errorf("label %s: %w", paymentID, err)
 	}
-	return n == 1, nil
+	return true, nil
 }
 
 // foldBatch is the most pending merchant items one script call of a fold takes: Redis runs nothing
 // else while a script runs, and an item costs up to 10 µs here (a merchant's first of a day).
 const foldBatch = 50
 
+// clusterFoldBatch is the most items a shard's fold takes on a Redis Cluster.
+const clusterFoldBatch = 2000
+
 // Fold adds the payments counted since the last fold to their merchants' day counts, and reports
 // how many it added. Any number of instances may fold at once.
 func (s *Store) Fold(ctx context.Context) (int, error) {
-	if s.cluster {
-		return 0, nil
-	}
 	if !s.loaded.Load() {
 		if err := s.load(ctx); err != nil {
 			return 0, err
 		}
 	}
+	if s.cluster {
+		n, err := s.foldShards(ctx)
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// A node restarted, or failed over: load the scripts and go again (a fold repeats
+			// nothing it did).
+			if err := s.load(ctx); err != nil {
+				return n, err
+			}
+			var m int
+			m, err = s.foldShards(ctx)
+			n += m
+		}
+		return n, err
+	}
 	ttl := s.merchantTTL().Milliseconds()
 	total := 0
 	for {
-		n, err := s.fold.Run(ctx, s.rdb, []string{s.pendingKey()}, s.cfg.KeyPrefix, foldBatch, ttl, merchantDays).Int()
+		n, err := s.fold.Run(ctx, s.rdb, []string{s.pendingKey(0)}, s.cfg.KeyPrefix, foldBatch, ttl, merchantDays).Int()
 		if err != nil {
 			return total, fmt.Errorf("fold merchant counts: %w", err)
 		}
 		total += n
 		if n < foldBatch {
+			return total, nil
+		}
+	}
+}
+
+// foldShards folds every shard's pending items on a Redis Cluster, in three pipelines a round (see
+// takeScript): take each shard's items, add them to each merchant, end each shard's fold. A step
+// that fails leaves the fold in progress, and whichever instance folds next finishes it.
+func (s *Store) foldShards(ctx context.Context) (int, error) {
+	ttl := s.merchantTTL().Milliseconds()
+	total := 0
+	for {
+		pipe := s.rdb.Pipeline()
+		takes := make([]*redis.Cmd, clusterShards)
+		for sh := range clusterShards {
+			takes[sh] = s.take.EvalSha(ctx, pipe, []string{s.shardKey(sh, "p"), s.shardKey(sh, "f"), s.shardKey(sh, "seq")}, clusterFoldBatch, ttl)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return total, fmt.Errorf("fold merchant counts: take: %w", err)
+		}
+		type fold struct {
+			shard int
+			n     string
+		}
+		var folds []fold
+		more := false
+		apply := s.rdb.Pipeline()
+		for sh, c := range takes {
+			list, err := c.StringSlice()
+			if err != nil {
+				return total, fmt.Errorf("fold merchant counts: take: %w", err)
+			}
+			if len(list) < 2 {
+				continue
+			}
+			n, items := list[0], list[1:]
+			folds = append(folds, fold{sh, n})
+			total += len(items)
+			more = more || len(items) == clusterFoldBatch
+			// By merchant, then day.
+			byMerchant := map[string]map[uint32]int{}
+			for _, it := range items {
+				if len(it) < 5 {
+					continue
+				}
+				tag, d := it[4:], binary.BigEndian.Uint32([]byte(it[:4]))
+				if byMerchant[tag] == nil {
+					byMerchant[tag] = map[uint32]int{}
+				}
+				byMerchant[tag][d]++
+			}
+			for tag, days := range byMerchant {
+				args := []any{sh, n, ttl, merchantDays}
+				for d, k := range days {
+					args = append(args, d, k)
+				}
+				s.apply.EvalSha(ctx, apply, []string{s.cfg.KeyPrefix + ":m:{" + tag + "}", s.cfg.KeyPrefix + ":ma:{" + tag + "}"}, args...)
+			}
+		}
+		if len(folds) == 0 {
+			return total, nil
+		}
+		if _, err := apply.Exec(ctx); err != nil {
+			return total, fmt.Errorf("fold merchant counts: add: %w", err)
+		}
+		done := s.rdb.Pipeline()
+		for _, f := range folds {
+			s.done.EvalSha(ctx, done, []string{s.shardKey(f.shard, "f")}, f.n)
+		}
+		if _, err := done.Exec(ctx); err != nil {
+			return total, fmt.Errorf("fold merchant counts: end: %w", err)
+		}
+		if !more {
 			return total, nil
 		}
 	}
@@ -722,8 +987,8 @@ func (s *Store) RunFold(ctx context.Context, interval time.Duration, log *slog.L
 func (s *Store) Counts(ctx context.Context, card string) (map[time.Time]int64, error) {
 	sum := sha256.Sum256([]byte(card))
 	key, _ := s.key(&sum)
-	history, err := s.rdb.HGet(ctx, key, string(sum[4:10])).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	history, err := s.hist.Run(ctx, s.rdb, []string{key}, string(sum[4:10])).Text()
+	if err != nil {
 		return nil, fmt.Errorf("window counts: %w", err)
 	}
 	counts := map[time.Time]int64{}

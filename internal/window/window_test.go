@@ -434,9 +434,8 @@ func TestSweepSetsTheTTLWithoutNewPayments(t *testing.T) {
 // Past window.max_payments_per_card a history drops its oldest payments, but not those that
 // can still be redelivered into their window: those count once however often they come.
 func TestCapKeepsRedeliverablePayments(t *testing.T) {
-	s, rdb, _, c := newTestStore(t, at("2026-03-01T10:59:00Z"), 16)
+	s, _, _, c := newTestStore(t, at("2026-03-01T10:59:00Z"), 16)
 	s.cfg.MaxPaymentsPerCard = 256
-	ctx := context.Background()
 	var events []Event
 	for i := range 300 {
 		events = append(events, Event{PaymentID: fmt.Sprintf("p%03d", i), Card: "c1", Time: at("2026-03-01T10:00:00Z").Add(time.Duration(i) * time.Second)})
@@ -450,14 +449,24 @@ func TestCapKeepsRedeliverablePayments(t *testing.T) {
 			}
 		}
 	}
-	if n := len(rdb.HGet(ctx, s.Key("c1"), string(cardTag("c1"))).Val()) / entrySize; n != 300 {
+	if n := kept(t, s, "c1"); n != 300 {
 		t.Errorf("%d payments kept, want all 300 while they can be redelivered", n)
 	}
 	c.t = at("2026-03-01T13:20:00Z") // 10:00's window can no longer take payments
 	observe(t, s, Event{PaymentID: "q", Card: "c1", Time: at("2026-03-01T13:10:00Z")})
-	if n := len(rdb.HGet(ctx, s.Key("c1"), string(cardTag("c1"))).Val()) / entrySize; n != 256 {
-		t.Errorf("%d payments kept, want the cap, 256", n)
+	if n := kept(t, s, "c1"); n < 256 || n >= 256+chunkEntries {
+		t.Errorf("%d payments kept, want the cap, 256, and less than a chunk more", n)
 	}
+}
+
+// kept is how many payments a card's history keeps in Redis.
+func kept(t *testing.T, s *Store, card string) int {
+	t.Helper()
+	h, err := s.hist.Run(context.Background(), s.rdb, []string{s.Key(card)}, string(cardTag(card))).Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(h) / entrySize
 }
 
 func cardTag(card string) []byte {
@@ -559,5 +568,42 @@ func TestLossCountedOnceAcrossBatchesInFlight(t *testing.T) {
 	}
 	if n, _ := s.Losses(); n != 1 || *s.epoch.value.Load() != *current || *current == *old {
 		t.Errorf("%d losses, epoch %q (old %q, new %q); want 1 and the new one", n, *s.epoch.value.Load(), *old, *current)
+	}
+}
+
+// A history written before histories had chunks (every entry in the card's field, no header) is
+// read as it is, and rewritten in chunks the first time the card gets a payment.
+func TestHistoryFromBeforeChunks(t *testing.T) {
+	s, rdb, _, _ := newTestStore(t, at("2026-03-01T10:59:00Z"), 16)
+	ctx := context.Background()
+	var old []byte
+	var events []Event
+	for i := range 50 {
+		e := Event{PaymentID: fmt.Sprintf("p%02d", i), Card: "c1", Time: at("2026-03-01T10:00:00Z").Add(time.Duration(i) * time.Second)}
+		pid := sha256.Sum256([]byte(e.PaymentID))
+		en := make([]byte, entrySize)
+		encode(en, &e, &pid)
+		old = append(old, en...)
+		events = append(events, e)
+	}
+	if err := rdb.HSet(ctx, s.Key("c1"), string(cardTag("c1")), old).Err(); err != nil {
+		t.Fatal(err)
+	}
+	events = append(events, Event{PaymentID: "new", Card: "c1", Time: at("2026-03-01T10:58:00Z")})
+	for round := range 2 { // the first reads the old history, the second appends to its copy
+		for i, r := range observe(t, s, events...) {
+			if r.Count != int64(i+1) {
+				t.Fatalf("round %d, payment %d: count %d, want %d", round, i, r.Count, i+1)
+			}
+		}
+	}
+	if n := kept(t, s, "c1"); n != 51 {
+		t.Errorf("%d payments kept, want 51", n)
+	}
+	if fast, whole := s.Reads(); fast != 1 || whole != 1 {
+		t.Errorf("appended from the copy %d times, read whole %d times; want once each", fast, whole)
+	}
+	if n := rdb.HLen(ctx, s.Key("c1")).Val(); n != 2 {
+		t.Errorf("%d fields, want the head and one sealed chunk", n)
 	}
 }
