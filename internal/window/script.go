@@ -13,8 +13,9 @@ package window
 //	10..    the newest event time of each sealed chunk kept, 4 bytes each, oldest chunk first
 //	then    the open entries, 24 bytes each
 //
-// A head's length is never a multiple of 24; a history written before the chunks (every entry
-// in the head, no header) always is, and is read as a head with every entry open.
+// A history shorter than a chunk has no header: its head is its entries alone. A head with a
+// header is never a multiple of 24 bytes long; one without always is, and is read as a head with
+// every entry open (as are the histories written before the chunks).
 const cardLua = `
 local function u16(s, i)
   local a, b = string.byte(s, i, i + 1)
@@ -104,37 +105,46 @@ end
 //	ARGV[6] TTL of a card bucket, ms: set when a card joins it, or it is swept
 //	ARGV[7] number of cards C
 //	ARGV[8] entries in a sealed chunk
-//	then for each card: its field; the header it had when the caller last saw it ("" for none)
-//	    and the length its head had then; a generation (2 bytes) should its history begin now;
-//	    its number of payments n; 1 to sweep its bucket first or 0; then for each payment its
-//	    entry and its item: "-" to look it up only, else "+" (the caller found it new) or "="
+//	then for each card: its field (6 bytes), a generation (2 bytes) should its history begin now,
+//	    "1" to sweep its bucket first or "0", its number of payments n (2 bytes), the length its
+//	    head had when the caller last saw it (4 bytes), and the head's first 10 bytes then (none
+//	    if the caller has no copy), in one argument; then for each payment its entry and its item: "-" to look it up only, else "+" (the caller found it new) or "="
 //	    (the caller found it counted), followed by the merchant's item (<day, 4 bytes big-endian>
 //	    <the merchant's tag>), if it has one
 //
-// For each card it returns "F" when the head was as the caller saw it, "S" when not, then the
-// number of open entries (2 bytes) and the header as written; after "S", the whole history.
+//	then, on a single Redis only: the TTL of a merchant's keys (ms), the number of merchant
+//	    snapshots M, the label delay in days, and for each snapshot its merchant's key, fraud key
+//	    and day (Unix days) (on a Redis Cluster snapshotScript takes them, in the keys' slot)
+//
+// For each card it returns "F" when the head was as the caller saw it and only grew (its header
+// changed in its last time alone), "R" when it was and was rebuilt (a chunk sealed or dropped),
+// "S" when it was not; after "R" and "S" the number of open entries (2 bytes) and the header as
+// written, and after "S" the whole history as it was before the call, in which the caller finds
+// the same payments new as the script did. A history shorter than a chunk is kept without a
+// header, as a plain string of entries ("H" and the history as it was before).
 //
 // What a card costs here does not grow with its history: the head holds at most a chunk of
 // entries, and only a card that the caller has no current copy of is read whole. Write commands
 // are what a script spends most on (about 2 µs each here), so there is one per card with new
 // payments (and one per chunk sealed or dropped) and one per call for the merchants' pending
-// list.
-const observeScript = cardLua + `
+// list. After the cards it returns the M snapshots (see snapshotScript).
+const observeScript = cardLua + snapshotLua + `
 local cutoff, sweepCutoff, countable = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cap, hardCap, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local ncards, K = tonumber(ARGV[7]), tonumber(ARGV[8])
+local cb = K * 24
 
--- store appends entries to a card's open ones, seals each chunk that fills, drops the oldest
+-- rebuild appends entries to a card's open ones, seals each chunk that fills, drops the oldest
 -- sealed chunks past keeping (all past the cutoff; past the cap, none that can be redelivered;
--- past the hard cap, any), and writes the head if it changed. Returns the header and the number
--- of open entries.
-local function store(key, field, gen, first, nxt, last, maxets, open, new)
-  local changed = #new > 0
-  if changed then
+-- past the hard cap, any) or, with none, the oldest open entries past keeping, and writes the
+-- head. Returns the header and the number of open entries.
+local function rebuild(key, field, head, new, newGen)
+  local gen, first, nxt, last, maxets, open = parse(head)
+  gen = gen or newGen
+  if #new > 0 then
     open = open .. table.concat(new)
     last = u32(new[#new], 1)
   end
-  local cb = K * 24
   while #open >= cb do
     local chunk = string.sub(open, 1, cb)
     redis.call('HSET', key, field .. p16(nxt), chunk)
@@ -142,7 +152,7 @@ local function store(key, field, gen, first, nxt, last, maxets, open, new)
     for o = 1, cb, 24 do
       m = math.max(m, u32(chunk, o))
     end
-    maxets, nxt, open, changed = maxets .. p32(m), (nxt + 1) % 65536, string.sub(open, cb + 1), true
+    maxets, nxt, open = maxets .. p32(m), (nxt + 1) % 65536, string.sub(open, cb + 1)
   end
   local ns = #maxets / 4
   local live = ns * K + #open / 24
@@ -152,50 +162,70 @@ local function store(key, field, gen, first, nxt, last, maxets, open, new)
       break
     end
     redis.call('HDEL', key, field .. p16(first))
-    first, maxets, ns, live, changed = (first + 1) % 65536, string.sub(maxets, 5), ns - 1, live - K, true
+    first, maxets, ns, live = (first + 1) % 65536, string.sub(maxets, 5), ns - 1, live - K
   end
-  if ns == 0 then -- a history of open entries alone drops its oldest past keeping one by one
+  if ns == 0 then
     local from = 1
     while from <= #open and u32(open, from) < cutoff do
       from = from + 24
     end
-    if from > 1 then
-      open, changed = string.sub(open, from), true
-    end
+    open = string.sub(open, from)
   end
   local header = gen .. p16(first) .. p16(nxt) .. p32(last) .. maxets
-  if changed then
-    redis.call('HSET', key, field, header .. open)
-  end
+  redis.call('HSET', key, field, header .. open)
   return header, #open / 24
+end
+
+-- simple reports whether appending new to a head seals no chunk and drops nothing: then the head
+-- only grows, and its header changes in its last time alone.
+local function simple(head, new)
+  if head == '' or #head % 24 == 0 then
+    return false
+  end
+  local first, nxt = u16(head, 3), u16(head, 5)
+  local ns = (nxt - first) % 65536
+  local hl = 11 + 4 * ns
+  local open = #head - hl + 1 + 24 * #new
+  if open >= cb then
+    return false
+  end
+  if ns > 0 then
+    local m, live = u32(head, 11), ns * K + open / 24
+    return not (m < cutoff or (live - K >= cap and m < countable) or live - K >= hardCap)
+  end
+  if #head >= hl then
+    return u32(head, hl) >= cutoff
+  end
+  return #new == 0 or u32(new[1], 1) >= cutoff
 end
 
 local a = 9
 local out, items = {}, {}
 for c = 1, ncards do
-  local key, field, expected, expectedLen = KEYS[c], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  local newGen, n, sweep = ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5]
-  a = a + 6
+  local key, card = KEYS[c], ARGV[a]
+  local field, newGen, sweep, n = string.sub(card, 1, 6), string.sub(card, 7, 8), string.byte(card, 9), u16(card, 10)
+  local expectedLen = u32(card, 12)
+  a = a + 1
   local expire = false
-  if sweep == '1' then
-    local fields, heads = redis.call('HKEYS', key), {}
-    for _, f in ipairs(fields) do
-      if #f == 6 and f ~= field then heads[#heads + 1] = f end
-    end
-    for i = 1, #heads, 1000 do
-      local part = {unpack(heads, i, math.min(i + 999, #heads))}
-      for j, v in ipairs(redis.call('HMGET', key, unpack(part))) do
-        if v then
-          local _, _, _, last = parse(v)
-          if last < sweepCutoff then drop(key, part[j], v) end
+  if sweep == 49 then -- '1'
+    local all = redis.call('HGETALL', key)
+    for i = 1, #all, 2 do
+      local f, v = all[i], all[i + 1]
+      if #f == 6 and f ~= field then
+        local last = 0
+        if #v % 24 ~= 0 then
+          last = u32(v, 7)
+        elseif #v > 0 then
+          last = u32(v, #v - 23)
         end
+        if last < sweepCutoff then drop(key, f, v) end
       end
     end
     expire = true
   end
   local head = redis.call('HGET', key, field)
   local new = {}
-  if expected ~= '' and head and #head == expectedLen and string.sub(head, 1, #expected) == expected then
+  if #card > 15 and head and #head == expectedLen and string.sub(head, 1, 10) == string.sub(card, 16) then
     -- As the caller last saw it: append what it found new.
     for _ = 1, n do
       local entry, item = ARGV[a], ARGV[a + 1]
@@ -205,17 +235,26 @@ for c = 1, ncards do
         if #item > 1 then items[#items + 1] = string.sub(item, 2) end
       end
     end
-    local gen, first, nxt, last, maxets, open = parse(head)
-    local header, nopen = store(key, field, gen, first, nxt, last, maxets, open, new)
-    out[c] = 'F' .. p16(nopen) .. header
-  else
-    local hist, gen, first, nxt, last, maxets, open = '', newGen, 0, 0, 0, '', ''
-    if head then
-      local g
-      g, first, nxt, last, maxets, open = parse(head)
-      hist, gen = sealed(key, field, first, nxt) .. open, g or newGen
+    if simple(head, new) then
+      if #new > 0 then
+        redis.call('HSET', key, field, string.sub(head, 1, 6) .. string.sub(new[#new], 1, 4) .. string.sub(head, 11) .. table.concat(new))
+      end
+      out[c] = 'F'
     else
-      expire = true
+      local header, nopen = rebuild(key, field, head, new, newGen)
+      out[c] = 'R' .. p16(nopen) .. header
+    end
+  else
+    -- Not as the caller saw it: look every payment up in the whole history, and return the
+    -- history as it was before (the caller finds the same payments new).
+    local hist = ''
+    if head and #head % 24 == 0 then
+      hist = head
+    elseif head then
+      local _, first, nxt, _, _, open = parse(head)
+      hist = sealed(key, field, first, nxt) .. open
+    else
+      head, expire = '', true
     end
     local seen = {}
     for _ = 1, n do
@@ -237,10 +276,29 @@ for c = 1, ncards do
         end
       end
     end
-    local header, nopen = store(key, field, gen, first, nxt, last, maxets, open, new)
-    local all = hist .. table.concat(new)
-    local keep = ((#header - 10) / 4 * K + nopen) * 24
-    out[c] = 'S' .. p16(nopen) .. header .. string.sub(all, #all - keep + 1)
+    if #head % 24 == 0 and #hist + 24 * #new < cb then
+      -- A short history stays a plain string of entries, without a header or chunks; its oldest
+      -- past keeping go one by one.
+      if #new > 0 then
+        local all = hist .. table.concat(new)
+        local from = 1
+        while from <= #all and u32(all, from) < cutoff do
+          from = from + 24
+        end
+        redis.call('HSET', key, field, string.sub(all, from))
+      end
+      out[c] = 'H' .. hist
+    elseif simple(head, new) then
+      if #new > 0 then
+        head = string.sub(head, 1, 6) .. string.sub(new[#new], 1, 4) .. string.sub(head, 11) .. table.concat(new)
+        redis.call('HSET', key, field, head)
+      end
+      local ns = (u16(head, 5) - u16(head, 3)) % 65536
+      out[c] = 'S' .. p16((#head - 10 - 4 * ns) / 24) .. string.sub(head, 1, 10 + 4 * ns) .. hist
+    else
+      local header, nopen = rebuild(key, field, head, new, newGen)
+      out[c] = 'S' .. p16(nopen) .. header .. hist
+    end
   end
   if expire then
     redis.call('PEXPIRE', key, ttl) -- a bucket that a card joined, or swept (none if it is empty)
@@ -249,7 +307,56 @@ end
 if #items > 0 and redis.call('RPUSH', KEYS[ncards + 1], unpack(items)) == #items then
   redis.call('PEXPIRE', KEYS[ncards + 1], ttl) -- a new list
 end
+-- A single Redis: the merchant snapshots the cards' payments need (ARGV names their keys).
+if ARGV[a] then
+  local mttl, nsnaps, delay = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  for s = 1, nsnaps do
+    out[ncards + s] = snapshot(ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), delay, mttl)
+    a = a + 3
+  end
+end
 return out
+`
+
+// snapshotLua takes a merchant's snapshot: see snapshotScript.
+const snapshotLua = `
+local function snapshot(key, fraudKey, d, delay, ttl)
+  local field = 'r' .. d
+  local snap = redis.call('HGET', key, field)
+  if snap then
+    return snap
+  end
+  local keep = delay + 30
+  local days = {}
+  for b = 1, keep do
+    days[b] = d - b
+  end
+  local counts = redis.call('HMGET', key, unpack(days))
+  local n, f = {}, {}
+  for b = 1, keep do
+    n[b], f[b] = tonumber(counts[b]) or 0, 0
+  end
+  for _, lf in ipairs(redis.call('HKEYS', fraudKey)) do
+    local b = d - (tonumber(string.match(lf, '^%d+')) or d)
+    if b >= 1 and b <= keep then
+      f[b] = f[b] + 1
+    end
+  end
+  -- sums over the days b = from .. to before d
+  local function sum(t, from, to)
+    local x = 0
+    for b = from, to do x = x + t[b] end
+    return x
+  end
+  snap = table.concat({sum(n, 1, 1), sum(n, 1, 7), sum(n, 1, 30), sum(f, 1, 30),
+    sum(n, delay + 1, delay + 1), sum(f, delay + 1, delay + 1),
+    sum(n, delay + 1, delay + 7), sum(f, delay + 1, delay + 7),
+    sum(n, delay + 1, delay + 30), sum(f, delay + 1, delay + 30)}, ',')
+  redis.call('HSET', key, field, snap)
+  redis.call('PEXPIRE', key, ttl)
+  return snap
+end
 `
 
 // snapshotScript returns a merchant's counts of the days before a day (KEYS[1] its day counts,
@@ -260,42 +367,8 @@ return out
 // first call for a merchant's day takes the snapshot from the day counts folded by then and the
 // fraud labels recorded by then; every later call gets the same one, so that a payment decided
 // again gets the merchant counts it got the first time. A read, and two writes once a day.
-const snapshotScript = `
-local d, delay = tonumber(ARGV[3]), tonumber(ARGV[2])
-local field = 'r' .. d
-local snap = redis.call('HGET', KEYS[1], field)
-if snap then
-  return snap
-end
-local keep = delay + 30
-local days = {}
-for b = 1, keep do
-  days[b] = d - b
-end
-local counts = redis.call('HMGET', KEYS[1], unpack(days))
-local n, f = {}, {}
-for b = 1, keep do
-  n[b], f[b] = tonumber(counts[b]) or 0, 0
-end
-for _, lf in ipairs(redis.call('HKEYS', KEYS[2])) do
-  local b = d - (tonumber(string.match(lf, '^%d+')) or d)
-  if b >= 1 and b <= keep then
-    f[b] = f[b] + 1
-  end
-end
--- sums over the days b = from .. to before d
-local function sum(t, from, to)
-  local x = 0
-  for b = from, to do x = x + t[b] end
-  return x
-end
-snap = table.concat({sum(n, 1, 1), sum(n, 1, 7), sum(n, 1, 30), sum(f, 1, 30),
-  sum(n, delay + 1, delay + 1), sum(f, delay + 1, delay + 1),
-  sum(n, delay + 1, delay + 7), sum(f, delay + 1, delay + 7),
-  sum(n, delay + 1, delay + 30), sum(f, delay + 1, delay + 30)}, ',')
-redis.call('HSET', KEYS[1], field, snap)
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return snap
+const snapshotScript = snapshotLua + `
+return snapshot(KEYS[1], KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[2]), ARGV[1])
 `
 
 // historyScript returns a card's whole history (KEYS[1], field ARGV[1]).

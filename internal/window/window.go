@@ -39,7 +39,6 @@
 package window
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -49,12 +48,12 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
@@ -414,6 +413,7 @@ func (s *Store) Observe(ctx context.Context, events []Event, out []Result) (aske
 type call struct {
 	cards   []*cardCall
 	pending string // the pending list
+	snaps   []int  // on a single Redis: the snapshots it takes, indexes into plan.snapshots
 }
 
 // cardCall is a card's part of a call: its payments, and what this process's copy of its history
@@ -427,10 +427,49 @@ type cardCall struct {
 	events     []int    // indexes into the batch
 	entries    [][]byte // their entries
 	items      [][]byte // "-": look up only; "+" or "=" (new, or counted in the copy), then the merchant's item
-	// With a copy of the history: the copy with the payments found new appended (what Redis
-	// has after the call if its head was as the copy says).
+	counted    []bool   // by payment: it may be counted (not late, not ahead)
+	// A copy of the history, if the process has one, and the entries of the payments new to it.
 	cached *cardState
-	grown  []byte
+	fresh  [][]byte
+}
+
+// freshIn returns the entries of the card's payments that are new to a history: those that may be
+// counted whose payment id is neither in it nor earlier in the batch, as observeScript finds them.
+func (cc *cardCall) freshIn(history string) [][]byte {
+	var out [][]byte
+	var seen map[string]bool // past a few payments, rather than a search of out
+	for n, en := range cc.entries {
+		if !cc.counted[n] {
+			continue
+		}
+		pid := en[8:14]
+		if holds(history, pid) {
+			continue
+		}
+		switch {
+		case seen != nil:
+			if seen[string(pid)] {
+				continue
+			}
+		case len(out) >= 16:
+			seen = map[string]bool{}
+			for _, e := range out {
+				seen[string(e[8:14])] = true
+			}
+			if seen[string(pid)] {
+				continue
+			}
+		default:
+			if slices.ContainsFunc(out, func(e []byte) bool { return string(e[8:14]) == string(pid) }) {
+				continue
+			}
+		}
+		if seen != nil {
+			seen[string(pid)] = true
+		}
+		out = append(out, en)
+	}
+	return out
 }
 
 // snapshot asks for a merchant's counts of the days before one day: snapshotScript returns the
@@ -441,10 +480,7 @@ type snapshot struct {
 	md            merchantDay
 }
 
-var (
-	lookUp = []byte("-")
-	flags  = map[byte][]byte{'+': []byte("+"), '=': []byte("=")}
-)
+var lookUp = []byte("-")
 
 // slot is where an event's merchant snapshot comes from: a snapshot asked for (snap, an index into
 // plan.snapshots), or the cache (cached); neither (snap -1, cached nil) for no merchant.
@@ -496,7 +532,7 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 	bySnap := map[merchantDay]int{} // index into p.snapshots
 	var current *call
 	buf := make([]byte, len(events)*entrySize)
-	itemBuf := make([]byte, 0, len(events)*(1+4+16))
+	itemBuf := make([]byte, 0, len(events)*(1+4+16)) // every item's bytes: items must not move
 	var gens [2]byte
 	for i := range events {
 		e := &events[i]
@@ -532,25 +568,13 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 			binary.BigEndian.PutUint16(gens[:], uint16(mrand.Uint32()))
 			cc = &cardCall{key: key, field: string(cardSum[4:10]), id: string(cardSum[:10]), bucket: bucket,
 				sweep: s.swept.due(bucket, today), gen: string(gens[:])}
-			if cc.cached = s.cards.get(cc.id); cc.cached != nil {
-				cc.grown = append(make([]byte, 0, len(cc.cached.history)+entrySize*8), cc.cached.history...)
-			}
+			cc.cached = s.cards.get(cc.id)
 			byCard[e.Card] = cc
 			c.cards = append(c.cards, cc)
 		}
 		pid := sha256.Sum256([]byte(e.PaymentID))
 		en := buf[i*entrySize : (i+1)*entrySize : (i+1)*entrySize]
 		encode(en, e, &pid)
-		// With a copy of the card's history, whether the payment is in it.
-		flag := byte('+')
-		if cc.cached != nil {
-			switch {
-			case holds(cc.grown, en[8:14]):
-				flag = '='
-			case counted:
-				cc.grown = append(cc.grown, en...)
-			}
-		}
 		item := lookUp
 		p.snaps[i] = slot{snap: -1}
 		// A payment too far ahead to count takes no snapshot: it would fix a day not yet begun
@@ -567,22 +591,47 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 					k = len(p.snapshots)
 					bySnap[md] = k
 					p.snapshots = append(p.snapshots, snapshot{key: mkey, fraudKey: fkey, day: d, md: md})
+					if !s.cluster { // in the card call's script; on a cluster, in the keys' slot
+						current.snaps = append(current.snaps, k)
+					}
 				}
 				p.snaps[i].snap = k
 			}
 			if counted {
 				from := len(itemBuf)
-				itemBuf = append(itemBuf, flag)
+				itemBuf = append(itemBuf, '+')
 				itemBuf = binary.BigEndian.AppendUint32(itemBuf, uint32(d))
 				itemBuf = s.appendMerchantTag(itemBuf, e.Merchant)
 				item = itemBuf[from:len(itemBuf):len(itemBuf)]
 			}
 		} else if counted {
-			item = flags[flag]
+			itemBuf = append(itemBuf, '+')
+			item = itemBuf[len(itemBuf)-1 : len(itemBuf) : len(itemBuf)]
 		}
 		cc.events = append(cc.events, i)
 		cc.entries = append(cc.entries, en)
 		cc.items = append(cc.items, item)
+		cc.counted = append(cc.counted, counted)
+	}
+	// With a copy of a card's history: which payments are new to it ("+"), and which it has ("=").
+	for _, c := range p.calls {
+		for _, cc := range c.cards {
+			if cc.cached == nil {
+				continue
+			}
+			cc.fresh = cc.freshIn(cc.cached.history)
+			k := 0
+			for n, en := range cc.entries {
+				if !cc.counted[n] {
+					continue
+				}
+				if k < len(cc.fresh) && &cc.fresh[k][0] == &en[0] {
+					k++
+				} else {
+					cc.items[n][0] = '='
+				}
+			}
+		}
 	}
 	return p
 }
@@ -594,7 +643,7 @@ func (s *Store) runBatch(ctx context.Context, p *plan) ([][]any, []string, error
 	cmds := make([]*redis.Cmd, len(p.calls))
 	for k, c := range p.calls {
 		keys := make([]string, 0, len(c.cards)+1)
-		args := make([]any, 0, 8+6*len(c.cards)+2*len(p.snaps))
+		args := make([]any, 0, 8+len(c.cards)+2*len(p.snaps))
 		args = append(args, p.cutoff, p.sweepCutoff, p.countable, s.cfg.MaxPaymentsPerCard, hardCap*s.cfg.MaxPaymentsPerCard,
 			s.ttl().Milliseconds(), len(c.cards), chunkEntries)
 		for _, cc := range c.cards {
@@ -603,21 +652,35 @@ func (s *Store) runBatch(ctx context.Context, p *plan) ([][]any, []string, error
 			if cc.sweep {
 				sweep = 1
 			}
-			expected, headLen := "", 0
+			card := make([]byte, 0, 25)
+			card = append(append(append(card, cc.field...), cc.gen...), byte('0'+sweep))
+			card = binary.BigEndian.AppendUint16(card, uint16(len(cc.entries)))
 			if cc.cached != nil {
-				expected, headLen = cc.cached.header, cc.cached.headLen()
+				card = binary.BigEndian.AppendUint32(card, uint32(cc.cached.headLen()))
+				card = append(card, cc.cached.header[:10]...)
+			} else {
+				card = binary.BigEndian.AppendUint32(card, 0)
 			}
-			args = append(args, cc.field, expected, headLen, cc.gen, len(cc.entries), sweep)
+			args = append(args, card)
 			for j, en := range cc.entries {
 				args = append(args, en, cc.items[j])
 			}
 		}
 		keys = append(keys, c.pending)
+		if len(c.snaps) > 0 {
+			args = append(args, s.merchantTTL().Milliseconds(), len(c.snaps), LabelDelayDays)
+			for _, k := range c.snaps {
+				sn := &p.snapshots[k]
+				args = append(args, sn.key, sn.fraudKey, sn.day)
+			}
+		}
 		cmds[k] = s.script.EvalSha(ctx, pipe, keys, args...)
 	}
-	snapCmds := make([]*redis.Cmd, len(p.snapshots))
-	for k, sn := range p.snapshots {
-		snapCmds[k] = s.snapshot.EvalSha(ctx, pipe, []string{sn.key, sn.fraudKey}, s.merchantTTL().Milliseconds(), LabelDelayDays, sn.day)
+	var snapCmds []*redis.Cmd // a Redis Cluster's
+	if s.cluster {
+		for _, sn := range p.snapshots {
+			snapCmds = append(snapCmds, s.snapshot.EvalSha(ctx, pipe, []string{sn.key, sn.fraudKey}, s.merchantTTL().Milliseconds(), LabelDelayDays, sn.day))
+		}
 	}
 	// Last, so that a missing epoch (redis.Nil) is not the error Exec reports for a failed script.
 	epochCmd := pipe.GetEx(ctx, s.epochKey(), s.ttl())
@@ -633,17 +696,20 @@ func (s *Store) runBatch(ctx context.Context, p *plan) ([][]any, []string, error
 		return nil, nil, err
 	}
 	replies := make([][]any, len(p.calls))
+	snaps := make([]string, len(p.snapshots))
 	for k, c := range p.calls {
 		res, err := cmds[k].Slice()
 		if err != nil {
 			return nil, nil, err
 		}
-		if len(res) != len(c.cards) {
-			return nil, nil, fmt.Errorf("%d replies for %d cards", len(res), len(c.cards))
+		if len(res) != len(c.cards)+len(c.snaps) {
+			return nil, nil, fmt.Errorf("%d replies for %d cards and %d merchants", len(res), len(c.cards), len(c.snaps))
 		}
 		replies[k] = res
+		for j, sn := range c.snaps {
+			snaps[sn], _ = res[len(c.cards)+j].(string)
+		}
 	}
-	snaps := make([]string, len(p.snapshots))
 	for k, c := range snapCmds {
 		v, err := c.Text()
 		if err != nil {
@@ -710,9 +776,9 @@ func (s *Store) readBatch(p *plan, replies [][]any, snaps []string, out []Result
 }
 
 // holds reports whether a history holds an entry with the payment id tag pid.
-func holds(history []byte, pid []byte) bool {
+func holds(history string, pid []byte) bool {
 	for off := 0; ; {
-		k := bytes.Index(history[off:], pid)
+		k := strings.Index(history[off:], string(pid))
 		if k < 0 {
 			return false
 		}
@@ -726,38 +792,76 @@ func holds(history []byte, pid []byte) bool {
 // remember reads a card's reply (see observeScript), keeps the card's history as it is now in the
 // cache, and returns it.
 func (s *Store) remember(cc *cardCall, reply string) (history string, err error) {
-	if len(reply) < 13 || (reply[0] != 'F' && reply[0] != 'S') {
+	if reply == "F" { // as the copy had it, grown; the header changed in its last time alone
+		s.fast.Add(1)
+		st := &cardState{header: cc.cached.header, history: grow(cc.cached.history, cc.fresh)}
+		if len(cc.fresh) > 0 {
+			h := []byte(st.header)
+			copy(h[6:10], cc.fresh[len(cc.fresh)-1][:4])
+			st.header = string(h)
+		}
+		s.keep(cc, st)
+		return st.history, nil
+	}
+	if len(reply) > 0 && reply[0] == 'H' { // a short history, as it was: find the new in it
+		s.whole.Add(1)
+		prior := reply[1:]
+		if cc.cached != nil {
+			s.cards.drop(cc.id)
+		}
+		return grow(prior, cc.freshIn(prior)), nil
+	}
+	if len(reply) < 13 || (reply[0] != 'R' && reply[0] != 'S') {
 		return "", fmt.Errorf("card history reply of %d bytes", len(reply))
 	}
 	open := int(binary.BigEndian.Uint16([]byte(reply[1:3])))
 	first, next := binary.BigEndian.Uint16([]byte(reply[5:7])), binary.BigEndian.Uint16([]byte(reply[7:9]))
 	sealed := int(next - first)
 	end := 13 + 4*sealed
-	if len(reply) < end {
+	if len(reply) < end || (reply[0] == 'R' && cc.cached == nil) {
 		return "", fmt.Errorf("card history reply of %d bytes, with %d chunks", len(reply), sealed)
 	}
 	keep := (sealed*chunkEntries + open) * entrySize
-	st := &cardState{header: reply[3:end]}
-	if reply[0] == 'F' { // Redis had what the copy had: it has the copy grown, less its oldest
+	var grown string
+	if reply[0] == 'R' { // as the copy had it, and rebuilt: a chunk sealed or dropped
 		s.fast.Add(1)
-		grown := cc.cached.history
-		if len(cc.grown) > len(grown) {
-			// grown is not written to again: a string of its bytes stays as it is.
-			grown = unsafe.String(unsafe.SliceData(cc.grown), len(cc.grown))
-		}
-		if keep > len(grown) {
-			return "", fmt.Errorf("card history of %d bytes after appending, want at least %d", len(grown), keep)
-		}
-		st.history = grown[len(grown)-keep:]
-	} else {
+		grown = grow(cc.cached.history, cc.fresh)
+	} else { // not as the copy had it, if there was one: the history as it was, to find the new in
 		s.whole.Add(1)
-		st.history = reply[end:]
-		if len(st.history) != keep {
-			return "", fmt.Errorf("card history of %d bytes, want %d", len(st.history), keep)
-		}
+		prior := reply[end:]
+		grown = grow(prior, cc.freshIn(prior))
 	}
-	s.cards.put(cc.id, st)
+	if keep > len(grown) {
+		return "", fmt.Errorf("card history of %d bytes after the call, want at least %d", len(grown), keep)
+	}
+	st := &cardState{header: reply[3:end], history: grown[len(grown)-keep:]}
+	s.keep(cc, st)
 	return st.history, nil
+}
+
+// keep keeps a copy of a card's history if it has sealed chunks: a shorter one is all in its head,
+// which comes back whole at no more cost than a copy would save.
+func (s *Store) keep(cc *cardCall, st *cardState) {
+	switch {
+	case len(st.header) > 10:
+		s.cards.put(cc.id, st)
+	case cc.cached != nil:
+		s.cards.drop(cc.id)
+	}
+}
+
+// grow returns a history with entries appended.
+func grow(history string, entries [][]byte) string {
+	if len(entries) == 0 {
+		return history
+	}
+	var b strings.Builder
+	b.Grow(len(history) + len(entries)*entrySize)
+	b.WriteString(history)
+	for _, e := range entries {
+		b.Write(e)
+	}
+	return b.String()
 }
 
 // parseSnapshot reads a merchant snapshot, "<1d>,<7d>,<30d>,<fraud 30d>" and the delayed counts
