@@ -5,10 +5,17 @@
 // Drain: N payments are pre-loaded into a fresh topic, the service is started, and the rate is
 // taken from the group's committed offsets, from the first commit seen to the last.
 //
+// After the drain, the Redis memory of the state it left (MEMORY USAGE of every key under the
+// group, by kind) is reported, the card buckets' per active card-hour of the input: the distinct
+// (card, UTC hour of the event time) pairs among the payments written.
+//
 // Latency: the service is started on fresh topics whose timestamps are the broker's append time,
 // payments are written at a fixed rate, and each decision's append time on the high-risk topic
 // minus its payment's append time on the payments topic is one sample (millisecond resolution,
-// as Kafka's timestamps have).
+// as Kafka's timestamps have). Only flagged payments have a decision there. With -burst N, one
+// extra card also gets N payments, spread evenly over a minute (or what the run has left after the
+// warm-up, if shorter) from the end of the warm-up on, and the other cards' decisions are reported
+// apart from the burst card's.
 package main
 
 import (
@@ -28,6 +35,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -60,6 +68,7 @@ type options struct {
 	skipDrain  bool
 	skipLat    bool
 	warmup     time.Duration
+	burst      int
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -73,6 +82,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Float64Var(&o.rate, "rate", 5000, "payments per second for the latency measurement")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "how long to write at that rate")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "leave the decisions of payments written in the first `duration` out of the latency figures: the service's producer is still fetching the new topic's metadata")
+	fs.IntVar(&o.burst, "burst", 0, "during the latency measurement, also write `N` payments on one extra card, spread evenly over a minute from the end of the warm-up (over what is left of -duration, if less), and report its decisions apart")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write the service's CPU profile of the drain to `file`")
 	fs.BoolVar(&o.skipDrain, "skip-drain", false, "skip the drain measurement")
 	fs.BoolVar(&o.skipLat, "skip-latency", false, "skip the latency measurement")
@@ -85,6 +95,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	})
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.burst < 0 {
+		return fmt.Errorf("-burst: must not be negative, got %d", o.burst)
+	}
+	if o.burst > 0 && o.duration <= o.warmup {
+		return fmt.Errorf("-burst: needs a -duration (%s) longer than the -warmup (%s)", o.duration, o.warmup)
 	}
 	if _, err := os.Stat(o.bin); err != nil {
 		return fmt.Errorf("service binary: %w (build it: go build -o %s ./cmd/fraud-detector)", err, o.bin)
@@ -247,8 +263,10 @@ func (b *bench) committed() (committed, end int64, err error) {
 	return committed, end, nil
 }
 
-// produce writes n generated payments, at rate per second (0: as fast as possible).
-func (b *bench) produce(ctx context.Context, n int, rate float64) (time.Duration, error) {
+// produce writes n generated payments, at rate per second (0: as fast as possible), and bu's
+// payments beside them (nil: none). It counts the payments' active card-hours into hours (nil:
+// not counted).
+func (b *bench) produce(ctx context.Context, n int, rate float64, hours *cardHours, bu *burst) (time.Duration, error) {
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V2_8_0_0
 	cfg.Producer.RequiredAcks = sarama.WaitForLocal
@@ -270,10 +288,17 @@ func (b *bench) produce(ctx context.Context, n int, rate float64) (time.Duration
 		errc <- first
 	}()
 	// Event times are the wall clock, so that every payment falls in an open window and the
-	// windows stage does its full work.
-	gc := paygen.Config{Seed: 7, Cards: 200_000, BurstShare: 0.002, CardNumberShare: 0.1, Clock: time.Now}
+	// windows stage does its full work. The generator reads the clock once a payment: the last
+	// reading is the event time of the payment it made.
+	var eventTime time.Time
+	clock := func() time.Time { eventTime = time.Now(); return eventTime }
+	gc := paygen.Config{Seed: 7, Cards: 200_000, BurstShare: 0.002, CardNumberShare: 0.1, Clock: clock}
 	gen := paygen.New(gc)
 	began := time.Now()
+	var extra sync.WaitGroup
+	if bu != nil && bu.n > 0 {
+		extra.Go(func() { bu.write(ctx, p, b.payments, began) })
+	}
 	for i := range n {
 		if rate > 0 && i%16 == 0 {
 			if d := time.Until(began.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > 0 {
@@ -284,8 +309,12 @@ func (b *bench) produce(ctx context.Context, n int, rate float64) (time.Duration
 			break
 		}
 		r := gen.Next()
+		if hours != nil {
+			hours.add(r, eventTime)
+		}
 		p.Input() <- &sarama.ProducerMessage{Topic: b.payments, Key: sarama.StringEncoder(r.Key), Value: sarama.ByteEncoder(r.Value)}
 	}
+	extra.Wait()
 	p.AsyncClose()
 	if err := <-errc; err != nil {
 		return 0, err
@@ -299,7 +328,8 @@ func drain(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	defer b.close()
-	took, err := b.produce(ctx, o.n, 0)
+	hours := newCardHours()
+	took, err := b.produce(ctx, o.n, 0, hours, nil)
 	if err != nil {
 		return err
 	}
@@ -378,6 +408,12 @@ func drain(ctx context.Context, o options, stdout io.Writer) error {
 			m[`fraud_reviews_opened_total`], reviewsBehind.Round(time.Millisecond),
 			m[`fraud_redis_errors_total{op="reviews"}`], m[`fraud_redis_retries_total{op="reviews"}`])
 	}
+	// The state the drain left, before close deletes it.
+	state, err := stateMemory(ctx, rdb, b.group)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, state.describe(hours.count(), m[`fraud_reviews_opened_total`]))
 	if o.profile != "" {
 		fmt.Fprintf(stdout, "drain: CPU profile in %s (go tool pprof -top %s %s)\n", o.profile, o.bin, o.profile)
 	}
@@ -398,11 +434,19 @@ func latency(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	n := int(o.rate * o.duration.Seconds())
-	took, err := b.produce(ctx, n, o.rate)
+	var bu *burst
+	if o.burst > 0 {
+		bu = &burst{n: o.burst, card: "card-burst", begin: o.warmup, span: min(time.Minute, o.duration-o.warmup)}
+	}
+	took, err := b.produce(ctx, n, o.rate, nil, bu)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "latency: wrote %d payments in %s (%.0f/s)\n", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
+	if bu != nil {
+		fmt.Fprintf(stdout, "latency: and %d payments on card %s, from %s after the start over %s (%.0f/s)\n",
+			bu.n, bu.card, bu.begin, bu.span, float64(bu.n)/bu.span.Seconds())
+	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		c, end, err := b.committed()
@@ -421,16 +465,26 @@ func latency(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 
-	appended := map[[2]int64]time.Time{} // (partition, offset) -> append time of the payment
-	for _, m := range b.readAll(b.payments) {
-		appended[[2]int64{int64(m.Partition), m.Offset}] = m.Timestamp
+	type payment struct {
+		at    time.Time // append time
+		burst bool      // of the burst's card
 	}
-	var samples []time.Duration
-	slow := map[int64]int{} // second of the run -> decisions over 10 ms
-	var warm time.Time      // payments appended before this are the warm-up, not counted
-	for _, t := range appended {
-		if warm.IsZero() || t.Before(warm) {
-			warm = t
+	appended := map[[2]int64]payment{} // (partition, offset) -> the payment
+	burstPart := int32(-1)             // the burst card's partition
+	for _, m := range b.readAll(b.payments) {
+		burst := bu != nil && string(m.Key) == bu.card
+		if burst {
+			burstPart = m.Partition
+		}
+		appended[[2]int64{int64(m.Partition), m.Offset}] = payment{m.Timestamp, burst}
+	}
+	var samples latencies                     // every decision's, or with a burst the other cards'
+	var burstSamples, samePartition latencies // the burst card's; the other cards' on its partition
+	slow := map[int64]int{}                   // second of the run -> decisions over 10 ms
+	var warm time.Time                        // payments appended before this are the warm-up, not counted
+	for _, p := range appended {
+		if warm.IsZero() || p.at.Before(warm) {
+			warm = p.at
 		}
 	}
 	warm = warm.Add(o.warmup)
@@ -445,14 +499,23 @@ func latency(ctx context.Context, o options, stdout io.Writer) error {
 				off, _ = strconv.ParseInt(string(h.Value), 10, 64)
 			}
 		}
-		if t, ok := appended[[2]int64{part, off}]; ok {
-			if t.Before(warm) {
+		if p, ok := appended[[2]int64{part, off}]; ok {
+			if p.at.Before(warm) {
 				skipped++
 				continue
 			}
-			samples = append(samples, m.Timestamp.Sub(t))
-			if m.Timestamp.Sub(t) > 10*time.Millisecond {
-				slow[t.Unix()]++
+			took := m.Timestamp.Sub(p.at)
+			switch {
+			case p.burst:
+				burstSamples = append(burstSamples, took)
+			case int32(part) == burstPart:
+				samePartition = append(samePartition, took)
+				samples = append(samples, took)
+			default:
+				samples = append(samples, took)
+			}
+			if took > 10*time.Millisecond {
+				slow[p.at.Unix()]++
 			}
 		}
 	}
@@ -461,6 +524,13 @@ func latency(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	if os.Getenv("STREAMBENCH_DEBUG") != "" {
 		fmt.Fprintf(stdout, "latency: decisions over 10 ms by second: %v\n", slow)
+	}
+	if bu != nil {
+		fmt.Fprintf(stdout, "latency: other cards: %s (append time to append time, ms resolution; %d decisions of the first %s not counted)\n",
+			samples.describe(), skipped, o.warmup)
+		fmt.Fprintf(stdout, "latency: other cards on the burst card's partition %d: %s\n", burstPart, samePartition.describe())
+		fmt.Fprintf(stdout, "latency: burst card %s: %s, of %d payments written\n", bu.card, burstSamples.describe(), bu.n)
+		return nil
 	}
 	slices.Sort(samples)
 	q := func(p float64) time.Duration { return samples[min(len(samples)-1, int(p*float64(len(samples))))] }
