@@ -40,9 +40,9 @@ var _ sarama.ConsumerGroupHandler = (*ReviewHandler)(nil)
 func (h *ReviewHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
 func (h *ReviewHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-// maxReviewsPerCall bounds the decisions of one round trip to the review store: a call of 100
-// keeps Redis busy about 2.5 ms (internal/review's BenchmarkOpenAll), far from redis.read_timeout
-// even on a loaded machine, and the stream's own calls get in between.
+// maxReviewsPerCall bounds the decisions of one round trip to the review store: a call of 100 is
+// one script that holds Redis about 1.5 ms (internal/review's BenchmarkOpenAll), far from
+// redis.read_timeout even on a loaded machine; the stream's own calls get in between the calls.
 const maxReviewsPerCall = 100
 
 // ConsumeClaim opens the reviews of what has arrived, up to maxReviewsPerCall decisions a round trip, retrying

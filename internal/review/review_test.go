@@ -282,17 +282,127 @@ func TestListExaminesABoundedNumber(t *testing.T) {
 	}
 }
 
-// BenchmarkOpenAll opens reviews as the review group does, in round trips of
-// 100 decisions of realistic size (detect's maxReviewsPerCall), and reports the reviews opened a second,
-// Redis's CPU per review (from INFO, so run it with nothing else using that Redis) and the
-// slowest round trip, which must stay far below redis.read_timeout:
+// A batch larger than a call, with redeliveries within a call and across calls, cards and reasons
+// shared and repeated, fills every index as opening the reviews one by one would; a later batch
+// that draws a maintenance ticket drops the reviews past the retention.
+func TestOpenAllBatches(t *testing.T) {
+	s, rdb, c := newTestStore(t)
+	ctx := context.Background()
+	codes := []string{decision.CodeAmount, decision.CodeVelocity, decision.CodeModel}
+	var ds []decision.Decision
+	want := map[string][]redis.Z{} // index key: entries
+	for i := range 2*maxPerCall + 50 {
+		if i%9 == 8 { // a redelivery in the same call, then one from an earlier call
+			ds = append(ds, ds[i-1], ds[max(0, i-maxPerCall-3)])
+			continue
+		}
+		var score *float64
+		if i%4 > 0 {
+			score = ptr(float64(i%10) / 10)
+		}
+		d := flagged(fmt.Sprintf("p%03d", i), fmt.Sprintf("c%d", i%7), score, codes[i%3], codes[(i+i/3)%3])
+		d.DecidedAt = c.t.Add(-time.Duration(i) * time.Minute) // a backlog
+		if i%5 == 0 {
+			d.DecidedAt = time.Time{} // as old as the store's clock says
+		}
+		ds = append(ds, d)
+		created := float64(c.t.Add(-time.Duration(i) * time.Minute).UnixMilli())
+		if i%5 == 0 {
+			created = float64(c.t.UnixMilli())
+		}
+		byScore := -1.0
+		if score != nil {
+			byScore = *score
+		}
+		for _, k := range []string{s.key("t"), s.key("s", StatusOpen), s.key("c", d.CardID), s.key("x", d.Reasons[0].Code)} {
+			want[k] = append(want[k], redis.Z{Score: created, Member: d.PaymentID})
+		}
+		if d.Reasons[1].Code != d.Reasons[0].Code {
+			k := s.key("x", d.Reasons[1].Code)
+			want[k] = append(want[k], redis.Z{Score: created, Member: d.PaymentID})
+		}
+		for _, k := range []string{s.key("k"), s.key("ks", StatusOpen)} {
+			want[k] = append(want[k], redis.Z{Score: byScore, Member: d.PaymentID})
+		}
+	}
+	opened := len(want[s.key("t")])
+	for i, w := range []int{opened, 0} { // the second time, a redelivery of it all
+		if n, err := s.OpenAll(ctx, ds); err != nil || n != w {
+			t.Fatalf("call %d: opened %d, %v; want %d", i+1, n, err, w)
+		}
+	}
+	for k, w := range want {
+		slices.SortFunc(w, func(a, b redis.Z) int {
+			return cmp.Or(cmp.Compare(a.Score, b.Score), cmp.Compare(a.Member.(string), b.Member.(string)))
+		})
+		if got := rdb.ZRangeWithScores(ctx, k, 0, -1).Val(); !slices.Equal(got, w) {
+			t.Errorf("%s:\n got %v\nwant %v", k, got, w)
+		}
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl < 30*24*time.Hour || ttl > 31*24*time.Hour {
+			t.Errorf("%s: TTL %s", k, ttl)
+		}
+	}
+	r, _, err := s.Get(ctx, "p011")
+	if err != nil || r.CardID != "c4" || *r.Score != 0.1 || !slices.Equal(r.Reasons, []string{codes[2], codes[2]}) ||
+		!r.CreatedAt.Equal(c.t.Add(-11*time.Minute)) {
+		t.Errorf("review %+v, %v", r, err)
+	}
+	if ttl := rdb.PTTL(ctx, s.key("r", "p011")).Val(); ttl <= 29*24*time.Hour || ttl > 30*24*time.Hour {
+		t.Errorf("record: TTL %s", ttl)
+	}
+
+	c.t = c.t.Add(31 * 24 * time.Hour)
+	var late []decision.Decision
+	for i := range 64 { // one opening in 64 maintains the indexes
+		late = append(late, flagged(fmt.Sprintf("late-%02d", i), "c1", ptr(0.5), decision.CodeModel))
+	}
+	if n, err := s.OpenAll(ctx, late); err != nil || n != 64 {
+		t.Fatalf("late batch: opened %d, %v", n, err)
+	}
+	for _, k := range []string{s.key("t"), s.key("s", StatusOpen), s.key("k"), s.key("ks", StatusOpen), s.key("c", "c1"), s.key("x", decision.CodeModel)} {
+		if ids := rdb.ZRange(ctx, k, 0, -1).Val(); len(ids) != 64 || !strings.HasPrefix(ids[0], "late-") {
+			t.Errorf("%s lists %d reviews, from %v", k, len(ids), ids[:min(3, len(ids))])
+		}
+	}
+}
+
+// Redis lost its scripts (a restart, SCRIPT FLUSH): the store loads the script again, and counts
+// each review once.
+func TestOpenAllLoadsTheScriptAgain(t *testing.T) {
+	s, rdb, _ := newTestStore(t)
+	ctx := context.Background()
+	var ds []decision.Decision
+	for i := range maxPerCall + 10 {
+		ds = append(ds, flagged(fmt.Sprintf("p%03d", i), "c1", nil, decision.CodeAmount))
+	}
+	if n, err := s.OpenAll(ctx, ds[:5]); err != nil || n != 5 {
+		t.Fatalf("opened %d, %v", n, err)
+	}
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.OpenAll(ctx, ds); err != nil || n != len(ds)-5 {
+		t.Errorf("after the scripts were flushed: opened %d, %v; want %d", n, err, len(ds)-5)
+	}
+}
+
+// BenchmarkOpenAll opens reviews as the review group does, in round trips of 100 decisions of
+// realistic size (detect's maxReviewsPerCall) and of 150, and reports the reviews opened a
+// second, Redis's CPU time per review opened (used_cpu_sys and used_cpu_user from INFO, so run it
+// with nothing else using that Redis: FD_TEST_REDIS can name one of its own) and the slowest
+// round trip, which must stay far below redis.read_timeout:
 //
 //	go test -run '^$' -bench OpenAll -benchtime 20000x ./internal/review
 func BenchmarkOpenAll(b *testing.B) {
+	for _, perCall := range []int{100, 150} {
+		b.Run(fmt.Sprintf("batch=%d", perCall), func(b *testing.B) { benchmarkOpenAll(b, perCall) })
+	}
+}
+
+func benchmarkOpenAll(b *testing.B, perCall int) {
 	rdb, prefix := redistest.New(b, "rvbench")
 	s := NewStore(rdb, Config{KeyPrefix: prefix, Retention: 30 * 24 * time.Hour}, time.Now)
 	ctx := context.Background()
-	const perCall = 100
 	payment := []byte(`{"payment_id":"p","card_id":"tok_0123456789abcdef","amount":"250.00","currency":"EUR",` +
 		`"timestamp":"2026-03-01T09:59:58Z","merchant_id":"m-1234","merchant_category":"5411","country":"DE",` +
 		`"channel":"ecommerce","device_id":"dev-42","ip":"203.0.113.7"}`)
@@ -321,16 +431,23 @@ func BenchmarkOpenAll(b *testing.B) {
 	b.ResetTimer()
 	before, began := cpu(), time.Now()
 	var slowest time.Duration
+	opened := 0
 	for i := 0; i < len(ds); i += perCall {
 		t := time.Now()
-		if _, err := s.OpenAll(ctx, ds[i:min(i+perCall, len(ds))]); err != nil {
+		n, err := s.OpenAll(ctx, ds[i:min(i+perCall, len(ds))])
+		if err != nil {
 			b.Fatal(err)
 		}
 		slowest = max(slowest, time.Since(t))
+		opened += n
 	}
 	took := time.Since(began)
+	used := cpu() - before
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/took.Seconds(), "reviews/s")
-	b.ReportMetric((cpu()-before)*1e6/float64(b.N), "redis-µs/review")
+	if opened != b.N {
+		b.Fatalf("opened %d reviews of %d", opened, b.N)
+	}
+	b.ReportMetric(float64(opened)/took.Seconds(), "reviews/s")
+	b.ReportMetric(used*1e6/float64(opened), "redis-µs/review")
 	b.ReportMetric(float64(slowest.Microseconds())/1000, "slowest-call-ms")
 }
