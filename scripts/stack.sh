@@ -5,14 +5,21 @@
 #
 #   scripts/stack.sh up       install what is missing, start Kafka and Redis, create the topics
 #   scripts/stack.sh redis    install what is missing, start Redis alone
-#   scripts/stack.sh down     stop both (data is kept under .cache/stack)
-#   scripts/stack.sh reset    stop both and delete their data
+#   scripts/stack.sh cluster  install what is missing, start a 3-node Redis Cluster (no replicas)
+#                             on REDIS_CLUSTER_PORTS, form it once, wait for cluster_state:ok
+#   scripts/stack.sh down     stop everything this script started (data is kept under .cache/stack)
+#   scripts/stack.sh reset    stop everything and delete its data
 #   scripts/stack.sh status   say what runs
 #   scripts/stack.sh install  only install (apt packages, Kafka jars)
 #
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_SASL_PORT (9094),
-# REDIS_PORT (6379), PAYMENTS_PARTITIONS (6), FD_CACHE (<repo>/.cache). Downloads are cached
+# REDIS_PORT (6379), REDIS_CLUSTER_PORTS ("7001 7002 7003"; each node also uses its port + 10000
+# for the cluster bus), PAYMENTS_PARTITIONS (6), FD_CACHE (<repo>/.cache). Downloads are cached
 # under FD_CACHE.
+#
+# The Redis Cluster is for the tests of the service on a cluster (e2e/cluster_test.go): each node
+# keeps its nodes.conf under .cache/stack/redis-cluster/<port>, so a cluster stopped with down
+# comes back formed (and empty: like the single Redis, it keeps no data on disk).
 #
 # Kafka listens twice: PLAINTEXT on KAFKA_PORT (also between brokers) and SASL_PLAINTEXT on
 # KAFKA_SASL_PORT, with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, for the tests of the client's
@@ -30,6 +37,7 @@ kafka_port=${KAFKA_PORT:-9092}
 controller_port=${KAFKA_CONTROLLER_PORT:-9093}
 sasl_port=${KAFKA_SASL_PORT:-9094}
 redis_port=${REDIS_PORT:-6379}
+read -r -a cluster_ports <<<"${REDIS_CLUSTER_PORTS:-7001 7002 7003}"
 payments_partitions=${PAYMENTS_PARTITIONS:-6}
 bootstrap=127.0.0.1:$kafka_port
 sasl_bootstrap=127.0.0.1:$sasl_port
@@ -168,6 +176,79 @@ start_redis() {
   done
 }
 
+# cluster_info prints field (e.g. cluster_state) of CLUSTER INFO of the node on port, or nothing.
+cluster_info() { # port field
+  redis-cli -p "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
+}
+
+# start_cluster starts a redis-server with cluster-enabled on each of cluster_ports, forms the
+# cluster when none of them belongs to one yet (a re-run finds it formed and leaves it), and waits
+# until every node says cluster_state:ok.
+start_cluster() {
+  local port dir n=${#cluster_ports[@]}
+  [ "$n" -ge 3 ] || die "REDIS_CLUSTER_PORTS: a Redis Cluster needs at least 3 masters, got '${cluster_ports[*]}'"
+  for port in "${cluster_ports[@]}"; do
+    dir=$state/redis-cluster/$port
+    if running "$dir/redis.pid"; then log "redis cluster node $port already runs (pid $(cat "$dir/redis.pid"))"; continue; fi
+    if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+      [ "$(redis-cli -p "$port" info cluster 2>/dev/null | tr -d '\r' | sed -n 's/^cluster_enabled://p')" = 1 ] ||
+        die "a redis without cluster mode answers on port $port (not started by this checkout); stop it or set REDIS_CLUSTER_PORTS"
+      log "a cluster-enabled redis already answers on port $port (not started by this checkout); using it"
+      continue
+    fi
+    mkdir -p "$dir"
+    log "starting redis cluster node on 127.0.0.1:$port"
+    redis-server --bind 127.0.0.1 --port "$port" --daemonize yes \
+      --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 5000 \
+      --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir" \
+      --save "" --appendonly no --hash-max-listpack-value 512 >/dev/null
+  done
+  local deadline=$((SECONDS + 20))
+  for port in "${cluster_ports[@]}"; do
+    until redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; do
+      [ $SECONDS -lt $deadline ] || die "redis cluster node did not answer on port $port; see $state/redis-cluster/$port/redis.log"
+      sleep 0.2
+    done
+  done
+
+  # Formed: every node knows all n and sees every slot assigned. Unformed: every node alone, with
+  # no slot. Anything else is a cluster this script cannot safely form or repair.
+  local formed=0 alone=0 known slots
+  for port in "${cluster_ports[@]}"; do
+    known=$(cluster_info "$port" cluster_known_nodes) slots=$(cluster_info "$port" cluster_slots_assigned)
+    if [ "$known" = "$n" ] && [ "$slots" = 16384 ]; then
+      formed=$((formed + 1))
+    elif [ "$known" = 1 ] && [ "$slots" = 0 ]; then
+      alone=$((alone + 1))
+    fi
+  done
+  if [ "$alone" -eq "$n" ]; then
+    local addrs=()
+    for port in "${cluster_ports[@]}"; do addrs+=("127.0.0.1:$port"); done
+    log "forming the redis cluster of ${addrs[*]}"
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$state/redis-cluster/create.log" 2>&1 ||
+      die "redis-cli --cluster create failed; see $state/redis-cluster/create.log"
+  elif [ "$formed" -ne "$n" ]; then
+    die "the redis nodes on ports ${cluster_ports[*]} are neither one formed cluster nor all unformed (see redis-cli -p ${cluster_ports[0]} cluster nodes); start them afresh: scripts/stack.sh down, remove $state/redis-cluster, scripts/stack.sh cluster"
+  fi
+  deadline=$((SECONDS + 30))
+  for port in "${cluster_ports[@]}"; do
+    until [ "$(cluster_info "$port" cluster_state)" = ok ]; do
+      [ $SECONDS -lt $deadline ] || die "redis cluster node $port is not cluster_state:ok after 30 s; see redis-cli -p $port cluster info"
+      sleep 0.2
+    done
+  done
+}
+
+stop_cluster() {
+  local pidfile port
+  for pidfile in "$state"/redis-cluster/*/redis.pid; do
+    [ -e "$pidfile" ] || continue
+    port=$(basename "$(dirname "$pidfile")")
+    stop_pid "redis cluster node $port" "$pidfile"
+  done
+}
+
 create_topics() {
   local existing
   existing=$(kcat -b "$bootstrap" -L 2>/dev/null | sed -n 's/^  topic "\([^"]*\)".*/\1/p')
@@ -239,11 +320,24 @@ case "$cmd" in
     mkdir -p "$state"
     start_redis
     ;;
-  down) stop_pid kafka "$state/kafka.pid"; stop_pid redis "$state/redis.pid" ;;
+  cluster) # a Redis Cluster beside the single Redis (e2e/cluster_test.go)
+    install_apt
+    mkdir -p "$state/redis-cluster"
+    start_cluster
+    log "ready: redis cluster $(printf '127.0.0.1:%s ' "${cluster_ports[@]}")(cluster_state:ok)"
+    ;;
+  down) stop_pid kafka "$state/kafka.pid"; stop_pid redis "$state/redis.pid"; stop_cluster ;;
   reset) "$0" down; rm -rf "$state" ;;
   status)
     running "$state/kafka.pid" && echo "kafka: running (pid $(cat "$state/kafka.pid")) on $bootstrap" || echo "kafka: stopped"
     running "$state/redis.pid" && echo "redis: running (pid $(cat "$state/redis.pid")) on 127.0.0.1:$redis_port" || echo "redis: stopped"
+    for port in "${cluster_ports[@]}"; do
+      if running "$state/redis-cluster/$port/redis.pid"; then
+        echo "redis cluster node: running (pid $(cat "$state/redis-cluster/$port/redis.pid")) on 127.0.0.1:$port, cluster_state:$(cluster_info "$port" cluster_state)"
+      else
+        echo "redis cluster node: stopped (127.0.0.1:$port)"
+      fi
+    done
     ;;
-  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -20,6 +20,7 @@ case "$#:${1:-}" in
 esac
 
 scripts/stack.sh up
+scripts/stack.sh cluster # the Redis Cluster of e2e/cluster_test.go
 # ONNX Runtime for the model's tests, from the onnxruntime-node npm package (cached in .cache/).
 FD_ORT_LIBRARY=$(scripts/onnxruntime.sh)
 export FD_ORT_LIBRARY
