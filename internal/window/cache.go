@@ -1,6 +1,9 @@
 package window
 
-import "sync"
+import (
+	"encoding/binary"
+	"sync"
+)
 
 // cardState is a process's copy of a card's history as Redis had it after the last batch that
 // touched the card: the head's header and every entry kept, in order.
@@ -11,8 +14,8 @@ type cardState struct {
 
 // headLen is the length of the card's head in Redis: the header and the open entries.
 func (c *cardState) headLen() int {
-	sealed := (len(c.header) - 10) / 4
-	return len(c.header) + len(c.history) - sealed*chunkEntries*entrySize
+	sealed := int(binary.BigEndian.Uint16([]byte(c.header[4:6])) - binary.BigEndian.Uint16([]byte(c.header[2:4])))
+	return headerSize + len(c.history) - sealed*chunkEntries*entrySize
 }
 
 // cacheShards spread the cards over locks: each partition's goroutine calls Observe.

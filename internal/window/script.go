@@ -2,16 +2,21 @@ package window
 
 // cardLua is what the scripts that read or write a card's history share. A card's history is kept
 // in its bucket's hash as a head, the field named by the card's tag, and sealed chunks of
-// chunkEntries entries, the fields <tag><chunk number, 2 bytes>. The head is a header and the
-// open entries, the ones not sealed yet:
+// chunkEntries entries, the fields <tag><chunk number, 2 bytes>, each the newest event time of its
+// entries (4 bytes) and its entries. The head is a header and the open entries, the ones not
+// sealed yet:
 //
 //	0..2    generation: random, set when the card's history begins, so that a history begun
 //	        again (swept, expired, lost) never looks like one a process has cached
 //	2..4    first: the number of the oldest sealed chunk kept
 //	4..6    next: the number the next chunk sealed gets (first..next-1 are kept, modulo 2^16)
 //	6..10   event time of the entry appended last (Unix seconds), for the sweep
-//	10..    the newest event time of each sealed chunk kept, 4 bytes each, oldest chunk first
-//	then    the open entries, 24 bytes each
+//	10..14  the newest event time of the oldest sealed chunk kept (0 without one)
+//	14..    the open entries, 24 bytes each
+//
+// The head is rewritten with every payment, and a string costs a script about a microsecond a
+// kilobyte, so it is kept short: the chunks are small. Sealing a chunk writes it and the head;
+// dropping the oldest reads the next one's time.
 //
 // A history shorter than a chunk has no header: its head is its entries alone. A head with a
 // header is never a multiple of 24 bytes long; one without always is, and is read as a head with
@@ -32,17 +37,15 @@ local function p32(n)
   return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
 end
 
--- parse splits a head into generation (nil for a history from before the chunks), first, next,
--- last, the sealed chunks' newest event times and the open entries.
+-- parse splits a head into generation (nil for a history without a header), first, next, last and
+-- the open entries.
 local function parse(head)
   if #head % 24 == 0 then
     local last = 0
     if #head > 0 then last = u32(head, #head - 23) end
-    return nil, 0, 0, last, '', head
+    return nil, 0, 0, last, head
   end
-  local first, nxt = u16(head, 3), u16(head, 5)
-  local hl = 11 + 4 * ((nxt - first) % 65536)
-  return string.sub(head, 1, 2), first, nxt, u32(head, 7), string.sub(head, 11, hl - 1), string.sub(head, hl)
+  return string.sub(head, 1, 2), u16(head, 3), u16(head, 5), u32(head, 7), string.sub(head, 15)
 end
 
 -- chunkNames are the fields of a card's sealed chunks first..nxt-1.
@@ -54,29 +57,30 @@ local function chunkNames(field, first, nxt)
   return names
 end
 
--- sealed returns a card's sealed chunks, concatenated (a chunk that is missing is left out).
+-- sealed returns a card's sealed chunks' entries, concatenated (a chunk that is missing is left
+-- out).
 local function sealed(key, field, first, nxt)
   local names, out = chunkNames(field, first, nxt), {}
   for i = 1, #names, 1000 do
     local vals = redis.call('HMGET', key, unpack(names, i, math.min(i + 999, #names)))
     for _, v in ipairs(vals) do
-      if v then out[#out + 1] = v end
+      if v then out[#out + 1] = string.sub(v, 5) end
     end
   end
   return table.concat(out)
 end
 
--- history returns a card's whole history and its head parsed (gen nil: no head, or an old one).
+-- history returns a card's whole history.
 local function history(key, field)
   local head = redis.call('HGET', key, field)
   if not head then
-    return '', nil, 0, 0, 0, '', '', false
+    return ''
   end
-  local gen, first, nxt, last, maxets, open = parse(head)
-  return sealed(key, field, first, nxt) .. open, gen, first, nxt, last, maxets, open, true
+  local _, first, nxt, _, open = parse(head)
+  return sealed(key, field, first, nxt) .. open
 end
 
--- drop deletes a card: its head and its sealed chunks.
+-- drop deletes a card: its head, its sealed chunks and their times.
 local function drop(key, field, head)
   local _, first, nxt = parse(head)
   local names = chunkNames(field, first, nxt)
@@ -107,7 +111,7 @@ end
 //	ARGV[8] entries in a sealed chunk
 //	then for each card: its field (6 bytes), a generation (2 bytes) should its history begin now,
 //	    "1" to sweep its bucket first or "0", its number of payments n (2 bytes), the length its
-//	    head had when the caller last saw it (4 bytes), and the head's first 10 bytes then (none
+//	    head had when the caller last saw it (4 bytes), and the head's header then (none
 //	    if the caller has no copy), in one argument; then for each payment its entry and its item: "-" to look it up only, else "+" (the caller found it new) or "="
 //	    (the caller found it counted), followed by the merchant's item (<day, 4 bytes big-endian>
 //	    <the merchant's tag>), if it has one
@@ -139,30 +143,37 @@ local cb = K * 24
 -- past the hard cap, any) or, with none, the oldest open entries past keeping, and writes the
 -- head. Returns the header and the number of open entries.
 local function rebuild(key, field, head, new, newGen)
-  local gen, first, nxt, last, maxets, open = parse(head)
+  local gen, first, nxt, last, open = parse(head)
   gen = gen or newGen
+  local firstMax = 0
+  if #head % 24 ~= 0 then
+    firstMax = u32(head, 11)
+  end
   if #new > 0 then
     open = open .. table.concat(new)
     last = u32(new[#new], 1)
   end
   while #open >= cb do
     local chunk = string.sub(open, 1, cb)
-    redis.call('HSET', key, field .. p16(nxt), chunk)
     local m = 0
     for o = 1, cb, 24 do
       m = math.max(m, u32(chunk, o))
     end
-    maxets, nxt, open = maxets .. p32(m), (nxt + 1) % 65536, string.sub(open, cb + 1)
-  end
-  local ns = #maxets / 4
-  local live = ns * K + #open / 24
-  while ns > 0 do
-    local m = u32(maxets, 1)
-    if not (m < cutoff or (live - K >= cap and m < countable) or live - K >= hardCap) then
-      break
+    redis.call('HSET', key, field .. p16(nxt), p32(m) .. chunk)
+    if first == nxt then
+      firstMax = m
     end
+    nxt, open = (nxt + 1) % 65536, string.sub(open, cb + 1)
+  end
+  local ns = (nxt - first) % 65536
+  local live = ns * K + #open / 24
+  while ns > 0 and (firstMax < cutoff or (live - K >= cap and firstMax < countable) or live - K >= hardCap) do
     redis.call('HDEL', key, field .. p16(first))
-    first, maxets, ns, live = (first + 1) % 65536, string.sub(maxets, 5), ns - 1, live - K
+    first, ns, live, firstMax = (first + 1) % 65536, ns - 1, live - K, 0
+    if ns > 0 then
+      local next = redis.call('HGET', key, field .. p16(first))
+      if next then firstMax = u32(next, 1) end
+    end
   end
   if ns == 0 then
     local from = 1
@@ -171,7 +182,7 @@ local function rebuild(key, field, head, new, newGen)
     end
     open = string.sub(open, from)
   end
-  local header = gen .. p16(first) .. p16(nxt) .. p32(last) .. maxets
+  local header = gen .. p16(first) .. p16(nxt) .. p32(last) .. p32(firstMax)
   redis.call('HSET', key, field, header .. open)
   return header, #open / 24
 end
@@ -182,10 +193,8 @@ local function simple(head, new)
   if head == '' or #head % 24 == 0 then
     return false
   end
-  local first, nxt = u16(head, 3), u16(head, 5)
-  local ns = (nxt - first) % 65536
-  local hl = 11 + 4 * ns
-  local open = #head - hl + 1 + 24 * #new
+  local ns = (u16(head, 5) - u16(head, 3)) % 65536
+  local open = #head - 14 + 24 * #new
   if open >= cb then
     return false
   end
@@ -193,8 +202,8 @@ local function simple(head, new)
     local m, live = u32(head, 11), ns * K + open / 24
     return not (m < cutoff or (live - K >= cap and m < countable) or live - K >= hardCap)
   end
-  if #head >= hl then
-    return u32(head, hl) >= cutoff
+  if #head > 14 then
+    return u32(head, 15) >= cutoff
   end
   return #new == 0 or u32(new[1], 1) >= cutoff
 end
@@ -207,25 +216,28 @@ for c = 1, ncards do
   local expectedLen = u32(card, 12)
   a = a + 1
   local expire = false
-  if sweep == 49 then -- '1'
-    local all = redis.call('HGETALL', key)
-    for i = 1, #all, 2 do
-      local f, v = all[i], all[i + 1]
-      if #f == 6 and f ~= field then
+  if sweep == 49 then -- '1': the heads alone, not the sealed chunks
+    local heads = {}
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      if #f == 6 and f ~= field then heads[#heads + 1] = f end
+    end
+    for i = 1, #heads, 1000 do
+      local part = {unpack(heads, i, math.min(i + 999, #heads))}
+      for j, v in ipairs(redis.call('HMGET', key, unpack(part))) do
         local last = 0
-        if #v % 24 ~= 0 then
+        if v and #v % 24 ~= 0 then
           last = u32(v, 7)
-        elseif #v > 0 then
+        elseif v and #v > 0 then
           last = u32(v, #v - 23)
         end
-        if last < sweepCutoff then drop(key, f, v) end
+        if v and last < sweepCutoff then drop(key, part[j], v) end
       end
     end
     expire = true
   end
   local head = redis.call('HGET', key, field)
   local new = {}
-  if #card > 15 and head and #head == expectedLen and string.sub(head, 1, 10) == string.sub(card, 16) then
+  if #card > 15 and head and #head == expectedLen and string.sub(head, 1, 14) == string.sub(card, 16) then
     -- As the caller last saw it: append what it found new.
     for _ = 1, n do
       local entry, item = ARGV[a], ARGV[a + 1]
@@ -251,7 +263,7 @@ for c = 1, ncards do
     if head and #head % 24 == 0 then
       hist = head
     elseif head then
-      local _, first, nxt, _, _, open = parse(head)
+      local _, first, nxt, _, open = parse(head)
       hist = sealed(key, field, first, nxt) .. open
     else
       head, expire = '', true
@@ -293,8 +305,7 @@ for c = 1, ncards do
         head = string.sub(head, 1, 6) .. string.sub(new[#new], 1, 4) .. string.sub(head, 11) .. table.concat(new)
         redis.call('HSET', key, field, head)
       end
-      local ns = (u16(head, 5) - u16(head, 3)) % 65536
-      out[c] = 'S' .. p16((#head - 10 - 4 * ns) / 24) .. string.sub(head, 1, 10 + 4 * ns) .. hist
+      out[c] = 'S' .. p16((#head - 14) / 24) .. string.sub(head, 1, 14) .. hist
     else
       local header, nopen = rebuild(key, field, head, new, newGen)
       out[c] = 'S' .. p16(nopen) .. header .. hist

@@ -113,9 +113,13 @@ const maxPerCall = 100
 // expiryMargin keeps state a little past the time it can last be needed, for clocks that differ.
 const expiryMargin = 10 * time.Minute
 
-// chunkEntries is how many entries a sealed chunk of a card's history holds: 1,008 bytes, which
-// Redis's allocator keeps in its 1 KiB size class.
-const chunkEntries = 42
+// chunkEntries is how many entries a sealed chunk of a card's history holds: with its time, 508
+// bytes, which Redis's allocator keeps in its 512-byte size class. The open entries, fewer than this, are
+// rewritten with every payment of the card.
+const chunkEntries = 21
+
+// headerSize is the size of a card's header (see cardLua).
+const headerSize = 14
 
 // hardCap: a card's history keeps up to this many times Config.MaxPaymentsPerCard entries when
 // the ones past the cap can still be redelivered into their window; past it, even those go.
@@ -652,12 +656,12 @@ func (s *Store) runBatch(ctx context.Context, p *plan) ([][]any, []string, error
 			if cc.sweep {
 				sweep = 1
 			}
-			card := make([]byte, 0, 25)
+			card := make([]byte, 0, 15+headerSize)
 			card = append(append(append(card, cc.field...), cc.gen...), byte('0'+sweep))
 			card = binary.BigEndian.AppendUint16(card, uint16(len(cc.entries)))
 			if cc.cached != nil {
 				card = binary.BigEndian.AppendUint32(card, uint32(cc.cached.headLen()))
-				card = append(card, cc.cached.header[:10]...)
+				card = append(card, cc.cached.header...)
 			} else {
 				card = binary.BigEndian.AppendUint32(card, 0)
 			}
@@ -811,16 +815,13 @@ func (s *Store) remember(cc *cardCall, reply string) (history string, err error)
 		}
 		return grow(prior, cc.freshIn(prior)), nil
 	}
-	if len(reply) < 13 || (reply[0] != 'R' && reply[0] != 'S') {
+	const end = 3 + headerSize
+	if len(reply) < end || (reply[0] != 'R' && reply[0] != 'S') || (reply[0] == 'R' && cc.cached == nil) {
 		return "", fmt.Errorf("card history reply of %d bytes", len(reply))
 	}
 	open := int(binary.BigEndian.Uint16([]byte(reply[1:3])))
 	first, next := binary.BigEndian.Uint16([]byte(reply[5:7])), binary.BigEndian.Uint16([]byte(reply[7:9]))
 	sealed := int(next - first)
-	end := 13 + 4*sealed
-	if len(reply) < end || (reply[0] == 'R' && cc.cached == nil) {
-		return "", fmt.Errorf("card history reply of %d bytes, with %d chunks", len(reply), sealed)
-	}
 	keep := (sealed*chunkEntries + open) * entrySize
 	var grown string
 	if reply[0] == 'R' { // as the copy had it, and rebuilt: a chunk sealed or dropped
@@ -843,7 +844,7 @@ func (s *Store) remember(cc *cardCall, reply string) (history string, err error)
 // which comes back whole at no more cost than a copy would save.
 func (s *Store) keep(cc *cardCall, st *cardState) {
 	switch {
-	case len(st.header) > 10:
+	case st.header[2:4] != st.header[4:6]: // first != next
 		s.cards.put(cc.id, st)
 	case cc.cached != nil:
 		s.cards.drop(cc.id)

@@ -603,7 +603,7 @@ func TestHistoryFromBeforeChunks(t *testing.T) {
 	if fast, whole := s.Reads(); fast != 1 || whole != 1 {
 		t.Errorf("appended from the copy %d times, read whole %d times; want once each", fast, whole)
 	}
-	if n := rdb.HLen(ctx, s.Key("c1")).Val(); n != 2 {
-		t.Errorf("%d fields, want the head and one sealed chunk", n)
+	if n := rdb.HLen(ctx, s.Key("c1")).Val(); n != 3 {
+		t.Errorf("%d fields, want the head and two sealed chunks", n)
 	}
 }
