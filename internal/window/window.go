@@ -176,8 +176,8 @@ func (s *Store) Reads() (fast, whole int64) { return s.fast.Load(), s.whole.Load
 // taken, so a batch asks Redis only for the ones it has not seen. Forgotten all at once when full,
 // and when Redis is found to have lost its data (the snapshots there are gone too).
 type snapshotCache struct {
-	mu sync.Mutex
-	m  map[merchantDay]merchantCounts
+	mu sync.RWMutex // every payment with a merchant reads; a merchant's first of a day writes
+	m  map[merchantDay]*merchantCounts
 }
 
 type merchantDay struct {
@@ -193,20 +193,19 @@ type merchantCounts struct {
 // maxCachedSnapshots bounds the snapshot cache: about 150 bytes each.
 const maxCachedSnapshots = 500_000
 
-func (c *snapshotCache) get(k merchantDay) (merchantCounts, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.m[k]
-	return v, ok
+func (c *snapshotCache) get(k merchantDay) *merchantCounts {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.m[k]
 }
 
 func (c *snapshotCache) put(k merchantDay, v merchantCounts) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= maxCachedSnapshots {
-		c.m = map[merchantDay]merchantCounts{}
+		c.m = map[merchantDay]*merchantCounts{}
 	}
-	c.m[k] = v
+	c.m[k] = &v
 }
 
 func (c *snapshotCache) clear() {
@@ -586,8 +585,8 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 		if e.Merchant != "" && !out[i].Ahead {
 			d := e.Time.Unix() / day
 			md := merchantDay{e.Merchant, d}
-			if v, ok := s.snaps.get(md); ok {
-				p.snaps[i].cached = &v
+			if v := s.snaps.get(md); v != nil {
+				p.snaps[i].cached = v
 			} else {
 				k, ok := bySnap[md]
 				if !ok {
