@@ -83,35 +83,33 @@ func windowField(card string) string {
 }
 
 // cardHistories reads the histories of a bucket's cards, by card field. A card with fewer than 21
-// payments has its entries alone in its field. A longer one's head is a header of 14 bytes
-// (generation, 2; first and next sealed chunk, 2 each; the last event time, 4; the oldest chunk's
-// newest time, 4) and the newest entries; its sealed chunks first..next-1 are the fields <card
-// field><chunk number, 2 bytes>, oldest first, each its newest event time (4 bytes) and entries.
+// payments has its entries alone in its field. A longer one's head is a header of 12 bytes
+// (generation, 2; the number of sealed chunks, 2; the last event time, 4; the oldest chunk's
+// newest time, 4) and the newest entries; its sealed chunks are the list <bucket key>:<card field,
+// hex>, oldest first, each its newest event time (4 bytes) and entries.
 func cardHistories(t *testing.T, rdb *redis.Client, key string) map[string]string {
 	t.Helper()
-	fields, err := rdb.HGetAll(context.Background(), key).Result()
+	ctx := context.Background()
+	fields, err := rdb.HGetAll(ctx, key).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]string{}
 	for f, head := range fields {
-		if len(f) != 6 {
-			continue // a sealed chunk
-		}
 		if len(head)%24 == 0 { // a history shorter than a chunk: its entries alone
 			out[f] = head
 			continue
 		}
-		first, next := binary.BigEndian.Uint16([]byte(head[2:4])), binary.BigEndian.Uint16([]byte(head[4:6]))
-		var h strings.Builder
-		for c := first; c != next; c++ {
-			chunk, ok := fields[f+string(binary.BigEndian.AppendUint16(nil, c))]
-			if !ok {
-				t.Fatalf("%s: card %x lacks its chunk %d", key, f, c)
-			}
-			h.WriteString(chunk[4:]) // after its newest time
+		n := int(binary.BigEndian.Uint16([]byte(head[2:4])))
+		chunks, err := rdb.LRange(ctx, fmt.Sprintf("%s:%x", key, f), 0, -1).Result()
+		if err != nil || len(chunks) != n {
+			t.Fatalf("%s: card %x has %d sealed chunks (%v), its head says %d", key, f, len(chunks), err, n)
 		}
-		h.WriteString(head[14:])
+		var h strings.Builder
+		for _, c := range chunks {
+			h.WriteString(c[4:]) // after its newest time
+		}
+		h.WriteString(head[12:])
 		out[f] = h.String()
 	}
 	return out
@@ -148,7 +146,7 @@ func checkCounts(t *testing.T, r *privateRedis, prefix string, counted []outageP
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: r.addr})
 	defer rdb.Close()
-	keys, err := rdb.Keys(context.Background(), prefix+":{[0-9]*").Result() // the card buckets
+	keys, err := rdb.Keys(context.Background(), prefix+":{[0-9]*}").Result() // the card buckets (not their cards' chunk lists)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,7 @@ func windowCounts(t *testing.T, prefix string) map[string]string {
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
 	ctx := context.Background()
-	keys, err := rdb.Keys(ctx, prefix+":{[0-9]*").Result() // the card buckets
+	keys, err := rdb.Keys(ctx, prefix+":{[0-9]*}").Result() // the card buckets (not their cards' chunk lists)
 	if err != nil {
 		t.Fatal(err)
 	}

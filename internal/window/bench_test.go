@@ -51,8 +51,8 @@ func benchConfig(prefix string) window.Config {
 
 // BenchmarkHistoryLength measures what observing a payment costs against the length of its card's
 // history: each of 500 cards has 1, 16, 256, 1024 or 4096 payments spread evenly over the 30 days
-// before the clock (given before the timer), then each op observes a batch of 500 payments, one
-// new payment at the clock's time on every card. A layout whose cost per payment does not depend
+// before the clock (given before the timer, beside FD_BENCH_OTHER_CARDS others: see giveOthers), then
+// each op observes a batch of 500 payments, one new payment at the clock's time on every card. A layout whose cost per payment does not depend
 // on the history shows the same figures at every length.
 func BenchmarkHistoryLength(b *testing.B) {
 	for _, perCard := range []int{1, 16, 256, 1024, 4096} {
@@ -63,10 +63,11 @@ func BenchmarkHistoryLength(b *testing.B) {
 			s := window.NewStore(rdb, benchConfig(prefix), func() time.Time { return clock })
 			rng := rand.New(rand.NewPCG(uint64(perCard), 1))
 			began := time.Now()
+			others := giveOthers(b, s, &clock)
 			given := giveHistories(b, s, rng, &clock, perCard)
 			clock = benchNow
 			warmMerchants(b, s, rng)
-			b.Logf("%d cards x %d payments given in %s", benchCards, given/benchCards, time.Since(began).Round(time.Millisecond))
+			b.Logf("%d cards x %d payments given, beside %d other cards, in %s", benchCards, given/benchCards, others, time.Since(began).Round(time.Millisecond))
 
 			events := make([]window.Event, benchBatch)
 			out := make([]window.Result, benchBatch)
@@ -126,6 +127,32 @@ func BenchmarkBurstCard(b *testing.B) {
 		op++
 	}
 	m.report(b, rdb, n)
+}
+
+// giveOthers gives FD_BENCH_OTHER_CARDS cards (default none) a payment each, a day before the
+// clock, so that the benchmark's cards share their buckets and their Redis with others, as in a
+// service's Redis (a million: 16 cards a bucket at 65,536 buckets).
+func giveOthers(b *testing.B, s *window.Store, clock *time.Time) int {
+	b.Helper()
+	n := 0
+	if v, err := strconv.Atoi(os.Getenv("FD_BENCH_OTHER_CARDS")); err == nil && v >= 0 {
+		n = v
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	at := benchNow.Add(-24 * time.Hour)
+	*clock = at
+	events := make([]window.Event, 0, benchBatch)
+	out := make([]window.Result, benchBatch)
+	for i := range n {
+		events = append(events, benchEvent(rng, fmt.Sprintf("other-%d", i), benchCards+i, at))
+		if len(events) == benchBatch || i == n-1 {
+			if _, err := s.Observe(context.Background(), events, out[:len(events)]); err != nil {
+				b.Fatal(err)
+			}
+			events = events[:0]
+		}
+	}
+	return n
 }
 
 // benchCard is the card of index i.

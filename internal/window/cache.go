@@ -14,7 +14,7 @@ type cardState struct {
 
 // headLen is the length of the card's head in Redis: the header and the open entries.
 func (c *cardState) headLen() int {
-	sealed := int(binary.BigEndian.Uint16([]byte(c.header[4:6])) - binary.BigEndian.Uint16([]byte(c.header[2:4])))
+	sealed := int(binary.BigEndian.Uint16([]byte(c.header[2:4])))
 	return headerSize + len(c.history) - sealed*chunkEntries*entrySize
 }
 

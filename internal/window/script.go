@@ -1,22 +1,23 @@
 package window
 
 // cardLua is what the scripts that read or write a card's history share. A card's history is kept
-// in its bucket's hash as a head, the field named by the card's tag, and sealed chunks of
-// chunkEntries entries, the fields <tag><chunk number, 2 bytes>, each the newest event time of its
-// entries (4 bytes) and its entries. The head is a header and the open entries, the ones not
+// in its bucket's hash as a head, the field named by the card's tag, and, once it has more than a
+// chunk of entries, in sealed chunks of chunkEntries entries, oldest first, in a list of its own,
+// <bucket key>:<tag, hex> (the bucket's hash tag: the same slot), each the newest event time of
+// its entries (4 bytes) and its entries. The head is a header and the open entries, the ones not
 // sealed yet:
 //
 //	0..2    generation: random, set when the card's history begins, so that a history begun
 //	        again (swept, expired, lost) never looks like one a process has cached
-//	2..4    first: the number of the oldest sealed chunk kept
-//	4..6    next: the number the next chunk sealed gets (first..next-1 are kept, modulo 2^16)
-//	6..10   event time of the entry appended last (Unix seconds), for the sweep
-//	10..14  the newest event time of the oldest sealed chunk kept (0 without one)
-//	14..    the open entries, 24 bytes each
+//	2..4    the number of sealed chunks
+//	4..8    event time of the entry appended last (Unix seconds), for the sweep
+//	8..12   the newest event time of the oldest sealed chunk (0 without one)
+//	12..    the open entries, 24 bytes each
 //
 // The head is rewritten with every payment, and a string costs a script about a microsecond a
-// kilobyte, so it is kept short: the chunks are small. Sealing a chunk writes it and the head;
-// dropping the oldest reads the next one's time.
+// kilobyte, so it is kept short: the chunks are small, and apart from the bucket, which stays
+// small too. Sealing a chunk pushes it and writes the head; dropping the oldest pops it and reads
+// the next one's time.
 //
 // A history shorter than a chunk has no header: its head is its entries alone. A head with a
 // header is never a multiple of 24 bytes long; one without always is, and is read as a head with
@@ -37,35 +38,27 @@ local function p32(n)
   return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
 end
 
--- parse splits a head into generation (nil for a history without a header), first, next, last and
--- the open entries.
+-- parse splits a head into generation (nil for a history without a header), the number of sealed
+-- chunks, the last event time and the open entries.
 local function parse(head)
   if #head % 24 == 0 then
     local last = 0
     if #head > 0 then last = u32(head, #head - 23) end
-    return nil, 0, 0, last, head
+    return nil, 0, last, head
   end
-  return string.sub(head, 1, 2), u16(head, 3), u16(head, 5), u32(head, 7), string.sub(head, 15)
+  return string.sub(head, 1, 2), u16(head, 3), u32(head, 5), string.sub(head, 13)
 end
 
--- chunkNames are the fields of a card's sealed chunks first..nxt-1.
-local function chunkNames(field, first, nxt)
-  local names = {}
-  for i = 0, (nxt - first) % 65536 - 1 do
-    names[#names + 1] = field .. p16((first + i) % 65536)
-  end
-  return names
+-- chunks is the key of a card's list of sealed chunks.
+local function chunks(key, field)
+  return key .. ':' .. string.format('%02x%02x%02x%02x%02x%02x', string.byte(field, 1, 6))
 end
 
--- sealed returns a card's sealed chunks' entries, concatenated (a chunk that is missing is left
--- out).
-local function sealed(key, field, first, nxt)
-  local names, out = chunkNames(field, first, nxt), {}
-  for i = 1, #names, 1000 do
-    local vals = redis.call('HMGET', key, unpack(names, i, math.min(i + 999, #names)))
-    for _, v in ipairs(vals) do
-      if v then out[#out + 1] = string.sub(v, 5) end
-    end
+-- sealed returns a card's sealed chunks' entries, concatenated.
+local function sealed(key, field)
+  local out = {}
+  for i, v in ipairs(redis.call('LRANGE', chunks(key, field), 0, -1)) do
+    out[i] = string.sub(v, 5)
   end
   return table.concat(out)
 end
@@ -76,17 +69,18 @@ local function history(key, field)
   if not head then
     return ''
   end
-  local _, first, nxt, _, open = parse(head)
-  return sealed(key, field, first, nxt) .. open
+  local _, ns, _, open = parse(head)
+  if ns == 0 then
+    return open
+  end
+  return sealed(key, field) .. open
 end
 
--- drop deletes a card: its head, its sealed chunks and their times.
+-- drop deletes a card: its head and its sealed chunks.
 local function drop(key, field, head)
-  local _, first, nxt = parse(head)
-  local names = chunkNames(field, first, nxt)
-  names[#names + 1] = field
-  for i = 1, #names, 1000 do
-    redis.call('HDEL', key, unpack(names, i, math.min(i + 999, #names)))
+  redis.call('HDEL', key, field)
+  if #head % 24 ~= 0 then
+    redis.call('DEL', chunks(key, field))
   end
 end
 `
@@ -143,36 +137,38 @@ local cb = K * 24
 -- past the hard cap, any) or, with none, the oldest open entries past keeping, and writes the
 -- head. Returns the header and the number of open entries.
 local function rebuild(key, field, head, new, newGen)
-  local gen, first, nxt, last, open = parse(head)
+  local gen, ns, last, open = parse(head)
   gen = gen or newGen
-  local firstMax = 0
-  if #head % 24 ~= 0 then
-    firstMax = u32(head, 11)
+  local firstMax, list = 0, chunks(key, field)
+  if ns > 0 then
+    firstMax = u32(head, 9)
   end
   if #new > 0 then
     open = open .. table.concat(new)
     last = u32(new[#new], 1)
   end
-  while #open >= cb do
-    local chunk = string.sub(open, 1, cb)
-    local m = 0
-    for o = 1, cb, 24 do
-      m = math.max(m, u32(chunk, o))
+  if #open >= cb then
+    while #open >= cb do
+      local chunk = string.sub(open, 1, cb)
+      local m = 0
+      for o = 1, cb, 24 do
+        m = math.max(m, u32(chunk, o))
+      end
+      ns = redis.call('RPUSH', list, p32(m) .. chunk)
+      if ns == 1 then
+        firstMax = m
+      end
+      open = string.sub(open, cb + 1)
     end
-    redis.call('HSET', key, field .. p16(nxt), p32(m) .. chunk)
-    if first == nxt then
-      firstMax = m
-    end
-    nxt, open = (nxt + 1) % 65536, string.sub(open, cb + 1)
+    redis.call('PEXPIRE', list, ttl)
   end
-  local ns = (nxt - first) % 65536
   local live = ns * K + #open / 24
   while ns > 0 and (firstMax < cutoff or (live - K >= cap and firstMax < countable) or live - K >= hardCap) do
-    redis.call('HDEL', key, field .. p16(first))
-    first, ns, live, firstMax = (first + 1) % 65536, ns - 1, live - K, 0
+    redis.call('LPOP', list)
+    ns, live, firstMax = ns - 1, live - K, 0
     if ns > 0 then
-      local next = redis.call('HGET', key, field .. p16(first))
-      if next then firstMax = u32(next, 1) end
+      local oldest = redis.call('LINDEX', list, 0)
+      if oldest then firstMax = u32(oldest, 1) else ns = 0 end -- the list expired: all past keeping
     end
   end
   if ns == 0 then
@@ -182,7 +178,7 @@ local function rebuild(key, field, head, new, newGen)
     end
     open = string.sub(open, from)
   end
-  local header = gen .. p16(first) .. p16(nxt) .. p32(last) .. p32(firstMax)
+  local header = gen .. p16(ns) .. p32(last) .. p32(firstMax)
   redis.call('HSET', key, field, header .. open)
   return header, #open / 24
 end
@@ -193,17 +189,17 @@ local function simple(head, new)
   if head == '' or #head % 24 == 0 then
     return false
   end
-  local ns = (u16(head, 5) - u16(head, 3)) % 65536
-  local open = #head - 14 + 24 * #new
+  local ns = u16(head, 3)
+  local open = #head - 12 + 24 * #new
   if open >= cb then
     return false
   end
   if ns > 0 then
-    local m, live = u32(head, 11), ns * K + open / 24
+    local m, live = u32(head, 9), ns * K + open / 24
     return not (m < cutoff or (live - K >= cap and m < countable) or live - K >= hardCap)
   end
-  if #head > 14 then
-    return u32(head, 15) >= cutoff
+  if #head > 12 then
+    return u32(head, 13) >= cutoff
   end
   return #new == 0 or u32(new[1], 1) >= cutoff
 end
@@ -216,28 +212,25 @@ for c = 1, ncards do
   local expectedLen = u32(card, 12)
   a = a + 1
   local expire = false
-  if sweep == 49 then -- '1': the heads alone, not the sealed chunks
-    local heads = {}
-    for _, f in ipairs(redis.call('HKEYS', key)) do
-      if #f == 6 and f ~= field then heads[#heads + 1] = f end
-    end
-    for i = 1, #heads, 1000 do
-      local part = {unpack(heads, i, math.min(i + 999, #heads))}
-      for j, v in ipairs(redis.call('HMGET', key, unpack(part))) do
+  if sweep == 49 then -- '1'
+    local all = redis.call('HGETALL', key)
+    for i = 1, #all, 2 do
+      local f, v = all[i], all[i + 1]
+      if f ~= field then
         local last = 0
-        if v and #v % 24 ~= 0 then
-          last = u32(v, 7)
-        elseif v and #v > 0 then
+        if #v % 24 ~= 0 then
+          last = u32(v, 5)
+        elseif #v > 0 then
           last = u32(v, #v - 23)
         end
-        if v and last < sweepCutoff then drop(key, part[j], v) end
+        if last < sweepCutoff then drop(key, f, v) end
       end
     end
     expire = true
   end
   local head = redis.call('HGET', key, field)
   local new = {}
-  if #card > 15 and head and #head == expectedLen and string.sub(head, 1, 14) == string.sub(card, 16) then
+  if #card > 15 and head and #head == expectedLen and string.sub(head, 1, 12) == string.sub(card, 16) then
     -- As the caller last saw it: append what it found new.
     for _ = 1, n do
       local entry, item = ARGV[a], ARGV[a + 1]
@@ -249,7 +242,7 @@ for c = 1, ncards do
     end
     if simple(head, new) then
       if #new > 0 then
-        redis.call('HSET', key, field, string.sub(head, 1, 6) .. string.sub(new[#new], 1, 4) .. string.sub(head, 11) .. table.concat(new))
+        redis.call('HSET', key, field, string.sub(head, 1, 4) .. string.sub(new[#new], 1, 4) .. string.sub(head, 9) .. table.concat(new))
       end
       out[c] = 'F'
     else
@@ -263,8 +256,7 @@ for c = 1, ncards do
     if head and #head % 24 == 0 then
       hist = head
     elseif head then
-      local _, first, nxt, _, open = parse(head)
-      hist = sealed(key, field, first, nxt) .. open
+      hist = sealed(key, field) .. string.sub(head, 13)
     else
       head, expire = '', true
     end
@@ -302,10 +294,10 @@ for c = 1, ncards do
       out[c] = 'H' .. hist
     elseif simple(head, new) then
       if #new > 0 then
-        head = string.sub(head, 1, 6) .. string.sub(new[#new], 1, 4) .. string.sub(head, 11) .. table.concat(new)
+        head = string.sub(head, 1, 4) .. string.sub(new[#new], 1, 4) .. string.sub(head, 9) .. table.concat(new)
         redis.call('HSET', key, field, head)
       end
-      out[c] = 'S' .. p16((#head - 14) / 24) .. string.sub(head, 1, 14) .. hist
+      out[c] = 'S' .. p16((#head - 12) / 24) .. string.sub(head, 1, 12) .. hist
     else
       local header, nopen = rebuild(key, field, head, new, newGen)
       out[c] = 'S' .. p16(nopen) .. header .. hist

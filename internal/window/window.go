@@ -119,7 +119,7 @@ const expiryMargin = 10 * time.Minute
 const chunkEntries = 21
 
 // headerSize is the size of a card's header (see cardLua).
-const headerSize = 14
+const headerSize = 12
 
 // hardCap: a card's history keeps up to this many times Config.MaxPaymentsPerCard entries when
 // the ones past the cap can still be redelivered into their window; past it, even those go.
@@ -800,7 +800,7 @@ func (s *Store) remember(cc *cardCall, reply string) (history string, err error)
 		st := &cardState{header: cc.cached.header, history: grow(cc.cached.history, cc.fresh)}
 		if len(cc.fresh) > 0 {
 			h := []byte(st.header)
-			copy(h[6:10], cc.fresh[len(cc.fresh)-1][:4])
+			copy(h[4:8], cc.fresh[len(cc.fresh)-1][:4])
 			st.header = string(h)
 		}
 		s.keep(cc, st)
@@ -819,8 +819,7 @@ func (s *Store) remember(cc *cardCall, reply string) (history string, err error)
 		return "", fmt.Errorf("card history reply of %d bytes", len(reply))
 	}
 	open := int(binary.BigEndian.Uint16([]byte(reply[1:3])))
-	first, next := binary.BigEndian.Uint16([]byte(reply[5:7])), binary.BigEndian.Uint16([]byte(reply[7:9]))
-	sealed := int(next - first)
+	sealed := int(binary.BigEndian.Uint16([]byte(reply[5:7])))
 	keep := (sealed*chunkEntries + open) * entrySize
 	var grown string
 	if reply[0] == 'R' { // as the copy had it, and rebuilt: a chunk sealed or dropped
@@ -843,7 +842,7 @@ func (s *Store) remember(cc *cardCall, reply string) (history string, err error)
 // which comes back whole at no more cost than a copy would save.
 func (s *Store) keep(cc *cardCall, st *cardState) {
 	switch {
-	case st.header[2:4] != st.header[4:6]: // first != next
+	case st.header[2:4] != "\x00\x00": // sealed chunks
 		s.cards.put(cc.id, st)
 	case cc.cached != nil:
 		s.cards.drop(cc.id)

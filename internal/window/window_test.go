@@ -603,7 +603,14 @@ func TestHistoryFromBeforeChunks(t *testing.T) {
 	if fast, whole := s.Reads(); fast != 1 || whole != 1 {
 		t.Errorf("appended from the copy %d times, read whole %d times; want once each", fast, whole)
 	}
-	if n := rdb.HLen(ctx, s.Key("c1")).Val(); n != 3 {
-		t.Errorf("%d fields, want the head and two sealed chunks", n)
+	if n := rdb.HLen(ctx, s.Key("c1")).Val(); n != 1 {
+		t.Errorf("%d fields in the bucket, want the head alone", n)
+	}
+	list := fmt.Sprintf("%s:%x", s.Key("c1"), cardTag("c1"))
+	if n := rdb.LLen(ctx, list).Val(); n != 2 {
+		t.Errorf("%d sealed chunks in %s, want 2", n, list)
+	}
+	if ttl := rdb.PTTL(ctx, list).Val(); ttl < 30*24*time.Hour {
+		t.Errorf("the chunks' TTL: %s", ttl)
 	}
 }
