@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: gofmt, go vet and go mod tidy, the unit tests with the race detector, a short
 # fuzz of the payment decoder, and the end-to-end tests against the real local stack, which it
-# starts with scripts/stack.sh up (installing Kafka, Redis and kcat first if they are missing);
+# starts with scripts/stack.sh up and scripts/stack.sh cluster (installing Kafka, Redis and kcat
+# first if they are missing);
 # the model's tests load ONNX Runtime, which scripts/onnxruntime.sh fetches (npm).
 #
 #   scripts/test.sh --stress   the tests under load instead: one busy loop per core, started here
