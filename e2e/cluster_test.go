@@ -409,28 +409,6 @@ func awaitDoneNotCommitted(t *testing.T, s *service, client sarama.Client, admin
 	}
 }
 
-// partitionLag is like lag, over parts of topic only.
-func partitionLag(t *testing.T, client sarama.Client, admin sarama.ClusterAdmin, group, topic string, parts []int32) (lag, end int64) {
-	t.Helper()
-	res, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
-	if err != nil {
-		t.Fatalf("committed offsets of %s: %v", group, err)
-	}
-	for _, p := range parts {
-		e, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := int64(0)
-		if b := res.GetBlock(topic, p); b != nil && b.Offset >= 0 {
-			c = b.Offset
-		}
-		end += e
-		lag += e - c
-	}
-	return lag, end
-}
-
 // awaitGroupCaughtUp waits until group has committed every record of topic.
 func awaitGroupCaughtUp(t *testing.T, client sarama.Client, admin sarama.ClusterAdmin, group, topic string, running []*service) {
 	t.Helper()

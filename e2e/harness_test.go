@@ -477,6 +477,12 @@ func lag(t *testing.T, client sarama.Client, admin sarama.ClusterAdmin, group, t
 	if err := client.RefreshMetadata(topic); err != nil {
 		t.Fatal(err)
 	}
+	return partitionLag(t, client, admin, group, topic, parts)
+}
+
+// partitionLag is lag over some partitions of topic.
+func partitionLag(t *testing.T, client sarama.Client, admin sarama.ClusterAdmin, group, topic string, parts []int32) (lag, end int64) {
+	t.Helper()
 	res, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
 	if err != nil {
 		t.Fatalf("committed offsets of %s: %v", group, err)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/paysentry/fraud-detector/internal/paygen"
 )
 
 // burst is one extra card that receives n payments, evenly spread over span, from begin after the
@@ -19,20 +21,6 @@ type burst struct {
 	card  string
 	begin time.Duration
 	span  time.Duration
-}
-
-// burstWire is a payment of the burst's card, in the payments' JSON.
-type burstWire struct {
-	PaymentID        string `json:"payment_id"`
-	CardID           string `json:"card_id"`
-	Amount           string `json:"amount"`
-	Currency         string `json:"currency"`
-	Timestamp        string `json:"timestamp"`
-	MerchantID       string `json:"merchant_id"`
-	MerchantCategory string `json:"merchant_category"`
-	Country          string `json:"country"`
-	Channel          string `json:"channel"`
-	DeviceID         string `json:"device_id"`
 }
 
 // write sends the burst's payments to p's input from began+begin on, and returns when all are
@@ -48,7 +36,7 @@ func (bu burst) write(ctx context.Context, p sarama.AsyncProducer, topic string,
 			case <-time.After(d):
 			}
 		}
-		w := burstWire{
+		w := paygen.Wire{
 			PaymentID:        fmt.Sprintf("%s-%06d", bu.card, i),
 			CardID:           bu.card,
 			Amount:           strconv.FormatFloat(5+rng.Float64()*95, 'f', 2, 64),

@@ -83,7 +83,8 @@ var (
 	mccs      = []string{"5411", "5812", "5999", "4111", "5732", "7011", "5541", "5311", "4814", "6011"}
 )
 
-type wire struct {
+// Wire is a payment as the payments topic carries it, in JSON.
+type Wire struct {
 	PaymentID        string `json:"payment_id"`
 	CardID           string `json:"card_id,omitempty"`
 	CardNumber       string `json:"card_number,omitempty"`
@@ -123,7 +124,7 @@ func (g *Generator) Next() Record {
 	cur := g.currency()
 	amount := cur.median * math.Exp(g.rng.NormFloat64()*0.9)
 	amount = max(amount, math.Pow10(-cur.places))
-	w := wire{
+	w := Wire{
 		PaymentID:        fmt.Sprintf("pay-%d-%09d", g.cfg.Seed, g.n),
 		Amount:           strconv.FormatFloat(amount, 'f', cur.places, 64),
 		Currency:         cur.code,

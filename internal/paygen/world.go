@@ -196,7 +196,7 @@ func World(cfg WorldConfig) []Payment {
 	for n, e := range events {
 		c := &cards[e.card]
 		m := &merchants[e.merchant]
-		w := wire{
+		w := Wire{
 			PaymentID:        fmt.Sprintf("pay-%d-%09d", cfg.Seed, n+1),
 			CardID:           cardID(e.card),
 			Amount:           strconv.FormatFloat(max(e.amount, math.Pow10(-c.currency.places)), 'f', c.currency.places, 64),
