@@ -736,21 +736,11 @@ func (s *Store) readBatch(p *plan, replies [][]any, snaps []string, out []Result
 	for k, c := range p.calls {
 		for j, cc := range c.cards {
 			reply, _ := replies[k][j].(string)
-			history, err := s.remember(cc, reply)
+			a, err := s.remember(cc, reply)
 			if err != nil {
 				return err
 			}
-			for n, i := range cc.events {
-				agg, count, found := read(history, cc.entries[n], lengthSec, p.cutoff)
-				out[i].Aggregates = agg
-				switch {
-				case out[i].Ahead:
-				case found:
-					out[i].Count = count
-				default:
-					out[i].Late = true
-				}
-			}
+			s.results(cc, a, lengthSec, p.cutoff, out)
 		}
 	}
 	counts := make([]merchantCounts, len(snaps))
@@ -778,6 +768,82 @@ func (s *Store) readBatch(p *plan, replies [][]any, snaps []string, out []Result
 	return nil
 }
 
+// results fills the results of a card's payments, from its history after the call. They are
+// read's (each payment's count and aggregates from the entries before its own, or from all of
+// them for one not counted), but a long history is not read once per payment: an index of it
+// (see index) answers for each payment new to it and no earlier than any it holds, and read is
+// left the others (a redelivery, one out of order) and the batches whose call dropped payments
+// that can still be counted (past the cap).
+func (s *Store) results(cc *cardCall, a after, length, cutoff int64, out []Result) {
+	var x *index
+	if len(a.base) >= indexFrom*entrySize && !dropsCountable(a.dropped, cutoff) {
+		if cc.cached != nil && a.base == cc.cached.history {
+			x = cc.cached.take()
+		}
+		if x == nil {
+			x = newIndex(a.base)
+		}
+	}
+	set := func(i int, agg Aggregates, count int64, counted bool) {
+		out[i].Aggregates = agg
+		switch {
+		case out[i].Ahead:
+		case counted:
+			out[i].Count = count
+		default:
+			out[i].Late = true
+		}
+	}
+	// The new payments first, in order, each against the index of what came before it.
+	k := 0
+	done := make([]bool, len(cc.events))
+	for n, i := range cc.events {
+		if k == len(a.fresh) || &a.fresh[k][0] != &cc.entries[n][0] {
+			continue
+		}
+		k++
+		en := cc.entries[n]
+		if x != nil && int64(u32(string(en[:4]), 0)) >= x.maxT {
+			agg, count := x.read(en, length, cutoff)
+			set(i, agg, count+1, true)
+			x.add(en)
+			done[n] = true
+			continue
+		}
+		x = nil // out of order: read is left the rest
+		agg, count, found := read(a.history, en, length, cutoff)
+		set(i, agg, count, found)
+		done[n] = true
+	}
+	// The others: one not counted that is no earlier than everything gets all of the history.
+	for n, i := range cc.events {
+		if done[n] {
+			continue
+		}
+		en := cc.entries[n]
+		if x != nil && !out[i].Ahead && int64(u32(string(en[:4]), 0)) >= x.maxT && !holds(a.history, en[8:14]) {
+			agg, _ := x.read(en, length, cutoff)
+			set(i, agg, 0, false)
+			continue
+		}
+		agg, count, found := read(a.history, en, length, cutoff)
+		set(i, agg, count, found)
+	}
+	if x != nil && a.st != nil && len(a.dropped) == 0 && x.n*entrySize == len(a.st.history) {
+		a.st.idx.Store(x)
+	}
+}
+
+// dropsCountable reports whether entries dropped from a history hold one from cutoff on.
+func dropsCountable(dropped string, cutoff int64) bool {
+	for off := 0; off+entrySize <= len(dropped); off += entrySize {
+		if int64(u32(dropped, off)) >= cutoff {
+			return true
+		}
+	}
+	return false
+}
+
 // holds reports whether a history holds an entry with the payment id tag pid.
 func holds(history string, pid []byte) bool {
 	for off := 0; ; {
@@ -792,9 +858,17 @@ func holds(history string, pid []byte) bool {
 	}
 }
 
+// after is what a card's call left: its history before and after, the entries appended, those
+// dropped from the front (of before and appended), and the copy kept, if one is.
+type after struct {
+	history, base, dropped string
+	fresh                  [][]byte
+	st                     *cardState
+}
+
 // remember reads a card's reply (see observeScript), keeps the card's history as it is now in the
 // cache, and returns it.
-func (s *Store) remember(cc *cardCall, reply string) (history string, err error) {
+func (s *Store) remember(cc *cardCall, reply string) (after, error) {
 	if reply == "F" { // as the copy had it, grown; the header changed in its last time alone
 		s.fast.Add(1)
 		st := &cardState{header: cc.cached.header, history: grow(cc.cached.history, cc.fresh)}
@@ -803,8 +877,7 @@ func (s *Store) remember(cc *cardCall, reply string) (history string, err error)
 			copy(h[4:8], cc.fresh[len(cc.fresh)-1][:4])
 			st.header = string(h)
 		}
-		s.keep(cc, st)
-		return st.history, nil
+		return after{history: st.history, base: cc.cached.history, fresh: cc.fresh, st: s.keep(cc, st)}, nil
 	}
 	if len(reply) > 0 && reply[0] == 'H' { // a short history, as it was: find the new in it
 		s.whole.Add(1)
@@ -812,41 +885,44 @@ func (s *Store) remember(cc *cardCall, reply string) (history string, err error)
 		if cc.cached != nil {
 			s.cards.drop(cc.id)
 		}
-		return grow(prior, cc.freshIn(prior)), nil
+		fresh := cc.freshIn(prior)
+		return after{history: grow(prior, fresh), base: prior, fresh: fresh}, nil
 	}
 	const end = 3 + headerSize
 	if len(reply) < end || (reply[0] != 'R' && reply[0] != 'S') || (reply[0] == 'R' && cc.cached == nil) {
-		return "", fmt.Errorf("card history reply of %d bytes", len(reply))
+		return after{}, fmt.Errorf("card history reply of %d bytes", len(reply))
 	}
 	open := int(binary.BigEndian.Uint16([]byte(reply[1:3])))
 	sealed := int(binary.BigEndian.Uint16([]byte(reply[5:7])))
 	keep := (sealed*chunkEntries + open) * entrySize
-	var grown string
+	a := after{base: reply[end:], fresh: cc.fresh}
 	if reply[0] == 'R' { // as the copy had it, and rebuilt: a chunk sealed or dropped
 		s.fast.Add(1)
-		grown = grow(cc.cached.history, cc.fresh)
+		a.base = cc.cached.history
 	} else { // not as the copy had it, if there was one: the history as it was, to find the new in
 		s.whole.Add(1)
-		prior := reply[end:]
-		grown = grow(prior, cc.freshIn(prior))
+		a.fresh = cc.freshIn(a.base)
 	}
+	grown := grow(a.base, a.fresh)
 	if keep > len(grown) {
-		return "", fmt.Errorf("card history of %d bytes after the call, want at least %d", len(grown), keep)
+		return after{}, fmt.Errorf("card history of %d bytes after the call, want at least %d", len(grown), keep)
 	}
-	st := &cardState{header: reply[3:end], history: grown[len(grown)-keep:]}
-	s.keep(cc, st)
-	return st.history, nil
+	a.history, a.dropped = grown[len(grown)-keep:], grown[:len(grown)-keep]
+	a.st = s.keep(cc, &cardState{header: reply[3:end], history: a.history})
+	return a, nil
 }
 
-// keep keeps a copy of a card's history if it has sealed chunks: a shorter one is all in its head,
-// which comes back whole at no more cost than a copy would save.
-func (s *Store) keep(cc *cardCall, st *cardState) {
+// keep keeps a copy of a card's history if it has sealed chunks, and returns it: a shorter one is
+// all in its head, which comes back whole at no more cost than a copy would save.
+func (s *Store) keep(cc *cardCall, st *cardState) *cardState {
 	switch {
 	case st.header[2:4] != "\x00\x00": // sealed chunks
 		s.cards.put(cc.id, st)
+		return st
 	case cc.cached != nil:
 		s.cards.drop(cc.id)
 	}
+	return nil
 }
 
 // grow returns a history with entries appended.
