@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sort"
 	"sync/atomic"
+	"unsafe"
 )
 
 // indexFrom is the shortest history, in entries, that results reads through an index rather than
@@ -12,7 +13,8 @@ const indexFrom = 64
 
 // index answers read's questions about a history for a payment that is not in it and is no
 // earlier than any payment it holds, without reading the history: the event times sorted, with
-// running sums of the amounts, and the latest time of each country, merchant and device tag. It is
+// running sums of the amounts, the latest time of each country, merchant and device tag, and the
+// payment ids, which tell the new payments from the others. It is
 // built from a history once and then grows with the payments appended to it, which the stream
 // mostly sends in event-time order; a payment earlier than the latest, or one dropped that can
 // still be counted, sends read back to the entries.
@@ -24,13 +26,18 @@ type index struct {
 	country  map[uint16]int64
 	merchant map[uint32]int64
 	device   map[uint32]int64
+	pids     map[[6]byte]struct{} // the payment id tags (no pointers: nothing for the collector)
+	// buf holds the history's bytes, with room to grow, once the index has grown it: the history
+	// that a batch makes is appended here in place rather than copied.
+	buf []byte
 }
 
 // newIndex indexes a history.
 func newIndex(history string) *index {
 	n := len(history) / entrySize
 	x := &index{times: make([]int64, 0, n+8), cum: make([]int64, 1, n+9), maxT: -1,
-		country: map[uint16]int64{}, merchant: map[uint32]int64{}, device: map[uint32]int64{}}
+		country: map[uint16]int64{}, merchant: map[uint32]int64{}, device: map[uint32]int64{},
+		pids: make(map[[6]byte]struct{}, n+8)}
 	type timed struct{ t, amount int64 }
 	es := make([]timed, n)
 	for i := range n {
@@ -49,6 +56,7 @@ func newIndex(history string) *index {
 
 // see takes an entry's time and tags.
 func (x *index) see(e string) {
+	x.pids[[6]byte([]byte(e[8:14]))] = struct{}{}
 	t := int64(u32(e, 0))
 	x.maxT = max(x.maxT, t)
 	c, m, d := uint16(e[14])<<8|uint16(e[15]), u32(e, 16), u32(e, 20)
@@ -61,6 +69,28 @@ func (x *index) see(e string) {
 	if v, ok := x.device[d]; !ok || t > v {
 		x.device[d] = t
 	}
+}
+
+// holds reports whether the history has a payment with the id tag pid.
+func (x *index) holds(pid []byte) bool {
+	_, ok := x.pids[[6]byte(pid)]
+	return ok
+}
+
+// grow returns the history with entries appended, in x's buffer, which it takes on for the history
+// the first time. Only the batch that took x appends to it, past the end of every string of it
+// that others may hold.
+func (x *index) grow(history string, entries [][]byte) string {
+	if len(entries) == 0 {
+		return history
+	}
+	if len(x.buf) != len(history) || len(history) == 0 || unsafe.StringData(history) != unsafe.SliceData(x.buf) {
+		x.buf = append(make([]byte, 0, 2*len(history)+len(entries)*entrySize), history...)
+	}
+	for _, e := range entries {
+		x.buf = append(x.buf, e...)
+	}
+	return unsafe.String(unsafe.SliceData(x.buf), len(x.buf))
 }
 
 // add appends an entry no earlier than any indexed.

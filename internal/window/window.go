@@ -431,14 +431,16 @@ type cardCall struct {
 	entries    [][]byte // their entries
 	items      [][]byte // "-": look up only; "+" or "=" (new, or counted in the copy), then the merchant's item
 	counted    []bool   // by payment: it may be counted (not late, not ahead)
-	// A copy of the history, if the process has one, and the entries of the payments new to it.
+	// A copy of the history, if the process has one, its index if this batch took it, and the
+	// entries of the payments new to it.
 	cached *cardState
+	idx    *index
 	fresh  [][]byte
 }
 
 // freshIn returns the entries of the card's payments that are new to a history: those that may be
 // counted whose payment id is neither in it nor earlier in the batch, as observeScript finds them.
-func (cc *cardCall) freshIn(history string) [][]byte {
+func (cc *cardCall) freshIn(history string, x *index) [][]byte {
 	var out [][]byte
 	var seen map[string]bool // past a few payments, rather than a search of out
 	for n, en := range cc.entries {
@@ -446,7 +448,7 @@ func (cc *cardCall) freshIn(history string) [][]byte {
 			continue
 		}
 		pid := en[8:14]
-		if holds(history, pid) {
+		if (x != nil && x.holds(pid)) || (x == nil && holds(history, pid)) {
 			continue
 		}
 		switch {
@@ -622,7 +624,10 @@ func (s *Store) planBatch(now time.Time, events []Event, out []Result) *plan {
 			if cc.cached == nil {
 				continue
 			}
-			cc.fresh = cc.freshIn(cc.cached.history)
+			if len(cc.cached.history) >= indexFrom*entrySize {
+				cc.idx = cc.cached.take()
+			}
+			cc.fresh = cc.freshIn(cc.cached.history, cc.idx)
 			k := 0
 			for n, en := range cc.entries {
 				if !cc.counted[n] {
@@ -777,10 +782,7 @@ func (s *Store) readBatch(p *plan, replies [][]any, snaps []string, out []Result
 func (s *Store) results(cc *cardCall, a after, length, cutoff int64, out []Result) {
 	var x *index
 	if len(a.base) >= indexFrom*entrySize && !dropsCountable(a.dropped, cutoff) {
-		if cc.cached != nil && a.base == cc.cached.history {
-			x = cc.cached.take()
-		}
-		if x == nil {
+		if x = cc.idx; x == nil {
 			x = newIndex(a.base)
 		}
 	}
@@ -821,7 +823,7 @@ func (s *Store) results(cc *cardCall, a after, length, cutoff int64, out []Resul
 			continue
 		}
 		en := cc.entries[n]
-		if x != nil && !out[i].Ahead && int64(u32(string(en[:4]), 0)) >= x.maxT && !holds(a.history, en[8:14]) {
+		if x != nil && !out[i].Ahead && int64(u32(string(en[:4]), 0)) >= x.maxT && !x.holds(en[8:14]) {
 			agg, _ := x.read(en, length, cutoff)
 			set(i, agg, 0, false)
 			continue
@@ -871,7 +873,7 @@ type after struct {
 func (s *Store) remember(cc *cardCall, reply string) (after, error) {
 	if reply == "F" { // as the copy had it, grown; the header changed in its last time alone
 		s.fast.Add(1)
-		st := &cardState{header: cc.cached.header, history: grow(cc.cached.history, cc.fresh)}
+		st := &cardState{header: cc.cached.header, history: cc.grow(cc.cached.history)}
 		if len(cc.fresh) > 0 {
 			h := []byte(st.header)
 			copy(h[4:8], cc.fresh[len(cc.fresh)-1][:4])
@@ -885,7 +887,7 @@ func (s *Store) remember(cc *cardCall, reply string) (after, error) {
 		if cc.cached != nil {
 			s.cards.drop(cc.id)
 		}
-		fresh := cc.freshIn(prior)
+		fresh := cc.freshIn(prior, nil)
 		return after{history: grow(prior, fresh), base: prior, fresh: fresh}, nil
 	}
 	const end = 3 + headerSize
@@ -896,14 +898,20 @@ func (s *Store) remember(cc *cardCall, reply string) (after, error) {
 	sealed := int(binary.BigEndian.Uint16([]byte(reply[5:7])))
 	keep := (sealed*chunkEntries + open) * entrySize
 	a := after{base: reply[end:], fresh: cc.fresh}
+	var grown string
 	if reply[0] == 'R' { // as the copy had it, and rebuilt: a chunk sealed or dropped
 		s.fast.Add(1)
 		a.base = cc.cached.history
+		grown = cc.grow(a.base)
 	} else { // not as the copy had it, if there was one: the history as it was, to find the new in
 		s.whole.Add(1)
-		a.fresh = cc.freshIn(a.base)
+		cc.idx = nil // of another history
+		if len(a.base) >= indexFrom*entrySize {
+			cc.idx = newIndex(a.base)
+		}
+		a.fresh = cc.freshIn(a.base, cc.idx)
+		grown = grow(a.base, a.fresh)
 	}
-	grown := grow(a.base, a.fresh)
 	if keep > len(grown) {
 		return after{}, fmt.Errorf("card history of %d bytes after the call, want at least %d", len(grown), keep)
 	}
@@ -923,6 +931,15 @@ func (s *Store) keep(cc *cardCall, st *cardState) *cardState {
 		s.cards.drop(cc.id)
 	}
 	return nil
+}
+
+// grow returns the card's copy of its history with the batch's new payments appended: in place,
+// in the buffer of the index the batch took, if it did.
+func (cc *cardCall) grow(history string) string {
+	if cc.idx != nil {
+		return cc.idx.grow(history, cc.fresh)
+	}
+	return grow(history, cc.fresh)
 }
 
 // grow returns a history with entries appended.
