@@ -4,26 +4,27 @@
 //
 // Layout. A card belongs to one of Config.Buckets hashes, <prefix>:{<bucket>} (on a Redis Cluster
 // <prefix>:{<shard>}:<bucket>, one of 128 shards), where its history is kept: an entry of 24 bytes
-// for every payment counted in the last 30 days, in the order counted (see entrySize), in a head,
-// the field named by the card's 6-byte tag, which holds a short header and the newest entries,
-// and sealed chunks of 42 entries in fields of their own (see cardLua). The hash tag keeps all of
-// a card's state in one Redis Cluster slot, and sharing a key among cards spreads the ~130 bytes
-// Redis spends on every key. The entry holds the payment id's tag, which is the dedupe marker: a
-// payment whose tag is in its card's history is not counted again, and gets back the window count
-// and aggregates it got the first time, since both are computed from the entries before its own.
+// for every payment counted in the last 30 days, in the order counted (see entrySize). A history
+// of up to 20 entries is the field named by the card's 6-byte tag; a longer one is a head in that
+// field (a short header and the newest entries) and sealed chunks of 21 entries in a list of its
+// own beside the bucket (see cardLua). The hash tag keeps all of a card's state in one Redis
+// Cluster slot, and sharing a key among cards spreads the ~130 bytes Redis spends on every key. The
+// entry holds the payment id's tag, which is the dedupe marker: a payment whose tag is in its
+// card's history is not counted again, and gets back the window count and aggregates it got the
+// first time, since both are computed from the entries before its own.
 //
 // A batch is one round trip: one script call per 100 cards (per shard on a Redis Cluster, whose
-// scripts may only touch keys of one slot), pipelined. Each process keeps a copy of the histories
-// of the cards it has seen (Config.CacheMB), finds the new payments in it, and sends them with the
-// header its copy has; when the head in Redis still has that header, the script appends them to
-// the head (sealing a chunk when it fills), so that what a card costs Redis does not grow with its
-// history. When it has not (a card new to the process, forgotten, or written by another instance
-// since, after a rebalance), the script looks every payment up in the whole history and returns
-// it. Go computes the counts and the aggregates from the history. Sealed chunks are dropped
-// whole once all their entries are older than 30 days and the allowed lateness (or past
-// Config.MaxPaymentsPerCard); a card with no newer entry is dropped when its bucket is swept, once
-// a day by each instance that writes to it; a bucket expires 31 days after it was last swept or a
-// card joined it.
+// scripts may only touch keys of one slot), pipelined. A short history comes back whole. Of a long
+// one, each process keeps a copy (Config.CacheMB), finds the new payments in it, and sends them
+// with the header its copy has; when the head in Redis still has that header, the script appends
+// them to the head (sealing a chunk when it fills), so that what a card costs Redis does not grow
+// with its history. When it has not (a card new to the process, forgotten, or written by another
+// instance since, after a rebalance), the script looks every payment up in the whole history and
+// returns it. Go computes the counts and the aggregates from the history, a long one through an
+// index kept with the copy (see index). Sealed chunks are dropped whole once all their entries are
+// older than 30 days and the allowed lateness (or past Config.MaxPaymentsPerCard); a card with no
+// newer entry is dropped when its bucket is swept, once a day by each instance that writes to it;
+// a bucket expires 31 days after it was last swept or a card joined it.
 //
 // Merchants. The script also pushes, for every new payment with a merchant, an item <day,
 // merchant tag> onto a pending list (<prefix>:pending; on a Redis Cluster the shard's,
