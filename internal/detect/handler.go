@@ -55,6 +55,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.BatchSize < 1:
 		return fmt.Errorf("stream.batch_size: must be at least 1, got %d", c.BatchSize)
+	case c.BatchSize > 5000:
+		return fmt.Errorf("stream.batch_size: at most 5000 (a batch's card state is one round trip), got %d", c.BatchSize)
 	case c.BatchLinger < 0:
 		return fmt.Errorf("stream.batch_linger: must not be negative, got %s", c.BatchLinger)
 	case c.MaxInFlightBatches < 1:

@@ -107,3 +107,34 @@ func TestCluster(t *testing.T) {
 		t.Errorf("counts %v, %v", counts, err)
 	}
 }
+
+// A shard's fold counter begun again (expired with its shard idle, or lost) numbers its folds past
+// every number it gave before: a merchant that other shards kept active takes them.
+func TestClusterFoldCounterBegunAgain(t *testing.T) {
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{startCluster(t)}})
+	defer rdb.Close()
+	ctx := context.Background()
+	c := &clock{at("2026-03-01T10:30:00Z")}
+	s := NewStore(rdb, Config{Length: time.Hour, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096}, c.now)
+	send := func(prefix string) {
+		var events []Event
+		for i := range 50 {
+			events = append(events, Event{PaymentID: fmt.Sprintf("%s%d", prefix, i), Card: fmt.Sprintf("c%d", i), Time: at("2026-03-01T10:05:00Z"), Merchant: "m1"})
+		}
+		observe(t, s, events...)
+		if n, err := s.Fold(ctx); n != 50 || err != nil {
+			t.Fatalf("fold: %d, %v; want 50", n, err)
+		}
+	}
+	for r := range 5 {
+		send(fmt.Sprintf("a%d-", r))
+	}
+	for sh := range clusterShards {
+		rdb.Del(ctx, s.shardKey(sh, "seq"))
+	}
+	send("b")
+	c.t = at("2026-03-02T10:30:00Z")
+	if r := observe(t, s, Event{PaymentID: "next", Card: "z", Time: at("2026-03-02T10:00:00Z"), Merchant: "m1"})[0]; r.MerchantCount1d != 300 {
+		t.Errorf("the merchant's count of the day: %d, want 300", r.MerchantCount1d)
+	}
+}

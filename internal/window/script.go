@@ -7,8 +7,8 @@ package window
 // its entries (4 bytes) and its entries. The head is a header and the open entries, the ones not
 // sealed yet:
 //
-//	0..2    generation: random, set when the card's history begins, so that a history begun
-//	        again (swept, expired, lost) never looks like one a process has cached
+//	0..2    generation: random, set whenever the head is rebuilt (a chunk sealed or dropped, a
+//	        history begun again), so that a process's copy from before never matches it
 //	2..4    the number of sealed chunks
 //	4..8    event time of the entry appended last (Unix seconds), for the sweep
 //	8..12   the newest event time of the oldest sealed chunk (0 without one)
@@ -137,8 +137,10 @@ local cb = K * 24
 -- past the hard cap, any) or, with none, the oldest open entries past keeping, and writes the
 -- head. Returns the header and the number of open entries.
 local function rebuild(key, field, head, new, newGen)
-  local gen, ns, last, open = parse(head)
-  gen = gen or newGen
+  local _, ns, last, open = parse(head)
+  -- A new generation with every rebuild: a copy taken before it never matches the head again,
+  -- even when the head comes back to the same length and times.
+  local gen = newGen
   local firstMax, list = 0, chunks(key, field)
   if ns > 0 then
     firstMax = u32(head, 9)
@@ -441,6 +443,12 @@ end
 local items = redis.call('LPOP', KEYS[1], ARGV[1])
 if not items then
   return {}
+end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  -- A counter begun again (expired, lost) starts from the time in microseconds, past every number
+  -- it gave before, so that no merchant takes a new fold for one it has added.
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[3], t[1] .. string.format('%06d', tonumber(t[2])))
 end
 local n = redis.call('INCR', KEYS[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
