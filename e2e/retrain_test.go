@@ -260,31 +260,6 @@ func labelLine(id, card, label, analyst string, at time.Time) string {
 	return card + "\t" + string(b)
 }
 
-// postVerdict records an analyst's verdict on a payment's review, once the review is open.
-func postVerdict(t *testing.T, s *service, base, token, id, label string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		req, _ := http.NewRequest("POST", base+"/reviews/"+id+"/verdict", strings.NewReader(`{"label":"`+label+`","note":"decided in e2e"}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusOK:
-			return
-		case resp.StatusCode != http.StatusNotFound:
-			t.Fatalf("verdict on %s: %s", id, resp.Status)
-		case time.Now().After(deadline) || !s.running():
-			t.Fatalf("no review of %s to decide after 60 s", id)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 var modelVersionLabel = regexp.MustCompile(`^fraud_build_info\{model_version="([^"]*)"`)
 
 // waitModelVersion waits until /metrics' fraud_build_info names a model version that ok accepts,

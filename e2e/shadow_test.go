@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -95,25 +94,7 @@ func TestShadowModelReportsAndNeverDecides(t *testing.T) {
 	// Verdicts on six of the reviews: both models said fraud of each.
 	base := "http://" + addr
 	for i, label := range []string{"fraud", "fraud", "fraud", "fraud", "legitimate", "legitimate"} {
-		id := fmt.Sprintf("sh1-%02d", 2*i+1)
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			req, _ := http.NewRequest("POST", base+"/v1/reviews/"+id+"/verdict", strings.NewReader(`{"label":"`+label+`"}`))
-			req.Header.Set("Authorization", "Bearer "+token)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-			if resp.StatusCode != 404 || time.Now().After(deadline) { // 404: the review is not open yet
-				t.Fatalf("verdict on %s: %d", id, resp.StatusCode)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		postVerdict(t, s, base+"/v1", token, fmt.Sprintf("sh1-%02d", 2*i+1), label)
 	}
 	got := scrape(t, addr)
 	for key, want := range map[string]float64{
