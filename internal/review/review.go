@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/paysentry/fraud-detector/internal/decision"
@@ -216,7 +217,8 @@ func (s *Store) Open(ctx context.Context, d decision.Decision) (bool, error) {
 
 // OpenAll opens the reviews of a batch's flagged decisions in one round trip, one openScript
 // call for each maxPerCall of them; each is opened once, however often its decision is
-// redelivered. It reports how many it opened.
+// redelivered. It reports how many it opened. A decision's Payment must be valid JSON, as
+// decision.Unmarshal leaves it, or empty: it is stored as it is, not checked again.
 func (s *Store) OpenAll(ctx context.Context, ds []decision.Decision) (int, error) {
 	n, err := s.openAll(ctx, ds)
 	if err != nil {
@@ -290,11 +292,14 @@ func (s *Store) openCall(ds []decision.Decision) (openCall, error) {
 	records := make([]string, 0, len(ds))
 	seen := make(map[string]bool, len(ds))
 	args := make([]any, 3, 3+openFields*len(ds))
+	buf := make([]byte, 0, 768*len(ds)) // the decisions' JSON, one after another: each argument is a slice of it
 	for _, d := range ds {
-		b, err := json.Marshal(d)
-		if err != nil {
-			return openCall{}, fmt.Errorf("decision of %s: %w", d.PaymentID, err)
+		if len(d.Payment) == 0 {
+			d.Payment = jsontext.Value("null")
 		}
+		from := len(buf)
+		buf = d.AppendJSON(buf)
+		b := buf[from:len(buf):len(buf)]
 		ticket := "0"
 		if s.opened.Add(1)%64 == 1 {
 			ticket = "1"
@@ -321,7 +326,7 @@ func (s *Store) openCall(ds []decision.Decision) (openCall, error) {
 			created = now
 		}
 		records = append(records, s.key("r", d.PaymentID))
-		args = append(args, created.UnixMilli(), score, string(b), d.CardID, strings.Join(codes, ","), d.PaymentID,
+		args = append(args, created.UnixMilli(), score, b, d.CardID, strings.Join(codes, ","), d.PaymentID,
 			strings.Join(indexes, " "), ticket)
 	}
 	args[0], args[1], args[2] = s.cfg.Retention.Milliseconds(), (s.cfg.Retention + 24*time.Hour).Milliseconds(), len(position)
