@@ -32,18 +32,26 @@ const envPrefix = "FRAUD_"
 // Config is every setting of the service. configs/config.yaml documents each one; defaultConfig
 // holds the same defaults.
 type Config struct {
-	Kafka  KafkaConfig   `yaml:"kafka" envPrefix:"KAFKA_"`
-	Stream detect.Config `yaml:"stream" envPrefix:"STREAM_"`
-	Redis  RedisConfig   `yaml:"redis" envPrefix:"REDIS_"`
-	Window window.Config `yaml:"window" envPrefix:"WINDOW_"`
-	Model  model.Config  `yaml:"model" envPrefix:"MODEL_"`
-	Review review.Config `yaml:"review" envPrefix:"REVIEW_"`
-	API    api.Config    `yaml:"api" envPrefix:"API_"`
-	Rules  RulesConfig   `yaml:"rules" envPrefix:"RULES_"`
-	Lists  ListsConfig   `yaml:"lists" envPrefix:"LISTS_"`
-	Card   CardConfig    `yaml:"card" envPrefix:"CARD_"`
-	Log    LogConfig     `yaml:"log" envPrefix:"LOG_"`
-	Stages StagesConfig  `yaml:"stages" envPrefix:"STAGES_"`
+	Kafka   KafkaConfig   `yaml:"kafka" envPrefix:"KAFKA_"`
+	Stream  detect.Config `yaml:"stream" envPrefix:"STREAM_"`
+	Redis   RedisConfig   `yaml:"redis" envPrefix:"REDIS_"`
+	Window  window.Config `yaml:"window" envPrefix:"WINDOW_"`
+	Model   model.Config  `yaml:"model" envPrefix:"MODEL_"`
+	Review  review.Config `yaml:"review" envPrefix:"REVIEW_"`
+	API     api.Config    `yaml:"api" envPrefix:"API_"`
+	Rules   RulesConfig   `yaml:"rules" envPrefix:"RULES_"`
+	Lists   ListsConfig   `yaml:"lists" envPrefix:"LISTS_"`
+	Card    CardConfig    `yaml:"card" envPrefix:"CARD_"`
+	Log     LogConfig     `yaml:"log" envPrefix:"LOG_"`
+	Runtime RuntimeConfig `yaml:"runtime" envPrefix:"RUNTIME_"`
+	Stages  StagesConfig  `yaml:"stages" envPrefix:"STAGES_"`
+}
+
+// RuntimeConfig tunes the Go runtime.
+type RuntimeConfig struct {
+	// HeapFloorMB lets the heap grow to this many MiB before a collection while what is live is
+	// small (heapfloor.go); 0 leaves Go's default pacing (GOGC=100). Ignored when GOGC is set.
+	HeapFloorMB int `yaml:"heap_floor_mb" env:"HEAP_FLOOR_MB"`
 }
 
 // RulesConfig says where the policy is: the rules file, reloaded when it changes.
@@ -219,13 +227,14 @@ func defaultConfig() Config {
 			ReadTimeout:  time.Second,
 			WriteTimeout: time.Second,
 		},
-		Window: window.Config{Length: time.Hour, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096, CacheMB: 256},
-		Review: review.Config{KeyPrefix: "fd", Retention: 30 * 24 * time.Hour},
-		API:    api.Config{Listen: ":8080", Tokens: api.Tokens{}, MaxBodyBytes: 16 << 10, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second},
-		Model:  model.Config{Path: "configs/model.onnx", Library: ".cache/onnxruntime/libonnxruntime.so.1.24.1", ReloadCheck: 5 * time.Second},
-		Rules:  RulesConfig{Path: "configs/rules.yaml", ReloadCheck: 2 * time.Second},
-		Lists:  ListsConfig{KeyPrefix: "fd", Refresh: time.Second},
-		Log:    LogConfig{Level: "info"},
+		Window:  window.Config{Length: time.Hour, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096, CacheMB: 256},
+		Review:  review.Config{KeyPrefix: "fd", Retention: 30 * 24 * time.Hour},
+		API:     api.Config{Listen: ":8080", Tokens: api.Tokens{}, MaxBodyBytes: 16 << 10, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second},
+		Model:   model.Config{Path: "configs/model.onnx", Library: ".cache/onnxruntime/libonnxruntime.so.1.24.1", ReloadCheck: 5 * time.Second},
+		Rules:   RulesConfig{Path: "configs/rules.yaml", ReloadCheck: 2 * time.Second},
+		Lists:   ListsConfig{KeyPrefix: "fd", Refresh: time.Second},
+		Log:     LogConfig{Level: "info"},
+		Runtime: RuntimeConfig{HeapFloorMB: 128},
 	}
 }
 
@@ -394,6 +403,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		return err
+	}
+	if h := c.Runtime.HeapFloorMB; h < 0 || h > 1<<16 {
+		return fmt.Errorf("runtime.heap_floor_mb: must be from 0 (Go's default pacing) to 65536, got %d", h)
 	}
 	return nil
 }

@@ -111,6 +111,9 @@ flags:
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if getenv("GOGC") == "" { // an operator's GOGC is theirs
+		defer startHeapFloor(cfg.Runtime.HeapFloorMB)()
+	}
 	reg := prometheus.NewRegistry()
 	return serve(ctx, cfg, reg, log, nil)
 }
