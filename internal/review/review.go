@@ -8,11 +8,14 @@
 //	<prefix>:{rv}:r:<payment_id>   hash: the decision (JSON), status, created (Unix ms), score,
 //	                               card, reasons, and once decided: analyst, note, decided_at
 //	<prefix>:{rv}:a:<payment_id>   list: the audit trail after opening, one JSON entry per event
-//	<prefix>:{rv}:t                sorted set of every review by created
-//	<prefix>:{rv}:k                ... by score (riskiest first)
-//	<prefix>:{rv}:s:<status>       ... of one status, by created; :ks:<status> by score
+//	<prefix>:{rv}:s:<status>       sorted set of the reviews of one status, by created
+//	<prefix>:{rv}:ks:<status>      ... by score (riskiest first)
 //	<prefix>:{rv}:c:<card>         ... of one card, by created
 //	<prefix>:{rv}:x:<reason code>  ... with one reason, by created
+//
+// A list of every status walks the three status indexes at once. (Versions before kept an index
+// of every review by created, :t, and by score, :k: two more entries a review, a sixth of its
+// Redis CPU. The first maintenance pass removes them.)
 //
 // Retention: a review and its audit trail expire Config.Retention after it was opened; index
 // entries older than that are dropped by one opening in 64, and every index written gets a TTL of
@@ -122,24 +125,24 @@ func (s *Store) key(parts ...string) string {
 
 // openScript opens the reviews of a batch, each unless its payment has one.
 //
-// KEYS: the indexes of every review by time, of the open ones by time, of every review by score,
-// of the open ones by score; the verdicts' indexes (fraud, legitimate by time, then by score),
-// for maintenance; the batch's cards' and reasons' indexes, each once; then the records, one a
-// review, each once. ARGV: the retention (ms), the indexes' TTL (ms: the retention and a day), the
+// KEYS: the indexes of the open reviews by time and by score; the verdicts' indexes (fraud,
+// legitimate by time, then by score) and the two indexes versions before kept (every review by
+// time, by score), for maintenance; the batch's cards' and reasons' indexes, each once; then the
+// records, one a review, each once. ARGV: the retention (ms), the indexes' TTL (ms: the retention and a day), the
 // number of cards' and reasons' indexes; then openFields values a review: created (ms), score,
 // the decision JSON, the card, the reasons (comma-separated), the payment id, the KEYS positions
 // of its card's and reasons' indexes (space-separated), and "1" if it holds a maintenance ticket
 // (one opening in 64).
 //
 // Every index written gets one ZADD of all its new entries and one PEXPIRE. Then each review it
-// opened with a ticket makes a maintenance pass: up to 5000 reviews past the retention as of the
-// holder's created leave every index by time and by score, and the holder's card's and reasons'
-// indexes. That leaves what one call a review left, but for the order: the passes come after all
+// opened with a ticket makes a maintenance pass: up to 5000 reviews of each status past the
+// retention as of the holder's created leave every status's indexes, and the holder's card's and
+// reasons' indexes; the old indexes are removed. That leaves what one call a review left, but for the order: the passes come after all
 // the batch's entries are in, so a backlog review already past the retention leaves the indexes
 // at once, not at the next pass. Returns the number of reviews it opened.
 const openScript = `
 local retention, ttl = ARGV[1], ARGV[2]
-local first = 9 + tonumber(ARGV[3]) -- the first record
+local first = 9 + tonumber(ARGV[3]) -- the first record (KEYS 1-8: statuses' and old indexes)
 -- Usually none is open yet, and one EXISTS of them all spares one a review.
 local some = redis.call('EXISTS', unpack(KEYS, first)) > 0
 local opened = 0
@@ -176,23 +179,25 @@ if opened == 0 then
   return 0
 end
 for i = 1, first - 1 do
-  local entries = (i <= 2 and byTime) or (i <= 4 and byScore) or grouped[i]
+  local entries = (i == 1 and byTime) or (i == 2 and byScore) or (i > 8 and grouped[i])
   if entries then
     redis.call('ZADD', KEYS[i], unpack(entries))
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end
 for _, pass in ipairs(passes) do
-  -- The reviews past the retention, from the index of all by time, leave the indexes.
-  local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. pass[1], 'LIMIT', 0, 5000)
-  if #old > 0 then
-    for i = 2, 8 do
-      redis.call('ZREM', KEYS[i], unpack(old))
+  redis.call('UNLINK', KEYS[7], KEYS[8])
+  -- The reviews of each status past the retention, from its index by time, leave its indexes,
+  -- and the holder's card's and reasons'.
+  for _, st in ipairs({{1, 2}, {3, 5}, {4, 6}}) do -- open, fraud, legitimate: by time, by score
+    local old = redis.call('ZRANGEBYSCORE', KEYS[st[1]], '-inf', '(' .. pass[1], 'LIMIT', 0, 5000)
+    if #old > 0 then
+      redis.call('ZREM', KEYS[st[2]], unpack(old))
+      for j = 2, #pass do
+        redis.call('ZREM', KEYS[pass[j]], unpack(old))
+      end
+      redis.call('ZREM', KEYS[st[1]], unpack(old))
     end
-    for j = 2, #pass do
-      redis.call('ZREM', KEYS[pass[j]], unpack(old))
-    end
-    redis.call('ZREM', KEYS[1], unpack(old))
   end
 end
 return opened
@@ -276,8 +281,8 @@ type openCall struct {
 // the second time: it would find its review open.
 func (s *Store) openCall(ds []decision.Decision) (openCall, error) {
 	now := s.now()
-	keys := []string{s.key("t"), s.key("s", StatusOpen), s.key("k"), s.key("ks", StatusOpen),
-		s.key("s", StatusFraud), s.key("s", StatusLegitimate), s.key("ks", StatusFraud), s.key("ks", StatusLegitimate)}
+	keys := []string{s.key("s", StatusOpen), s.key("ks", StatusOpen), s.key("s", StatusFraud), s.key("s", StatusLegitimate),
+		s.key("ks", StatusFraud), s.key("ks", StatusLegitimate), s.key("t"), s.key("k")}
 	// The cards' and reasons' indexes, each once, take KEYS positions from 9 on; the records follow.
 	position := map[string]int{}
 	index := func(k string) string {
@@ -470,30 +475,38 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 	if f.Status != "" && f.Status != StatusOpen && f.Status != StatusFraud && f.Status != StatusLegitimate {
 		return Page{}, fmt.Errorf("%w: status must be open, fraud or legitimate, got %q", ErrInvalidArgument, f.Status)
 	}
-	// The index to walk: the narrowest one the filter names, in the order asked for.
-	var index string
+	// The indexes to walk: the narrowest one the filter names, in the order asked for; without a
+	// status, the three statuses' at once.
+	var indexes []string
 	byTime := !f.Riskiest
-	switch {
-	case f.Riskiest && f.Status != "":
-		index = s.key("ks", f.Status)
-	case f.Riskiest:
-		index = s.key("k")
-	case f.Card != "":
-		index = s.key("c", f.Card)
-	case f.Reason != "":
-		index = s.key("x", f.Reason)
-	case f.Status != "":
-		index = s.key("s", f.Status)
-	default:
-		index = s.key("t")
+	statuses := []string{f.Status}
+	if f.Status == "" {
+		statuses = []string{StatusOpen, StatusFraud, StatusLegitimate}
 	}
-	max, min := "+inf", "-inf"
+	switch {
+	case f.Riskiest:
+		for _, st := range statuses {
+			indexes = append(indexes, s.key("ks", st))
+		}
+	case f.Card != "":
+		indexes = []string{s.key("c", f.Card)}
+	case f.Reason != "":
+		indexes = []string{s.key("x", f.Reason)}
+	default:
+		for _, st := range statuses {
+			indexes = append(indexes, s.key("s", st))
+		}
+	}
+	w := &walk{s: s, max: "+inf", min: "-inf"}
+	for _, index := range indexes {
+		w.ways = append(w.ways, &way{index: index})
+	}
 	if byTime {
 		if !f.To.IsZero() {
-			max = "(" + strconv.FormatInt(f.To.UnixMilli(), 10)
+			w.max = "(" + strconv.FormatInt(f.To.UnixMilli(), 10)
 		}
 		if !f.From.IsZero() {
-			min = strconv.FormatInt(f.From.UnixMilli(), 10)
+			w.min = strconv.FormatInt(f.From.UnixMilli(), 10)
 		}
 	}
 	var cur *cursor // the last entry seen: the walk goes on after it
@@ -505,44 +518,36 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 		cur = &c
 	}
 	var page Page
-	var skip int64 // entries at the head of a fetch that are all on or before cur
 	examined := 0
 	for {
 		if examined >= maxExamined && cur != nil {
 			page.Next = cur.encode() // a filter that matches little: the client pages on
 			return page, nil
 		}
-		entries, err := s.after(ctx, index, cur, max, min, skip)
+		n, err := w.fill(ctx, cur)
+		examined += n
 		if err != nil {
 			return Page{}, fmt.Errorf("list reviews: %w", err)
 		}
-		examined += len(entries)
-		var fresh []redis.Z
-		for _, e := range entries {
-			if cur == nil || e.Score != cur.score || e.Member.(string) < cur.id {
-				fresh = append(fresh, e)
-			}
-		}
-		if len(fresh) == 0 {
-			if len(entries) < chunk {
+		entries := w.take()
+		if len(entries) == 0 {
+			if w.done() {
 				return page, nil
 			}
-			skip += int64(len(entries)) // a run of ties longer than a chunk
-			continue
+			continue // a run of ties longer than a chunk
 		}
-		skip = 0
 		pipe := s.rdb.Pipeline()
-		recs := make([]*redis.MapStringStringCmd, len(fresh))
-		for i, e := range fresh {
+		recs := make([]*redis.MapStringStringCmd, len(entries))
+		for i, e := range entries {
 			recs[i] = pipe.HGetAll(ctx, s.key("r", e.Member.(string)))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return Page{}, fmt.Errorf("list reviews: %w", err)
 		}
-		for i, e := range fresh {
+		for i, e := range entries {
 			cur = &cursor{score: e.Score, id: e.Member.(string)}
 			if len(recs[i].Val()) == 0 {
-				s.rdb.ZRem(ctx, index, cur.id) // expired: its entry goes too
+				s.rdb.ZRem(ctx, e.index, cur.id) // expired: its entry goes too
 				continue
 			}
 			r, err := parse(cur.id, recs[i].Val())
@@ -558,10 +563,97 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 				return page, nil
 			}
 		}
-		if len(entries) < chunk {
-			return page, nil
+	}
+}
+
+// walk reads one or more indexes after a cursor as one, in the lists' order: score, then payment
+// id, both descending. Several are merged as they are read: a review is in one of them.
+type walk struct {
+	s        *Store
+	max, min string // the scores' bounds, as ZRANGEBYSCORE takes them
+	ways     []*way
+}
+
+// way is one index of a walk.
+type way struct {
+	index string
+	skip  int64     // entries at the head of a fetch that are all on or before the cursor
+	buf   []redis.Z // read, after the cursor, not yet taken
+	done  bool      // nothing after buf
+}
+
+// entry is an index entry and the index it is in.
+type entry struct {
+	redis.Z
+	index string
+}
+
+// fill reads the next chunk of each index whose read entries are all taken, after cur, and says
+// how many entries it read. An index whose chunk held only entries on or before cur (a run of
+// ties longer than a chunk) stays empty, to be read further in on the next fill.
+func (w *walk) fill(ctx context.Context, cur *cursor) (int, error) {
+	read := 0
+	for _, x := range w.ways {
+		if len(x.buf) > 0 || x.done {
+			continue
+		}
+		entries, err := w.s.after(ctx, x.index, cur, w.max, w.min, x.skip)
+		if err != nil {
+			return read, err
+		}
+		read += len(entries)
+		for _, e := range entries {
+			if cur == nil || e.Score != cur.score || e.Member.(string) < cur.id {
+				x.buf = append(x.buf, e)
+			}
+		}
+		x.done = len(entries) < chunk
+		if len(x.buf) > 0 {
+			x.skip = 0
+		} else {
+			x.skip += int64(len(entries))
 		}
 	}
+	return read, nil
+}
+
+// take takes the read entries in order, up to a chunk, for as long as every index that is not
+// done has one read: past that, an entry not read yet may come first.
+func (w *walk) take() []entry {
+	var out []entry
+	for len(out) < chunk {
+		var next *way
+		for _, x := range w.ways {
+			switch {
+			case len(x.buf) == 0 && !x.done:
+				return out
+			case len(x.buf) == 0:
+			case next == nil || first(x.buf[0], next.buf[0]):
+				next = x
+			}
+		}
+		if next == nil {
+			return out
+		}
+		out = append(out, entry{next.buf[0], next.index})
+		next.buf = next.buf[1:]
+	}
+	return out
+}
+
+// first says whether a comes before b in the lists' order.
+func first(a, b redis.Z) bool {
+	return a.Score > b.Score || a.Score == b.Score && a.Member.(string) > b.Member.(string)
+}
+
+// done says whether every index is read to its end and taken.
+func (w *walk) done() bool {
+	for _, x := range w.ways {
+		if len(x.buf) > 0 || !x.done {
+			return false
+		}
+	}
+	return true
 }
 
 // after reads the next chunk of an index after the cursor, in descending order, within

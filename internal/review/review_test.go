@@ -214,7 +214,7 @@ func TestBadArgumentsAndRetention(t *testing.T) {
 	}
 	s.Open(ctx, flagged("early", "c1", ptr(0.5), decision.CodeModel))
 	s.Decide(ctx, "early", Verdict{Label: StatusFraud, Analyst: "a", DecidedAt: c.t})
-	for _, k := range []string{s.key("r", "early"), s.key("a", "early"), s.key("t"), s.key("c", "c1"), s.key("k"), s.key("s", StatusFraud)} {
+	for _, k := range []string{s.key("r", "early"), s.key("a", "early"), s.key("c", "c1"), s.key("s", StatusFraud), s.key("ks", StatusFraud)} {
 		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 || ttl > 31*24*time.Hour {
 			t.Errorf("%s: TTL %s", k, ttl)
 		}
@@ -223,7 +223,7 @@ func TestBadArgumentsAndRetention(t *testing.T) {
 	for i := range 64 { // one opening in 64 maintains the indexes
 		s.Open(ctx, flagged(fmt.Sprintf("late-%02d", i), "c1", ptr(0.5), decision.CodeModel))
 	}
-	for _, k := range []string{s.key("c", "c1"), s.key("t"), s.key("k"), s.key("s", StatusFraud), s.key("ks", StatusFraud)} {
+	for _, k := range []string{s.key("c", "c1"), s.key("s", StatusFraud), s.key("ks", StatusFraud)} {
 		if ids := rdb.ZRange(ctx, k, 0, -1).Val(); slices.Contains(ids, "early") {
 			t.Errorf("%s still lists a review past the retention", k)
 		}
@@ -314,18 +314,17 @@ func TestOpenAllBatches(t *testing.T) {
 		if score != nil {
 			byScore = *score
 		}
-		for _, k := range []string{s.key("t"), s.key("s", StatusOpen), s.key("c", d.CardID), s.key("x", d.Reasons[0].Code)} {
+		for _, k := range []string{s.key("s", StatusOpen), s.key("c", d.CardID), s.key("x", d.Reasons[0].Code)} {
 			want[k] = append(want[k], redis.Z{Score: created, Member: d.PaymentID})
 		}
 		if d.Reasons[1].Code != d.Reasons[0].Code {
 			k := s.key("x", d.Reasons[1].Code)
 			want[k] = append(want[k], redis.Z{Score: created, Member: d.PaymentID})
 		}
-		for _, k := range []string{s.key("k"), s.key("ks", StatusOpen)} {
-			want[k] = append(want[k], redis.Z{Score: byScore, Member: d.PaymentID})
-		}
+		k := s.key("ks", StatusOpen)
+		want[k] = append(want[k], redis.Z{Score: byScore, Member: d.PaymentID})
 	}
-	opened := len(want[s.key("t")])
+	opened := len(want[s.key("s", StatusOpen)])
 	for i, w := range []int{opened, 0} { // the second time, a redelivery of it all
 		if n, err := s.OpenAll(ctx, ds); err != nil || n != w {
 			t.Fatalf("call %d: opened %d, %v; want %d", i+1, n, err, w)
@@ -359,7 +358,7 @@ func TestOpenAllBatches(t *testing.T) {
 	if n, err := s.OpenAll(ctx, late); err != nil || n != 64 {
 		t.Fatalf("late batch: opened %d, %v", n, err)
 	}
-	for _, k := range []string{s.key("t"), s.key("s", StatusOpen), s.key("k"), s.key("ks", StatusOpen), s.key("c", "c1"), s.key("x", decision.CodeModel)} {
+	for _, k := range []string{s.key("s", StatusOpen), s.key("ks", StatusOpen), s.key("c", "c1"), s.key("x", decision.CodeModel)} {
 		if ids := rdb.ZRange(ctx, k, 0, -1).Val(); len(ids) != 64 || !strings.HasPrefix(ids[0], "late-") {
 			t.Errorf("%s lists %d reviews, from %v", k, len(ids), ids[:min(3, len(ids))])
 		}
@@ -450,4 +449,96 @@ func benchmarkOpenAll(b *testing.B, perCall int) {
 	b.ReportMetric(float64(opened)/took.Seconds(), "reviews/s")
 	b.ReportMetric(used*1e6/float64(opened), "redis-µs/review")
 	b.ReportMetric(float64(slowest.Microseconds())/1000, "slowest-call-ms")
+}
+
+// A list of every status walks the three statuses' indexes as one: in order, each review once,
+// through runs of ties longer than a read that span the indexes (many reviews in one millisecond;
+// the reviews without a score), while reviews are decided between pages (a decided review moves
+// to another index, at the same place in the order).
+func TestListEveryStatusMergesTheIndexes(t *testing.T) {
+	s, _, c := newTestStore(t)
+	ctx := context.Background()
+	var all []string
+	for i := range 900 {
+		if i%300 == 0 {
+			c.t = c.t.Add(time.Millisecond) // three runs of 300 reviews opened in one millisecond
+		}
+		id := fmt.Sprintf("p%03d", (i*7)%900) // ids not in the order opened
+		var score *float64
+		if i%3 == 0 {
+			score = ptr(float64(i%5) / 10)
+		}
+		if _, err := s.Open(ctx, flagged(id, "c1", score, decision.CodeAmount)); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, id)
+	}
+	for i, id := range all {
+		if i%3 > 0 {
+			label := []string{"", StatusFraud, StatusLegitimate}[i%3]
+			if _, err := s.Decide(ctx, id, Verdict{Label: label, Analyst: "a", DecidedAt: c.t}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, riskiest := range []bool{false, true} {
+		for _, limit := range []int{13, 200, 500} {
+			want := listAll(t, s, Filter{Limit: 500, Riskiest: riskiest}, nil)
+			if len(want) != len(all) {
+				t.Fatalf("riskiest %v: %d listed, want %d", riskiest, len(want), len(all))
+			}
+			for i := 1; i < len(want); i++ {
+				if first(want[i], want[i-1]) {
+					t.Fatalf("riskiest %v: %v listed after %v", riskiest, want[i], want[i-1])
+				}
+			}
+			// Again, page by page, deciding some of the open ones between pages.
+			decided := 0
+			got := listAll(t, s, Filter{Limit: limit, Riskiest: riskiest}, func() {
+				for ; decided < len(all); decided++ {
+					if r, _, err := s.Get(ctx, all[decided]); err == nil && r.Status == StatusOpen {
+						s.Decide(ctx, all[decided], Verdict{Label: StatusFraud, Analyst: "b", DecidedAt: c.t})
+						decided++
+						return
+					}
+				}
+			})
+			if !slices.EqualFunc(got, want, func(a, b redis.Z) bool { return a.Member == b.Member && a.Score == b.Score }) {
+				t.Errorf("riskiest %v, limit %d: %d listed, want %d in the order of one walk", riskiest, limit, len(got), len(want))
+			}
+		}
+	}
+}
+
+// listAll lists every page of f, calling between after each page, and returns the reviews as
+// index entries (score, payment id).
+func listAll(t *testing.T, s *Store, f Filter, between func()) []redis.Z {
+	t.Helper()
+	var out []redis.Z
+	for pages := 0; ; pages++ {
+		p, err := s.List(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range p.Reviews {
+			score := float64(r.CreatedAt.UnixMilli())
+			if f.Riskiest {
+				score = -1
+				if r.Score != nil {
+					score = *r.Score
+				}
+			}
+			out = append(out, redis.Z{Score: score, Member: r.PaymentID})
+		}
+		if p.Next == "" {
+			return out
+		}
+		if pages > 1000 {
+			t.Fatal("more than 1000 pages")
+		}
+		f.Cursor = p.Next
+		if between != nil {
+			between()
+		}
+	}
 }
