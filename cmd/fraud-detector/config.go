@@ -228,7 +228,7 @@ func defaultConfig() Config {
 			WriteTimeout: time.Second,
 		},
 		Window:  window.Config{Length: time.Hour, AllowedLateness: time.Hour, KeyPrefix: "fd", Buckets: 65536, MaxPaymentsPerCard: 4096, CacheMB: 256},
-		Review:  review.Config{KeyPrefix: "fd", Retention: 30 * 24 * time.Hour},
+		Review:  review.Config{KeyPrefix: "fd", Retention: 30 * 24 * time.Hour, CaseWindow: 24 * time.Hour},
 		API:     api.Config{Listen: ":8080", Tokens: api.Tokens{}, MaxBodyBytes: 16 << 10, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second},
 		Model:   model.Config{Path: "configs/model.onnx", Library: ".cache/onnxruntime/libonnxruntime.so.1.24.1", ReloadCheck: 5 * time.Second},
 		Rules:   RulesConfig{Path: "configs/rules.yaml", ReloadCheck: 2 * time.Second},

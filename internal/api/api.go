@@ -120,13 +120,20 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Reviews is the review store.
+// Reviews is the review store: reviews, one a flagged payment, and the cases that gather a
+// card's.
 type Reviews interface {
 	List(ctx context.Context, f review.Filter) (review.Page, error)
 	Get(ctx context.Context, paymentID string) (review.Review, []review.AuditEntry, error)
 	Decide(ctx context.Context, paymentID string, v review.Verdict) (review.Review, error)
 	MarkPublished(ctx context.Context, paymentID string) error
+	ListCases(ctx context.Context, f review.CaseFilter) (review.CasePage, error)
+	GetCase(ctx context.Context, id string) (review.Case, []review.Review, error)
+	DecideCase(ctx context.Context, id string, v review.Verdict) (review.Case, []review.Review, error)
+	AssignCase(ctx context.Context, id, analyst string) (review.Case, error)
 }
+
+var _ Reviews = (*review.Store)(nil)
 
 // Cards is the card state.
 type Cards interface {
@@ -261,6 +268,8 @@ func (s *Server) Router() http.Handler {
 			r.Use(s.auth(RoleViewer))
 			r.Get("/reviews", s.listReviews)
 			r.Get("/reviews/{payment_id}", s.getReview)
+			r.Get("/cases", s.listCases)
+			r.Get("/cases/{case_id}", s.getCase)
 			r.Get("/cards/{card_id}", s.getCard)
 			r.With(s.needLists).Get("/lists", s.getLists)
 			r.With(s.needLists).Get("/lists/{name}/items", s.listItems)
@@ -270,6 +279,8 @@ func (s *Server) Router() http.Handler {
 		r.Group(func(r chi.Router) {
 			r.Use(s.auth(RoleAnalyst))
 			r.Post("/reviews/{payment_id}/verdict", s.postVerdict)
+			r.Post("/cases/{case_id}/verdict", s.postCaseVerdict)
+			r.Post("/cases/{case_id}/assign", s.postAssign)
 			r.With(s.needLists).Put("/lists/{name}/items/{value}", s.putItem)
 			r.With(s.needLists).Delete("/lists/{name}/items/{value}", s.deleteItem)
 		})
@@ -444,36 +455,54 @@ func query(w http.ResponseWriter, r *http.Request, known ...string) (url.Values,
 	return q, true
 }
 
-func (s *Server) listReviews(w http.ResponseWriter, r *http.Request) {
+// listQuery is what a list of reviews or cases asks for.
+type listQuery struct {
+	status, card, reason, cursor string
+	from, to                     time.Time
+	riskiest                     bool
+	limit                        int
+}
+
+// parseList reads a list's query parameters; on a bad one it answers 400 and returns false.
+func parseList(w http.ResponseWriter, r *http.Request) (listQuery, bool) {
 	q, ok := query(w, r, "status", "card", "reason", "from", "to", "order", "limit", "cursor")
 	if !ok {
-		return
+		return listQuery{}, false
 	}
-	f := review.Filter{Status: q.Get("status"), Card: q.Get("card"), Reason: q.Get("reason"), Cursor: q.Get("cursor"), Limit: 50}
+	l := listQuery{status: q.Get("status"), card: q.Get("card"), reason: q.Get("reason"), cursor: q.Get("cursor"), limit: 50}
 	var err error
-	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
+	for name, dst := range map[string]*time.Time{"from": &l.from, "to": &l.to} {
 		if v := q.Get(name); v != "" {
 			if *dst, err = time.Parse(time.RFC3339, v); err != nil {
 				writeError(w, http.StatusBadRequest, "invalid_request", name+" must be an RFC 3339 time")
-				return
+				return listQuery{}, false
 			}
 		}
 	}
 	switch q.Get("order") {
 	case "", "newest":
 	case "riskiest":
-		f.Riskiest = true
+		l.riskiest = true
 	default:
 		writeError(w, http.StatusBadRequest, "invalid_request", "order must be newest or riskiest")
-		return
+		return listQuery{}, false
 	}
 	if v := q.Get("limit"); v != "" {
-		if f.Limit, err = strconv.Atoi(v); err != nil {
+		if l.limit, err = strconv.Atoi(v); err != nil {
 			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be a number from 1 to 500")
-			return
+			return listQuery{}, false
 		}
 	}
-	page, err := s.reviews.List(r.Context(), f)
+	return l, true
+}
+
+func (s *Server) listReviews(w http.ResponseWriter, r *http.Request) {
+	l, ok := parseList(w, r)
+	if !ok {
+		return
+	}
+	page, err := s.reviews.List(r.Context(), review.Filter{Status: l.status, Card: l.card, Reason: l.reason, From: l.from, To: l.to,
+		Riskiest: l.riskiest, Limit: l.limit, Cursor: l.cursor})
 	if err != nil {
 		s.storeError(w, err)
 		return
@@ -524,62 +553,113 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	return body, true
 }
 
-func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
+// readVerdict reads a verdict's body; on a bad one it answers 4xx and returns false.
+func (s *Server) readVerdict(w http.ResponseWriter, r *http.Request) (verdictRequest, bool) {
 	body, ok := s.readBody(w, r)
 	if !ok {
-		return
+		return verdictRequest{}, false
 	}
 	var req verdictRequest
 	if err := json.Unmarshal(body, &req, json.RejectUnknownMembers(true)); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_json", "the body must be {\"label\": \"fraud\" | \"legitimate\", \"note\": string}: "+err.Error())
-		return
+		return verdictRequest{}, false
 	}
-	if req.Label != review.StatusFraud && req.Label != review.StatusLegitimate {
-		writeError(w, http.StatusUnprocessableEntity, "invalid_label", "label must be fraud or legitimate")
-		return
+	if err := checkVerdict(req.Label, req.Note); err != nil {
+		writeError(w, http.StatusUnprocessableEntity, err.code, err.msg)
+		return verdictRequest{}, false
 	}
-	if utf8.RuneCountInString(req.Note) > 2000 {
-		writeError(w, http.StatusUnprocessableEntity, "invalid_note", "note must be at most 2000 characters")
-		return
+	return req, true
+}
+
+// verdictError is why a verdict's label or note is refused.
+type verdictError struct{ code, msg string }
+
+func (e *verdictError) Error() string { return e.msg }
+
+// checkVerdict says why a label or note cannot be recorded, or nil: the label is fraud or
+// legitimate, the note at most 2000 characters and holds no card number.
+func checkVerdict(label, note string) *verdictError {
+	switch {
+	case label != review.StatusFraud && label != review.StatusLegitimate:
+		return &verdictError{"invalid_label", "label must be fraud or legitimate"}
+	case utf8.RuneCountInString(note) > 2000:
+		return &verdictError{"invalid_note", "note must be at most 2000 characters"}
 	}
-	if _, found := payment.RedactPANs([]byte(req.Note)); found {
-		writeError(w, http.StatusUnprocessableEntity, "invalid_note", "note holds what looks like a card number; verdicts never store one (the review names the card by its card_id)")
+	if _, found := payment.RedactPANs([]byte(note)); found {
+		return &verdictError{"invalid_note", "note holds what looks like a card number; verdicts never store one (the review names the card by its card_id)"}
+	}
+	return nil
+}
+
+func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
+	req, ok := s.readVerdict(w, r)
+	if !ok {
 		return
 	}
 	analyst, _ := r.Context().Value(ctxKey{}).(string)
-	id := chi.URLParam(r, "payment_id")
-	v := review.Verdict{Label: req.Label, Analyst: analyst, Note: req.Note, DecidedAt: s.now().UTC()}
-	rv, err := s.reviews.Decide(r.Context(), id, v)
+	rv, err := s.decidePayment(r.Context(), chi.URLParam(r, "payment_id"), req.Label, analyst, req.Note)
+	if err != nil {
+		s.verdictError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rv)
+}
+
+// errNotPublished: a verdict is recorded, but a label could not be published.
+var errNotPublished = errors.New("the verdict is recorded but a label could not be published; send the same verdict again")
+
+// verdictError answers a verdict's error.
+func (s *Server) verdictError(w http.ResponseWriter, err error) {
+	if errors.Is(err, errNotPublished) {
+		writeError(w, http.StatusServiceUnavailable, "label_not_published", errNotPublished.Error())
+		return
+	}
+	s.storeError(w, err)
+}
+
+// decidePayment records a verdict on a review and publishes its label. The same verdict again,
+// whose label could not be published the first time, publishes it now; any other verdict on a
+// decided review is ErrAlreadyDecided.
+func (s *Server) decidePayment(ctx context.Context, id, label, analyst, note string) (review.Review, error) {
+	v := review.Verdict{Label: label, Analyst: analyst, Note: note, DecidedAt: s.now().UTC()}
+	rv, err := s.reviews.Decide(ctx, id, v)
 	recorded := err == nil // not when the same verdict comes again to publish its label
 	if errors.Is(err, review.ErrAlreadyDecided) {
-		// The same verdict again, whose label could not be published the first time, publishes
-		// it now; anything else is a conflict.
-		prev, _, gerr := s.reviews.Get(r.Context(), id)
-		if gerr != nil || prev.Published || prev.Verdict == nil || prev.Verdict.Label != req.Label || prev.Verdict.Analyst != analyst || prev.Verdict.Note != req.Note {
-			s.storeError(w, err)
-			return
+		prev, _, gerr := s.reviews.Get(ctx, id)
+		if gerr != nil || prev.Published || !sameVerdict(prev.Verdict, label, analyst, note) {
+			return review.Review{}, err
 		}
-		rv, v, err = prev, *prev.Verdict, nil
+		rv, err = prev, nil
 	}
 	if err != nil {
-		s.storeError(w, err)
-		return
+		return review.Review{}, err
 	}
 	if recorded && s.ops.Verdicts != nil {
 		s.ops.Verdicts.Count(rv)
 	}
-	label := Label{PaymentID: rv.PaymentID, CardID: rv.CardID, Label: v.Label, Analyst: v.Analyst, Note: v.Note, DecidedAt: v.DecidedAt}
-	if err := s.labels.Publish(r.Context(), label); err != nil {
-		s.log.Error("label not published", "payment_id", rv.PaymentID, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "label_not_published",
-			"the verdict is recorded but its label could not be published; send the same verdict again")
-		return
-	}
-	if err := s.reviews.MarkPublished(r.Context(), rv.PaymentID); err != nil {
-		s.log.Warn("label published, not marked so", "payment_id", rv.PaymentID, "err", err)
+	if err := s.publish(ctx, rv); err != nil {
+		return review.Review{}, err
 	}
 	rv.Published = true
-	writeJSON(w, http.StatusOK, rv)
+	return rv, nil
+}
+
+func sameVerdict(v *review.Verdict, label, analyst, note string) bool {
+	return v != nil && v.Label == label && v.Analyst == analyst && v.Note == note
+}
+
+// publish sends a decided review's label and marks it published.
+func (s *Server) publish(ctx context.Context, rv review.Review) error {
+	v := rv.Verdict
+	label := Label{PaymentID: rv.PaymentID, CardID: rv.CardID, Label: v.Label, Analyst: v.Analyst, Note: v.Note, DecidedAt: v.DecidedAt}
+	if err := s.labels.Publish(ctx, label); err != nil {
+		s.log.Error("label not published", "payment_id", rv.PaymentID, "err", err)
+		return errNotPublished
+	}
+	if err := s.reviews.MarkPublished(ctx, rv.PaymentID); err != nil {
+		s.log.Warn("label published, not marked so", "payment_id", rv.PaymentID, "err", err)
+	}
+	return nil
 }
 
 type cardView struct {

@@ -819,3 +819,84 @@ func FuzzListItemPath(f *testing.F) {
 		}
 	})
 }
+
+// Cases: listed riskiest first, read with their reviews, decided once with a label a payment
+// (published again, once, after the broker refused it), assigned; viewers cannot decide.
+func TestCases(t *testing.T) {
+	r := newRig(t)
+	status, body := r.do(t, "GET", "/v1/cases?order=riskiest", viewerToken, "")
+	cases, _ := body["cases"].([]any)
+	if status != 200 || len(cases) != 2 || cases[0].(map[string]any)["case_id"] != "p1" || cases[0].(map[string]any)["payments"] != 2.0 {
+		t.Fatalf("cases: %d %v", status, body)
+	}
+	status, body = r.do(t, "GET", "/v1/cases/p1", viewerToken, "")
+	if reviews, _ := body["reviews"].([]any); status != 200 || len(reviews) != 2 || body["card_id"] != "c1" {
+		t.Fatalf("case p1: %d %v", status, body)
+	}
+	if status, _ := r.do(t, "GET", "/v1/cases/nope", viewerToken, ""); status != 404 {
+		t.Errorf("unknown case: %d", status)
+	}
+	if status, _ := r.do(t, "POST", "/v1/cases/p1/verdict", viewerToken, `{"label":"fraud"}`); status != 403 {
+		t.Errorf("a viewer's verdict: %d", status)
+	}
+	status, body = r.do(t, "POST", "/v1/cases/p1/verdict", analystToken, `{"label":"fraud","note":"card testing"}`)
+	if labelled, _ := body["labelled"].([]any); status != 200 || len(labelled) != 2 || body["status"] != "fraud" {
+		t.Fatalf("verdict: %d %v", status, body)
+	}
+	for _, id := range []string{"p1", "p2"} {
+		if rv, _, _ := r.reviews.Get(context.Background(), id); rv.Status != "fraud" || !rv.Published {
+			t.Errorf("review %s: %s, published %v", id, rv.Status, rv.Published)
+		}
+	}
+	status, body = r.do(t, "POST", "/v1/cases/p1/verdict", analystToken, `{"label":"fraud","note":"card testing"}`)
+	if labelled, _ := body["labelled"].([]any); status != 200 || len(labelled) != 0 {
+		t.Errorf("the same verdict again: %d %v", status, body)
+	}
+	if status, _ := r.do(t, "POST", "/v1/cases/p1/verdict", analystToken, `{"label":"legitimate"}`); status != 409 {
+		t.Errorf("another verdict: %d", status)
+	}
+	r.labels.mu.Lock()
+	r.labels.fail = true
+	r.labels.mu.Unlock()
+	if status, body := r.do(t, "POST", "/v1/cases/p3/verdict", analystToken, `{"label":"legitimate"}`); status != 503 {
+		t.Errorf("broker down: %d %v", status, body)
+	}
+	r.labels.mu.Lock()
+	r.labels.fail = false
+	r.labels.mu.Unlock()
+	if status, body := r.do(t, "POST", "/v1/cases/p3/verdict", analystToken, `{"label":"legitimate"}`); status != 200 || len(body["labelled"].([]any)) != 1 {
+		t.Errorf("the same verdict after the broker came back: %d %v", status, body)
+	}
+	r.labels.mu.Lock()
+	var got []string
+	for _, l := range r.labels.labels {
+		got = append(got, l.PaymentID+":"+l.Label)
+	}
+	r.labels.mu.Unlock()
+	slices.Sort(got)
+	if want := []string{"p1:fraud", "p2:fraud", "p3:legitimate"}; !slices.Equal(got, want) {
+		t.Errorf("labels %v, want %v (once a payment)", got, want)
+	}
+	if status, body := r.do(t, "POST", "/v1/cases/p3/assign", analystToken, ""); status != 200 || body["assignee"] != "ana" {
+		t.Errorf("assign to oneself: %d %v", status, body)
+	}
+	if status, body := r.do(t, "POST", "/v1/cases/p3/assign", analystToken, `{"assignee":"bo"}`); status != 200 || body["assignee"] != "bo" {
+		t.Errorf("assign: %d %v", status, body)
+	}
+	for _, c := range []struct {
+		path, token, body string
+		want              int
+	}{
+		{"/v1/cases/nope/assign", analystToken, "", 404},
+		{"/v1/cases/p3/assign", analystToken, `{"who":1}`, 400},
+		{"/v1/cases/p3/assign", viewerToken, "", 403},
+		{"/v1/cases/p3/verdict", analystToken, `{"label":"fraud","note":"4111 1111 1111 1111"}`, 422},
+	} {
+		if status, _ := r.do(t, "POST", c.path, c.token, c.body); status != c.want {
+			t.Errorf("POST %s %s: %d, want %d", c.path, c.body, status, c.want)
+		}
+	}
+	if status, _ := r.do(t, "GET", "/v1/cases?order=sideways", viewerToken, ""); status != 400 {
+		t.Errorf("bad order: %d", status)
+	}
+}

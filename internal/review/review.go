@@ -60,6 +60,8 @@ const (
 type Config struct {
 	KeyPrefix string        `yaml:"key_prefix" env:"KEY_PREFIX"`
 	Retention time.Duration `yaml:"retention" env:"RETENTION"`
+	// CaseWindow is how long after a card's case opened its flagged payments join it (24h when 0).
+	CaseWindow time.Duration `yaml:"case_window" env:"CASE_WINDOW"`
 }
 
 // Validate reports the first setting that is out of range.
@@ -69,6 +71,8 @@ func (c Config) Validate() error {
 		return errors.New("review.key_prefix: must not be empty")
 	case c.Retention < time.Hour:
 		return fmt.Errorf("review.retention: must be at least 1h, got %s", c.Retention)
+	case c.CaseWindow < 0 || c.CaseWindow > c.Retention:
+		return fmt.Errorf("review.case_window: must be from 0 (24h) to review.retention, got %s", c.CaseWindow)
 	}
 	return nil
 }
@@ -83,6 +87,7 @@ type Review struct {
 	CreatedAt time.Time         `json:"created_at"`
 	Decision  decision.Decision `json:"decision"`
 	Verdict   *Verdict          `json:"verdict,omitempty"`
+	CaseID    string            `json:"case_id,omitempty"` // the case it is in (reviews opened before cases have none)
 	// Published: the verdict's label is on the labels topic.
 	Published bool `json:"-"`
 }
@@ -106,17 +111,19 @@ type AuditEntry struct {
 
 // Store keeps the reviews.
 type Store struct {
-	rdb    redis.UniversalClient
-	cfg    Config
-	now    func() time.Time
-	open   *redis.Script
-	decide *redis.Script
-	opened atomic.Int64 // reviews asked to open, for openScript's maintenance tickets
+	rdb        redis.UniversalClient
+	cfg        Config
+	now        func() time.Time
+	open       *redis.Script
+	decide     *redis.Script
+	decideCase *redis.Script
+	opened     atomic.Int64 // reviews asked to open, for openScript's maintenance tickets
 }
 
 // NewStore returns a store on rdb.
 func NewStore(rdb redis.UniversalClient, cfg Config, now func() time.Time) *Store {
-	return &Store{rdb: rdb, cfg: cfg, now: now, open: redis.NewScript(openScript), decide: redis.NewScript(decideScript)}
+	return &Store{rdb: rdb, cfg: cfg, now: now, open: redis.NewScript(openScript), decide: redis.NewScript(decideScript),
+		decideCase: redis.NewScript(decideCaseScript)}
 }
 
 func (s *Store) key(parts ...string) string {
@@ -141,24 +148,26 @@ func (s *Store) key(parts ...string) string {
 // the batch's entries are in, so a backlog review already past the retention leaves the indexes
 // at once, not at the next pass. Returns the number of reviews it opened.
 const openScript = `
-local retention, ttl = ARGV[1], ARGV[2]
+local retention, ttl, P, window = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local first = 9 + tonumber(ARGV[3]) -- the first record (KEYS 1-8: statuses' and old indexes)
 -- Usually none is open yet, and one EXISTS of them all spares one a review.
 local some = redis.call('EXISTS', unpack(KEYS, first)) > 0
 local opened = 0
 local byTime, byScore, grouped, sizes, passes = {}, {}, {}, {}, {}
+` + caseLua + `
 for r = first, #KEYS do
-  local a = 3 + (r - first) * 8 -- openFields
+  local a = 5 + (r - first) * 8 -- openFields
   if not some or redis.call('EXISTS', KEYS[r]) == 0 then
     local created, score, id = ARGV[a + 1], ARGV[a + 2], ARGV[a + 6]
+    local cid = intoCase(ARGV[a + 4], created, score, ARGV[a + 5], id)
     redis.call('HSET', KEYS[r], 'decision', ARGV[a + 3], 'status', 'open', 'created', created, 'score', score,
-      'card', ARGV[a + 4], 'reasons', ARGV[a + 5])
+      'card', ARGV[a + 4], 'reasons', ARGV[a + 5], 'case', cid)
     redis.call('PEXPIRE', KEYS[r], retention) -- relative: Redis's clock need not be the service's
     byTime[2 * opened + 1], byTime[2 * opened + 2] = created, id
     byScore[2 * opened + 1], byScore[2 * opened + 2] = score, id
     opened = opened + 1
     -- A ticket's pass: its cutoff, then the holder's card's and reasons' indexes.
-    local pass = ARGV[a + 8] == '1' and {tonumber(created) - tonumber(retention)} or nil
+    local pass = ARGV[a + 8] == '1' and {tonumber(created) - tonumber(retention), card = ARGV[a + 4], reasons = ARGV[a + 5]} or nil
     for p in string.gmatch(ARGV[a + 7], '%d+') do
       local i = tonumber(p)
       local g, n = grouped[i], sizes[i] or 0
@@ -178,6 +187,7 @@ end
 if opened == 0 then
   return 0
 end
+writeCaseIndexes()
 for i = 1, first - 1 do
   local entries = (i == 1 and byTime) or (i == 2 and byScore) or (i > 8 and grouped[i])
   if entries then
@@ -187,6 +197,7 @@ for i = 1, first - 1 do
 end
 for _, pass in ipairs(passes) do
   redis.call('UNLINK', KEYS[7], KEYS[8])
+  pruneCases(pass[1], pass.card)
   -- The reviews of each status past the retention, from its index by time, leave its indexes,
   -- and the holder's card's and reasons'.
   for _, st in ipairs({{1, 2}, {3, 5}, {4, 6}}) do -- open, fraud, legitimate: by time, by score
@@ -296,7 +307,7 @@ func (s *Store) openCall(ds []decision.Decision) (openCall, error) {
 	}
 	records := make([]string, 0, len(ds))
 	seen := make(map[string]bool, len(ds))
-	args := make([]any, 3, 3+openFields*len(ds))
+	args := make([]any, 5, 5+openFields*len(ds))
 	buf := make([]byte, 0, 768*len(ds)) // the decisions' JSON, one after another: each argument is a slice of it
 	for _, d := range ds {
 		if len(d.Payment) == 0 {
@@ -335,6 +346,7 @@ func (s *Store) openCall(ds []decision.Decision) (openCall, error) {
 			strings.Join(indexes, " "), ticket)
 	}
 	args[0], args[1], args[2] = s.cfg.Retention.Milliseconds(), (s.cfg.Retention + 24*time.Hour).Milliseconds(), len(position)
+	args[3], args[4] = s.cfg.KeyPrefix+":{rv}:", s.caseWindow().Milliseconds()
 	return openCall{keys: append(keys, records...), args: args}, nil
 }
 
@@ -364,7 +376,7 @@ func (s *Store) Get(ctx context.Context, paymentID string) (Review, []AuditEntry
 }
 
 func parse(id string, h map[string]string) (Review, error) {
-	r := Review{PaymentID: id, CardID: h["card"], Status: h["status"]}
+	r := Review{PaymentID: id, CardID: h["card"], Status: h["status"], CaseID: h["case"]}
 	if err := json.Unmarshal([]byte(h["decision"]), &r.Decision); err != nil {
 		return Review{}, fmt.Errorf("review %s: stored decision: %w", id, err)
 	}
@@ -497,70 +509,98 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 			indexes = append(indexes, s.key("s", st))
 		}
 	}
+	load := func(ctx context.Context, ids []string) ([]*Review, error) {
+		pipe := s.rdb.Pipeline()
+		recs := make([]*redis.MapStringStringCmd, len(ids))
+		for i, id := range ids {
+			recs[i] = pipe.HGetAll(ctx, s.key("r", id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, err
+		}
+		out := make([]*Review, len(ids))
+		for i, id := range ids {
+			if len(recs[i].Val()) > 0 {
+				r, err := parse(id, recs[i].Val())
+				if err != nil {
+					return nil, err
+				}
+				out[i] = &r
+			}
+		}
+		return out, nil
+	}
+	reviews, next, err := walkPage(ctx, s, indexes, byTime, f.From, f.To, f.Cursor, f.Limit, load, f.match)
+	if err != nil {
+		return Page{}, fmt.Errorf("list reviews: %w", err)
+	}
+	return Page{Reviews: reviews, Next: next}, nil
+}
+
+// walkPage walks indexes, merged, after the cursor, and returns up to limit of the records load
+// finds that match accepts, with the cursor of the next page (empty on the last). With byTime the
+// indexes' scores are Unix ms, bounded by from and to. A record load does not find (expired) has
+// its entry removed from the index.
+func walkPage[T any](ctx context.Context, s *Store, indexes []string, byTime bool, from, to time.Time, after string, limit int,
+	load func(context.Context, []string) ([]*T, error), match func(T) bool) ([]T, string, error) {
 	w := &walk{s: s, max: "+inf", min: "-inf"}
 	for _, index := range indexes {
 		w.ways = append(w.ways, &way{index: index})
 	}
 	if byTime {
-		if !f.To.IsZero() {
-			w.max = "(" + strconv.FormatInt(f.To.UnixMilli(), 10)
+		if !to.IsZero() {
+			w.max = "(" + strconv.FormatInt(to.UnixMilli(), 10)
 		}
-		if !f.From.IsZero() {
-			w.min = strconv.FormatInt(f.From.UnixMilli(), 10)
+		if !from.IsZero() {
+			w.min = strconv.FormatInt(from.UnixMilli(), 10)
 		}
 	}
 	var cur *cursor // the last entry seen: the walk goes on after it
-	if f.Cursor != "" {
-		c, err := decodeCursor(f.Cursor)
+	if after != "" {
+		c, err := decodeCursor(after)
 		if err != nil {
-			return Page{}, err
+			return nil, "", err
 		}
 		cur = &c
 	}
-	var page Page
+	var out []T
 	examined := 0
 	for {
 		if examined >= maxExamined && cur != nil {
-			page.Next = cur.encode() // a filter that matches little: the client pages on
-			return page, nil
+			return out, cur.encode(), nil // a filter that matches little: the client pages on
 		}
 		n, err := w.fill(ctx, cur)
 		examined += n
 		if err != nil {
-			return Page{}, fmt.Errorf("list reviews: %w", err)
+			return nil, "", err
 		}
 		entries := w.take()
 		if len(entries) == 0 {
 			if w.done() {
-				return page, nil
+				return out, "", nil
 			}
 			continue // a run of ties longer than a chunk
 		}
-		pipe := s.rdb.Pipeline()
-		recs := make([]*redis.MapStringStringCmd, len(entries))
+		ids := make([]string, len(entries))
 		for i, e := range entries {
-			recs[i] = pipe.HGetAll(ctx, s.key("r", e.Member.(string)))
+			ids[i] = e.Member.(string)
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return Page{}, fmt.Errorf("list reviews: %w", err)
+		recs, err := load(ctx, ids)
+		if err != nil {
+			return nil, "", err
 		}
 		for i, e := range entries {
-			cur = &cursor{score: e.Score, id: e.Member.(string)}
-			if len(recs[i].Val()) == 0 {
+			cur = &cursor{score: e.Score, id: ids[i]}
+			if recs[i] == nil {
 				s.rdb.ZRem(ctx, e.index, cur.id) // expired: its entry goes too
 				continue
 			}
-			r, err := parse(cur.id, recs[i].Val())
-			if err != nil {
-				return Page{}, err
-			}
-			if !f.match(r) {
+			if !match(*recs[i]) {
 				continue
 			}
-			page.Reviews = append(page.Reviews, r)
-			if len(page.Reviews) == f.Limit {
-				page.Next = cur.encode() // the next page may turn out empty
-				return page, nil
+			out = append(out, *recs[i])
+			if len(out) == limit {
+				return out, cur.encode(), nil // the next page may turn out empty
 			}
 		}
 	}

@@ -1,0 +1,377 @@
+package review
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/redis/go-redis/v9"
+)
+
+// Cases. A flagged payment whose card has an open case joins it if it was decided within
+// Config.CaseWindow of the case's first; otherwise it opens one. A verdict on a case decides every review of it still open
+// (one labelled on its own before keeps its label), and the case closes: the card's next flagged
+// payment opens a new one. Keys, beside the reviews' (same {rv} tag):
+//
+//	<prefix>:{rv}:case:<id>        hash: card, status, opened, updated (Unix ms), score (the
+//	                               highest, -1 none), reasons (distinct codes), n (payments),
+//	                               assignee, and once decided: analyst, note, decided_at
+//	<prefix>:{rv}:cp:<id>          list: its payments' ids, as they joined
+//	<prefix>:{rv}:oc:<card>        string: the card's open case, expiring at the end of its window
+//	<prefix>:{rv}:cs:<status>      sorted set of the cases of one status, by opened; :cks: by score
+//	<prefix>:{rv}:cc:<card>        ... of one card, by opened
+//
+// A list by reason walks the cases by time or score and keeps those with the reason: an index
+// per reason would cost every case another entry, for a filter that most cases match.
+// A case's id is its first payment's id. Its review record names it (field case).
+
+// Case is a card's incident: the flagged payments of one card from its first until
+// Config.CaseWindow later, decided together. Its id is its first payment's id.
+type Case struct {
+	ID        string    `json:"case_id"`
+	CardID    string    `json:"card_id"`
+	Status    string    `json:"status"` // open, fraud, legitimate
+	OpenedAt  time.Time `json:"opened_at"`
+	UpdatedAt time.Time `json:"updated_at"` // when its newest payment was decided
+	Score     *float64  `json:"score"`      // the highest of its payments' scores; null if none had one
+	Reasons   []string  `json:"reasons"`    // the distinct reason codes of its payments, in the order first seen
+	Payments  int       `json:"payments"`
+	Assignee  string    `json:"assignee,omitempty"`
+	Verdict   *Verdict  `json:"verdict,omitempty"`
+}
+
+// CaseFilter selects cases; zero fields select everything.
+type CaseFilter struct {
+	Status, Card, Reason string
+	From, To             time.Time // opened within [From, To)
+	Riskiest             bool      // by score, highest first; else newest first (opened)
+	Limit                int       // 1 to 500
+	Cursor               string    // from the previous page
+}
+
+// CasePage is one page of cases.
+type CasePage struct {
+	Cases []Case
+	Next  string // cursor of the next page; empty on the last
+}
+
+// caseLua is openScript's part for cases: intoCase puts a review it opened into its card's open
+// case, or opens one, and returns the case's id; writeCaseIndexes writes the call's new index
+// entries, one ZADD an index; pruneCases drops the cases past the retention from the indexes of
+// every status and of the maintenance pass holder's card. It uses openScript's retention, ttl, P
+// (the keys' prefix, with the tag) and window (ms).
+const caseLua = `
+local caseTime, caseScore, caseCard = {}, {}, {} -- the case indexes' new entries: one ZADD each
+local function addEntry(t, key, score, member)
+  local e = t[key]
+  if not e then
+    e = {}
+    t[key] = e
+  end
+  e[#e + 1], e[#e + 2] = score, member
+end
+local function intoCase(card, created, score, reasons, id)
+  local oc = P .. 'oc:' .. card
+  local cid = redis.call('GET', oc)
+  if cid then
+    local c = P .. 'case:' .. cid
+    local cur = redis.call('HMGET', c, 'score', 'reasons', 'opened', 'status', 'updated')
+    if cur[4] == 'open' and tonumber(created) < tonumber(cur[3]) + tonumber(window) then
+      redis.call('RPUSH', P .. 'cp:' .. cid, id)
+      local set = {}
+      if tonumber(created) > tonumber(cur[5]) then
+        set[#set + 1], set[#set + 2] = 'updated', created
+      end
+      if tonumber(score) > tonumber(cur[1]) then
+        set[#set + 1], set[#set + 2] = 'score', score
+        addEntry(caseScore, P .. 'cks:open', score, cid)
+      end
+      local have, added = ',' .. cur[2] .. ',', false
+      for code in string.gmatch(reasons, '[^,]+') do
+        if not string.find(have, ',' .. code .. ',', 1, true) then
+          have, added = have .. code .. ',', true
+        end
+      end
+      if added then
+        set[#set + 1], set[#set + 2] = 'reasons', string.sub(have, 2, -2)
+      end
+      if #set > 0 then
+        redis.call('HSET', c, unpack(set))
+      end
+      redis.call('HINCRBY', c, 'n', 1)
+      return cid
+    end
+  end
+  cid = id
+  local c, cp = P .. 'case:' .. cid, P .. 'cp:' .. cid
+  local keep = tonumber(retention) + tonumber(window)
+  local codes, have = {}, ','
+  for code in string.gmatch(reasons, '[^,]+') do
+    if not string.find(have, ',' .. code .. ',', 1, true) then
+      have = have .. code .. ','
+      codes[#codes + 1] = code
+    end
+  end
+  redis.call('HSET', c, 'card', card, 'status', 'open', 'opened', created, 'updated', created, 'score', score,
+    'reasons', table.concat(codes, ','), 'n', 1)
+  redis.call('PEXPIRE', c, keep)
+  redis.call('RPUSH', cp, id)
+  redis.call('PEXPIRE', cp, keep)
+  redis.call('SET', oc, cid, 'PX', window)
+  addEntry(caseTime, P .. 'cs:open', created, cid)
+  addEntry(caseScore, P .. 'cks:open', score, cid)
+  addEntry(caseCard, P .. 'cc:' .. card, created, cid)
+  return cid
+end
+local function writeCaseIndexes()
+  for _, t in ipairs({caseTime, caseScore, caseCard}) do
+    for key, entries in pairs(t) do
+      redis.call('ZADD', key, unpack(entries))
+      redis.call('PEXPIRE', key, ttl)
+    end
+  end
+end
+local function pruneCases(cutoff, card)
+  for _, st in ipairs({'open', 'fraud', 'legitimate'}) do
+    local old = redis.call('ZRANGEBYSCORE', P .. 'cs:' .. st, '-inf', '(' .. cutoff, 'LIMIT', 0, 5000)
+    if #old > 0 then
+      redis.call('ZREM', P .. 'cks:' .. st, unpack(old))
+      redis.call('ZREM', P .. 'cc:' .. card, unpack(old))
+      redis.call('ZREM', P .. 'cs:' .. st, unpack(old))
+    end
+  end
+end
+`
+
+// caseWindow is how long after it opened a case takes its card's flagged payments.
+func (s *Store) caseWindow() time.Duration {
+	if s.cfg.CaseWindow > 0 {
+		return s.cfg.CaseWindow
+	}
+	return 24 * time.Hour
+}
+
+// decideCaseScript records a verdict on an open case and on each of its reviews still open, and
+// closes it. KEYS: the case. ARGV: the keys' prefix (with the tag), the case id, label, analyst,
+// note, decided_at, the audit entry, the indexes' TTL (ms). Returns {1, the ids of the reviews it
+// decided...}, {0} if there is no case, or {2, the status it already has}.
+const decideCaseScript = `
+local P, cid, label, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[8]
+local c = KEYS[1]
+local h = redis.call('HMGET', c, 'status', 'card', 'opened', 'score')
+if not h[1] then
+  return {0}
+end
+if h[1] ~= 'open' then
+  return {2, h[1]}
+end
+local set = {'status', label, 'analyst', ARGV[4], 'note', ARGV[5], 'decided_at', ARGV[6]}
+redis.call('HSET', c, unpack(set))
+redis.call('ZREM', P .. 'cs:open', cid)
+redis.call('ZREM', P .. 'cks:open', cid)
+redis.call('ZADD', P .. 'cs:' .. label, h[3], cid)
+redis.call('ZADD', P .. 'cks:' .. label, h[4], cid)
+redis.call('PEXPIRE', P .. 'cs:' .. label, ttl)
+redis.call('PEXPIRE', P .. 'cks:' .. label, ttl)
+local oc = P .. 'oc:' .. h[2]
+if redis.call('GET', oc) == cid then
+  redis.call('DEL', oc)
+end
+local out = {1}
+for _, pid in ipairs(redis.call('LRANGE', P .. 'cp:' .. cid, 0, -1)) do
+  local r = P .. 'r:' .. pid
+  local rh = redis.call('HMGET', r, 'status', 'created', 'score')
+  if rh[1] == 'open' then
+    redis.call('HSET', r, unpack(set))
+    local a = P .. 'a:' .. pid
+    redis.call('RPUSH', a, ARGV[7])
+    redis.call('PEXPIRE', a, redis.call('PTTL', r))
+    redis.call('ZREM', P .. 's:open', pid)
+    redis.call('ZREM', P .. 'ks:open', pid)
+    redis.call('ZADD', P .. 's:' .. label, rh[2], pid)
+    redis.call('ZADD', P .. 'ks:' .. label, rh[3], pid)
+    out[#out + 1] = pid
+  end
+end
+redis.call('PEXPIRE', P .. 's:' .. label, ttl)
+redis.call('PEXPIRE', P .. 'ks:' .. label, ttl)
+return out
+`
+
+// DecideCase records a verdict on an open case, once (a second gets ErrAlreadyDecided), and on
+// each of its reviews still open. It returns the case and the reviews it decided, whose labels
+// the caller publishes.
+func (s *Store) DecideCase(ctx context.Context, id string, v Verdict) (Case, []Review, error) {
+	if v.Label != StatusFraud && v.Label != StatusLegitimate {
+		return Case{}, nil, fmt.Errorf("%w: label must be fraud or legitimate, got %q", ErrInvalidArgument, v.Label)
+	}
+	audit, _ := json.Marshal(AuditEntry{Event: "decided", At: v.DecidedAt.UTC(), Analyst: v.Analyst, Label: v.Label, Note: v.Note})
+	res, err := s.decideCase.Run(ctx, s.rdb, []string{s.key("case", id)}, s.cfg.KeyPrefix+":{rv}:", id, v.Label, v.Analyst,
+		v.Note, v.DecidedAt.UTC().Format(time.RFC3339Nano), string(audit), (s.cfg.Retention + 24*time.Hour).Milliseconds()).Slice()
+	if err != nil {
+		return Case{}, nil, fmt.Errorf("decide case %s: %w", id, err)
+	}
+	switch code, _ := res[0].(int64); code {
+	case 0:
+		return Case{}, nil, ErrNotFound
+	case 2:
+		return Case{}, nil, fmt.Errorf("%w: it is %v", ErrAlreadyDecided, res[1])
+	}
+	decided := map[string]bool{}
+	for _, pid := range res[1:] {
+		if p, ok := pid.(string); ok {
+			decided[p] = true
+		}
+	}
+	c, reviews, err := s.GetCase(ctx, id)
+	if err != nil {
+		return Case{}, nil, err
+	}
+	reviews = slices.DeleteFunc(reviews, func(r Review) bool { return !decided[r.PaymentID] })
+	return c, reviews, nil
+}
+
+// AssignCase records who works on a case.
+func (s *Store) AssignCase(ctx context.Context, id, analyst string) (Case, error) {
+	n, err := s.rdb.Do(ctx, "EVAL", "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end redis.call('HSET', KEYS[1], 'assignee', ARGV[1]) return 1",
+		1, s.key("case", id), analyst).Int()
+	if err != nil {
+		return Case{}, fmt.Errorf("assign case %s: %w", id, err)
+	}
+	if n == 0 {
+		return Case{}, ErrNotFound
+	}
+	c, _, err := s.GetCase(ctx, id)
+	return c, err
+}
+
+// maxCasePayments bounds the reviews GetCase returns: the newest.
+const maxCasePayments = 1000
+
+// GetCase returns a case and the reviews of its payments, newest first (the newest
+// maxCasePayments of them; Case.Payments counts all).
+func (s *Store) GetCase(ctx context.Context, id string) (Case, []Review, error) {
+	pipe := s.rdb.Pipeline()
+	rec := pipe.HGetAll(ctx, s.key("case", id))
+	ids := pipe.LRange(ctx, s.key("cp", id), -maxCasePayments, -1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Case{}, nil, fmt.Errorf("get case %s: %w", id, err)
+	}
+	if len(rec.Val()) == 0 {
+		return Case{}, nil, ErrNotFound
+	}
+	c := parseCase(id, rec.Val())
+	pipe = s.rdb.Pipeline()
+	recs := make([]*redis.MapStringStringCmd, len(ids.Val()))
+	for i, pid := range ids.Val() {
+		recs[i] = pipe.HGetAll(ctx, s.key("r", pid))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Case{}, nil, fmt.Errorf("get case %s: %w", id, err)
+	}
+	var reviews []Review
+	for i, pid := range ids.Val() {
+		if len(recs[i].Val()) == 0 {
+			continue // expired
+		}
+		r, err := parse(pid, recs[i].Val())
+		if err != nil {
+			return Case{}, nil, err
+		}
+		reviews = append(reviews, r)
+	}
+	slices.SortStableFunc(reviews, func(a, b Review) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.PaymentID, a.PaymentID)
+	})
+	return c, reviews, nil
+}
+
+func parseCase(id string, h map[string]string) Case {
+	c := Case{ID: id, CardID: h["card"], Status: h["status"], Assignee: h["assignee"], Reasons: []string{}}
+	ms, _ := strconv.ParseInt(h["opened"], 10, 64)
+	c.OpenedAt = time.UnixMilli(ms).UTC()
+	ms, _ = strconv.ParseInt(h["updated"], 10, 64)
+	c.UpdatedAt = time.UnixMilli(ms).UTC()
+	if score, err := strconv.ParseFloat(h["score"], 64); err == nil && score >= 0 {
+		c.Score = &score
+	}
+	if h["reasons"] != "" {
+		c.Reasons = strings.Split(h["reasons"], ",")
+	}
+	c.Payments, _ = strconv.Atoi(h["n"])
+	if c.Status != StatusOpen {
+		at, _ := time.Parse(time.RFC3339Nano, h["decided_at"])
+		c.Verdict = &Verdict{Label: c.Status, Analyst: h["analyst"], Note: h["note"], DecidedAt: at}
+	}
+	return c
+}
+
+// ListCases returns a page of cases in a stable order: newest first (opened, then id, both
+// descending), or riskiest first (score, then id), from a cursor as List's.
+func (s *Store) ListCases(ctx context.Context, f CaseFilter) (CasePage, error) {
+	if f.Limit < 1 || f.Limit > 500 {
+		return CasePage{}, fmt.Errorf("%w: limit must be from 1 to 500, got %d", ErrInvalidArgument, f.Limit)
+	}
+	if f.Status != "" && f.Status != StatusOpen && f.Status != StatusFraud && f.Status != StatusLegitimate {
+		return CasePage{}, fmt.Errorf("%w: status must be open, fraud or legitimate, got %q", ErrInvalidArgument, f.Status)
+	}
+	statuses := []string{f.Status}
+	if f.Status == "" {
+		statuses = []string{StatusOpen, StatusFraud, StatusLegitimate}
+	}
+	var indexes []string
+	switch {
+	case f.Riskiest:
+		for _, st := range statuses {
+			indexes = append(indexes, s.key("cks", st))
+		}
+	case f.Card != "":
+		indexes = []string{s.key("cc", f.Card)}
+	default:
+		for _, st := range statuses {
+			indexes = append(indexes, s.key("cs", st))
+		}
+	}
+	load := func(ctx context.Context, ids []string) ([]*Case, error) {
+		pipe := s.rdb.Pipeline()
+		recs := make([]*redis.MapStringStringCmd, len(ids))
+		for i, id := range ids {
+			recs[i] = pipe.HGetAll(ctx, s.key("case", id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, err
+		}
+		out := make([]*Case, len(ids))
+		for i, id := range ids {
+			if len(recs[i].Val()) > 0 {
+				c := parseCase(id, recs[i].Val())
+				out[i] = &c
+			}
+		}
+		return out, nil
+	}
+	match := func(c Case) bool {
+		switch {
+		case f.Status != "" && c.Status != f.Status,
+			f.Card != "" && c.CardID != f.Card,
+			f.Reason != "" && !slices.Contains(c.Reasons, f.Reason),
+			!f.From.IsZero() && c.OpenedAt.Before(f.From),
+			!f.To.IsZero() && !c.OpenedAt.Before(f.To):
+			return false
+		}
+		return true
+	}
+	cases, next, err := walkPage(ctx, s, indexes, !f.Riskiest, f.From, f.To, f.Cursor, f.Limit, load, match)
+	if err != nil {
+		return CasePage{}, fmt.Errorf("list cases: %w", err)
+	}
+	return CasePage{Cases: cases, Next: next}, nil
+}
