@@ -25,6 +25,7 @@ import (
 	"github.com/paysentry/fraud-detector/internal/lists"
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/review"
+	"github.com/paysentry/fraud-detector/internal/window"
 )
 
 // Store reads cases and reviews (implemented by *review.Store).
@@ -65,7 +66,12 @@ type Lists interface {
 	Counts(ctx context.Context) (map[string]int, error)
 }
 
-var _ Lists = (*lists.Store)(nil)
+// The implementations the service passes.
+var (
+	_ Store = (*review.Store)(nil)
+	_ Cards = (*window.Store)(nil)
+	_ Lists = (*lists.Store)(nil)
+)
 
 // Authenticate checks a sign-in token and says who it is (the token's name) and its role
 // ("viewer" or "analyst").
@@ -273,7 +279,7 @@ func (c *Console) recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				c.log.Error("console panic", "path", r.URL.Path, "panic", redact(fmt.Sprint(v)))
+				c.log.Error("console panic", "path", redact(r.URL.Path), "panic", redact(fmt.Sprint(v)))
 				c.errorPage(w, r, nil, http.StatusInternalServerError, "Internal error", "Something went wrong on our side.")
 			}
 		}()
@@ -341,7 +347,7 @@ func (c *Console) storeError(w http.ResponseWriter, r *http.Request, s *session,
 	case errors.Is(err, review.ErrInvalidArgument), errors.Is(err, review.ErrInvalidCursor):
 		c.errorPageBack(w, r, s, http.StatusBadRequest, "Bad request", redact(err.Error()), back)
 	default:
-		c.log.Error("console store", "path", r.URL.Path, "err", redact(err.Error()))
+		c.log.Error("console store", "path", redact(r.URL.Path), "err", redact(err.Error()))
 		c.errorPageBack(w, r, s, http.StatusServiceUnavailable, "Unavailable",
 			"The store is not available at the moment; try again.", back)
 	}
