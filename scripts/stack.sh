@@ -54,6 +54,7 @@ install_apt() {
   command -v kcat >/dev/null || missing+=(kcat)
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
+  command -v chromium >/dev/null || missing+=(chromium) # the console's browser tests (chromedp)
   [ ${#missing[@]} -eq 0 ] && return
   command -v apt-get >/dev/null || die "need ${missing[*]}: install them with your package manager"
   local sudo=

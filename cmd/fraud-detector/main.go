@@ -245,7 +245,13 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 		Checks:   readiness(cfg, probe, rdb, windows, pipe),
 		Verdicts: review.NewVerdicts(reg),
 	}
-	httpServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, d.lists, ops, log).HTTPServer()
+	apiServer := api.New(cfg.API, reviews, windows, kafkaLabels{labelProducer, cfg.Kafka.Topics.Labels}, d.lists, ops, log)
+	ui, err := newConsole(cfg, apiServer, reviews, windows, d.lists, reg, log)
+	if err != nil {
+		return err
+	}
+	apiServer.SetConsole(ui)
+	httpServer := apiServer.HTTPServer()
 
 	// Every group is joined before anything runs: a failure here leaves nothing behind.
 	var labels sarama.ConsumerGroup

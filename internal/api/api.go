@@ -91,6 +91,11 @@ type Config struct {
 	MaxBodyBytes int64         `yaml:"max_body_bytes" env:"MAX_BODY_BYTES"`
 	ReadTimeout  time.Duration `yaml:"read_timeout" env:"READ_TIMEOUT"`
 	WriteTimeout time.Duration `yaml:"write_timeout" env:"WRITE_TIMEOUT"`
+	// SessionTTL is how long a console sign-in lasts.
+	SessionTTL time.Duration `yaml:"session_ttl" env:"SESSION_TTL"`
+	// SecureCookies marks the console's cookies Secure: set it when browsers reach the service
+	// over HTTPS (a TLS proxy in front of it).
+	SecureCookies bool `yaml:"secure_cookies" env:"SECURE_COOKIES"`
 }
 
 // Validate reports the first setting that is out of range.
@@ -116,6 +121,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("api.max_body_bytes: at least 1024, got %d", c.MaxBodyBytes)
 	case c.ReadTimeout <= 0 || c.WriteTimeout <= 0:
 		return errors.New("api: read_timeout and write_timeout must be positive")
+	case c.SessionTTL < time.Minute || c.SessionTTL > 7*24*time.Hour:
+		return fmt.Errorf("api.session_ttl: must be from 1m to 168h, got %s", c.SessionTTL)
 	}
 	return nil
 }
@@ -208,6 +215,25 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	tokens  []token
+	console http.Handler // the analysts' pages under /ui, if set
+}
+
+// SetConsole serves h under /ui: the analysts' console, which signs in with the API's tokens.
+func (s *Server) SetConsole(h http.Handler) { s.console = h }
+
+// Authenticate says whose a token is and its role, comparing SHA-256 sums in constant time.
+func (s *Server) Authenticate(raw string) (name, role string, ok bool) {
+	sum := sha256.Sum256([]byte(raw))
+	var found *token
+	for i := range s.tokens {
+		if subtle.ConstantTimeCompare(sum[:], s.tokens[i].sum[:]) == 1 {
+			found = &s.tokens[i]
+		}
+	}
+	if found == nil {
+		return "", "", false
+	}
+	return found.name, found.role, true
 }
 
 type token struct {
@@ -256,6 +282,10 @@ func (s *Server) Router() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", s.ready)
+	if s.console != nil {
+		r.Handle("/ui", s.console)
+		r.Handle("/ui/*", s.console)
+	}
 	if s.ops.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", s.ops.Metrics)
 	}
@@ -351,21 +381,15 @@ func (s *Server) auth(role string) func(http.Handler) http.Handler {
 				writeError(w, http.StatusUnauthorized, "unauthorized", "a bearer token is required")
 				return
 			}
-			sum := sha256.Sum256([]byte(raw))
-			var found *token
-			for i := range s.tokens {
-				if subtle.ConstantTimeCompare(sum[:], s.tokens[i].sum[:]) == 1 {
-					found = &s.tokens[i]
-				}
-			}
+			name, tokenRole, ok := s.Authenticate(raw)
 			switch {
-			case found == nil:
+			case !ok:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="fraud-detector", error="invalid_token"`)
 				writeError(w, http.StatusUnauthorized, "unauthorized", "the token is not valid")
-			case role == RoleAnalyst && found.role != RoleAnalyst:
+			case role == RoleAnalyst && tokenRole != RoleAnalyst:
 				writeError(w, http.StatusForbidden, "forbidden", "recording a verdict or changing a list needs the analyst role")
 			default:
-				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, found.name)))
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, name)))
 			}
 		})
 	}

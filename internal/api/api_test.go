@@ -120,7 +120,7 @@ func newRigFor(t testing.TB) *rig {
 	cards := window.NewStore(rdb, window.Config{Length: time.Hour, AllowedLateness: time.Hour, KeyPrefix: prefix, Buckets: 16, MaxPaymentsPerCard: 4096}, time.Now)
 	rec := &recorder{}
 	cfg := Config{Tokens: Tokens{{Name: "vera", Role: RoleViewer, SHA256: hash(viewerToken)}, {Name: "ana", Role: RoleAnalyst, SHA256: hash(analystToken)}},
-		MaxBodyBytes: 4096, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
+		MaxBodyBytes: 4096, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, SessionTTL: time.Hour}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +414,7 @@ func BenchmarkList(b *testing.B) {
 			batch = batch[:0]
 		}
 	}
-	s := New(Config{Tokens: Tokens{{Name: "v", Role: RoleViewer, SHA256: hash(viewerToken)}}, MaxBodyBytes: 4096, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second},
+	s := New(Config{Tokens: Tokens{{Name: "v", Role: RoleViewer, SHA256: hash(viewerToken)}}, MaxBodyBytes: 4096, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, SessionTTL: time.Hour},
 		reviews, nil, nil, nil, Ops{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := httptest.NewServer(s.Router())
 	defer srv.Close()
@@ -691,7 +691,7 @@ func TestListsEndpoints(t *testing.T) {
 // Without a lists' store the lists' routes answer 503 lists_unavailable, after authentication.
 func TestListsUnavailable(t *testing.T) {
 	cfg := Config{Tokens: Tokens{{Name: "vera", Role: RoleViewer, SHA256: hash(viewerToken)}, {Name: "ana", Role: RoleAnalyst, SHA256: hash(analystToken)}},
-		MaxBodyBytes: 4096, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
+		MaxBodyBytes: 4096, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, SessionTTL: time.Hour}
 	srv := httptest.NewServer(New(cfg, nil, nil, nil, nil, Ops{}, slog.New(slog.NewTextHandler(io.Discard, nil))).Router())
 	t.Cleanup(srv.Close)
 	r := &rig{srv: srv}
@@ -729,7 +729,7 @@ func TestListsRedisDown(t *testing.T) {
 	ls := lists.NewStore(rdb, "down", time.Now)
 	ls.SetSpecs(listSpecs)
 	cfg := Config{Tokens: Tokens{{Name: "ana", Role: RoleAnalyst, SHA256: hash(analystToken)}},
-		MaxBodyBytes: 4096, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
+		MaxBodyBytes: 4096, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, SessionTTL: time.Hour}
 	srv := httptest.NewServer(New(cfg, nil, nil, nil, ls, Ops{}, slog.New(slog.NewTextHandler(io.Discard, nil))).Router())
 	t.Cleanup(srv.Close)
 	r := &rig{srv: srv}
