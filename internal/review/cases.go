@@ -21,14 +21,14 @@ import (
 //	<prefix>:{rv}:case:<id>        hash: card, status, opened, updated (Unix ms), score (the
 //	                               highest, -1 none), reasons (distinct codes), n (payments),
 //	                               assignee, and once decided: analyst, note, decided_at
-//	<prefix>:{rv}:cp:<id>          list: its payments' ids, as they joined
-//	<prefix>:{rv}:oc:<card>        string: the card's open case, expiring at the end of its window
+//	<prefix>:{rv}:cp:<id>          list: the ids of the payments that joined it after the first
 //	<prefix>:{rv}:cs:<status>      sorted set of the cases of one status, by opened; :cks: by score
-//	<prefix>:{rv}:cc:<card>        ... of one card, by opened
+//	<prefix>:{rv}:cc:<card>        ... of one card, by opened: its newest is the one a payment joins
 //
 // A list by reason walks the cases by time or score and keeps those with the reason: an index
 // per reason would cost every case another entry, for a filter that most cases match.
-// A case's id is its first payment's id. Its review record names it (field case).
+// A case's id is its first payment's id. Its review record names it (field case). The reviews
+// are found by card through their cases, and by reason by their status's index.
 
 // Case is a card's incident: the flagged payments of one card from its first until
 // Config.CaseWindow later, decided together. Its id is its first payment's id.
@@ -67,6 +67,7 @@ type CasePage struct {
 // (the keys' prefix, with the tag) and window (ms).
 const caseLua = `
 local caseTime, caseScore, caseCard = {}, {}, {} -- the case indexes' new entries: one ZADD each
+local openedHere = {} -- card: the case this call opened for it
 local function addEntry(t, key, score, member)
   local e = t[key]
   if not e then
@@ -76,13 +77,19 @@ local function addEntry(t, key, score, member)
   e[#e + 1], e[#e + 2] = score, member
 end
 local function intoCase(card, created, score, reasons, id)
-  local oc = P .. 'oc:' .. card
-  local cid = redis.call('GET', oc)
+  -- The card's newest case: one this call opened, or the newest its index holds.
+  local cid = openedHere[card]
+  if not cid then
+    cid = redis.call('ZREVRANGE', P .. 'cc:' .. card, 0, 0)[1]
+  end
   if cid then
     local c = P .. 'case:' .. cid
     local cur = redis.call('HMGET', c, 'score', 'reasons', 'opened', 'status', 'updated')
     if cur[4] == 'open' and tonumber(created) < tonumber(cur[3]) + tonumber(window) then
-      redis.call('RPUSH', P .. 'cp:' .. cid, id)
+      local cp = P .. 'cp:' .. cid
+      if redis.call('RPUSH', cp, id) == 1 then
+        redis.call('PEXPIRE', cp, redis.call('PTTL', c))
+      end
       local set = {}
       if tonumber(created) > tonumber(cur[5]) then
         set[#set + 1], set[#set + 2] = 'updated', created
@@ -107,9 +114,11 @@ local function intoCase(card, created, score, reasons, id)
       return cid
     end
   end
+  -- A case of its own: its id is this payment's; the list of the payments that join it begins
+  -- with the first to join.
   cid = id
-  local c, cp = P .. 'case:' .. cid, P .. 'cp:' .. cid
-  local keep = tonumber(retention) + tonumber(window)
+  openedHere[card] = cid
+  local c = P .. 'case:' .. cid
   local codes, have = {}, ','
   for code in string.gmatch(reasons, '[^,]+') do
     if not string.find(have, ',' .. code .. ',', 1, true) then
@@ -119,10 +128,7 @@ local function intoCase(card, created, score, reasons, id)
   end
   redis.call('HSET', c, 'card', card, 'status', 'open', 'opened', created, 'updated', created, 'score', score,
     'reasons', table.concat(codes, ','), 'n', 1)
-  redis.call('PEXPIRE', c, keep)
-  redis.call('RPUSH', cp, id)
-  redis.call('PEXPIRE', cp, keep)
-  redis.call('SET', oc, cid, 'PX', window)
+  redis.call('PEXPIRE', c, tonumber(retention) + tonumber(window))
   addEntry(caseTime, P .. 'cs:open', created, cid)
   addEntry(caseScore, P .. 'cks:open', score, cid)
   addEntry(caseCard, P .. 'cc:' .. card, created, cid)
@@ -178,12 +184,10 @@ redis.call('ZADD', P .. 'cs:' .. label, h[3], cid)
 redis.call('ZADD', P .. 'cks:' .. label, h[4], cid)
 redis.call('PEXPIRE', P .. 'cs:' .. label, ttl)
 redis.call('PEXPIRE', P .. 'cks:' .. label, ttl)
-local oc = P .. 'oc:' .. h[2]
-if redis.call('GET', oc) == cid then
-  redis.call('DEL', oc)
-end
 local out = {1}
-for _, pid in ipairs(redis.call('LRANGE', P .. 'cp:' .. cid, 0, -1)) do
+local pids = redis.call('LRANGE', P .. 'cp:' .. cid, 0, -1)
+table.insert(pids, 1, cid)
+for _, pid in ipairs(pids) do
   local r = P .. 'r:' .. pid
   local rh = redis.call('HMGET', r, 'status', 'created', 'score')
   if rh[1] == 'open' then
@@ -258,24 +262,25 @@ const maxCasePayments = 1000
 func (s *Store) GetCase(ctx context.Context, id string) (Case, []Review, error) {
 	pipe := s.rdb.Pipeline()
 	rec := pipe.HGetAll(ctx, s.key("case", id))
-	ids := pipe.LRange(ctx, s.key("cp", id), -maxCasePayments, -1)
-	if _, err := pipe.Exec(ctx); err != nil {
+	joined := pipe.LRange(ctx, s.key("cp", id), -(maxCasePayments - 1), -1)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Case{}, nil, fmt.Errorf("get case %s: %w", id, err)
 	}
 	if len(rec.Val()) == 0 {
 		return Case{}, nil, ErrNotFound
 	}
 	c := parseCase(id, rec.Val())
+	ids := append([]string{id}, joined.Val()...)
 	pipe = s.rdb.Pipeline()
-	recs := make([]*redis.MapStringStringCmd, len(ids.Val()))
-	for i, pid := range ids.Val() {
+	recs := make([]*redis.MapStringStringCmd, len(ids))
+	for i, pid := range ids {
 		recs[i] = pipe.HGetAll(ctx, s.key("r", pid))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Case{}, nil, fmt.Errorf("get case %s: %w", id, err)
 	}
 	var reviews []Review
-	for i, pid := range ids.Val() {
+	for i, pid := range ids {
 		if len(recs[i].Val()) == 0 {
 			continue // expired
 		}
@@ -374,4 +379,131 @@ func (s *Store) ListCases(ctx context.Context, f CaseFilter) (CasePage, error) {
 		return CasePage{}, fmt.Errorf("list cases: %w", err)
 	}
 	return CasePage{Cases: cases, Next: next}, nil
+}
+
+// maxCardReviews bounds the reviews a list by card looks at: the card's newest cases', up to
+// this many.
+const maxCardReviews = 10_000
+
+// listByCard lists a card's reviews: those of its cases (and of the index by card that versions
+// before cases kept), sorted in the order asked for, a page after the cursor.
+func (s *Store) listByCard(ctx context.Context, f Filter) (Page, error) {
+	var after *cursor
+	if f.Cursor != "" {
+		c, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return Page{}, err
+		}
+		after = &c
+	}
+	pipe := s.rdb.Pipeline()
+	cases := pipe.ZRevRange(ctx, s.key("cc", f.Card), 0, maxCardReviews-1)
+	legacy := pipe.ZRevRange(ctx, s.key("c", f.Card), 0, maxCardReviews-1)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Page{}, fmt.Errorf("list reviews: %w", err)
+	}
+	pipe = s.rdb.Pipeline()
+	joined := make([]*redis.StringSliceCmd, len(cases.Val()))
+	for i, cid := range cases.Val() {
+		joined[i] = pipe.LRange(ctx, s.key("cp", cid), 0, maxCardReviews-1)
+	}
+	if len(joined) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return Page{}, fmt.Errorf("list reviews: %w", err)
+		}
+	}
+	seen := map[string]bool{}
+	var ids []string
+	add := func(id string) {
+		if !seen[id] && len(ids) < maxCardReviews {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	for i, cid := range cases.Val() {
+		add(cid)
+		for _, id := range joined[i].Val() {
+			add(id)
+		}
+	}
+	for _, id := range legacy.Val() {
+		add(id)
+	}
+	// Each review's place in the order, then the page.
+	pipe = s.rdb.Pipeline()
+	heads := make([]*redis.SliceCmd, len(ids))
+	for i, id := range ids {
+		heads[i] = pipe.HMGet(ctx, s.key("r", id), "created", "score")
+	}
+	if len(ids) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return Page{}, fmt.Errorf("list reviews: %w", err)
+		}
+	}
+	var entries []redis.Z
+	for i, id := range ids {
+		v := heads[i].Val()
+		if len(v) != 2 || v[0] == nil {
+			continue // expired
+		}
+		field := v[0]
+		if f.Riskiest {
+			field = v[1]
+		}
+		str, _ := field.(string)
+		score, err := strconv.ParseFloat(str, 64)
+		if err != nil {
+			continue
+		}
+		if !f.Riskiest && (!f.From.IsZero() && score < float64(f.From.UnixMilli()) || !f.To.IsZero() && score >= float64(f.To.UnixMilli())) {
+			continue
+		}
+		z := redis.Z{Score: score, Member: id}
+		if after != nil && !first(redis.Z{Score: after.score, Member: after.id}, z) {
+			continue // on or before the cursor
+		}
+		entries = append(entries, z)
+	}
+	slices.SortFunc(entries, func(a, b redis.Z) int {
+		switch {
+		case first(a, b):
+			return -1
+		case first(b, a):
+			return 1
+		}
+		return 0
+	})
+	var page Page
+	for len(entries) > 0 && len(page.Reviews) < f.Limit {
+		n := min(len(entries), chunk)
+		pipe = s.rdb.Pipeline()
+		recs := make([]*redis.MapStringStringCmd, n)
+		for i, e := range entries[:n] {
+			recs[i] = pipe.HGetAll(ctx, s.key("r", e.Member.(string)))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return Page{}, fmt.Errorf("list reviews: %w", err)
+		}
+		for i, e := range entries[:n] {
+			if len(recs[i].Val()) == 0 {
+				continue
+			}
+			r, err := parse(e.Member.(string), recs[i].Val())
+			if err != nil {
+				return Page{}, err
+			}
+			if !f.match(r) {
+				continue
+			}
+			page.Reviews = append(page.Reviews, r)
+			if len(page.Reviews) == f.Limit {
+				if i < n-1 || n < len(entries) {
+					page.Next = cursor{score: e.Score, id: e.Member.(string)}.encode()
+				}
+				return page, nil
+			}
+		}
+		entries = entries[n:]
+	}
+	return page, nil
 }

@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -130,83 +129,63 @@ func (s *Store) key(parts ...string) string {
 	return s.cfg.KeyPrefix + ":{rv}:" + strings.Join(parts, ":")
 }
 
-// openScript opens the reviews of a batch, each unless its payment has one.
+// openScript opens the reviews of a batch, each unless its payment has one, each in its card's
+// case (caseLua).
 //
 // KEYS: the indexes of the open reviews by time and by score; the verdicts' indexes (fraud,
 // legitimate by time, then by score) and the two indexes versions before kept (every review by
-// time, by score), for maintenance; the batch's cards' and reasons' indexes, each once; then the
-// records, one a review, each once. ARGV: the retention (ms), the indexes' TTL (ms: the retention and a day), the
-// number of cards' and reasons' indexes; then openFields values a review: created (ms), score,
-// the decision JSON, the card, the reasons (comma-separated), the payment id, the KEYS positions
-// of its card's and reasons' indexes (space-separated), and "1" if it holds a maintenance ticket
-// (one opening in 64).
+// time, by score), for maintenance; then the records, one a review, each once. ARGV: the
+// retention (ms), the indexes' TTL (ms: the retention and a day), the keys' prefix (with the
+// tag), the case window (ms); then openFields values a review: created (ms), score, the decision
+// JSON, the card, the reasons (comma-separated), the payment id, and "1" if it holds a
+// maintenance ticket (one opening in 64).
 //
 // Every index written gets one ZADD of all its new entries and one PEXPIRE. Then each review it
-// opened with a ticket makes a maintenance pass: up to 5000 reviews of each status past the
-// retention as of the holder's created leave every status's indexes, and the holder's card's and
-// reasons' indexes; the old indexes are removed. That leaves what one call a review left, but for the order: the passes come after all
-// the batch's entries are in, so a backlog review already past the retention leaves the indexes
-// at once, not at the next pass. Returns the number of reviews it opened.
+// opened with a ticket makes a maintenance pass: up to 5000 reviews and 5000 cases of each status
+// past the retention as of the holder's created leave their status's indexes, the cases also the
+// holder's card's; the old indexes are removed. The passes come after all the batch's entries are
+// in, so a backlog review already past the retention leaves the indexes at once. Returns the
+// number of reviews it opened.
 const openScript = `
-local retention, ttl, P, window = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
-local first = 9 + tonumber(ARGV[3]) -- the first record (KEYS 1-8: statuses' and old indexes)
+local retention, ttl, P, window = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local first = 9 -- the first record (KEYS 1-8: the statuses' indexes and the old ones)
 -- Usually none is open yet, and one EXISTS of them all spares one a review.
 local some = redis.call('EXISTS', unpack(KEYS, first)) > 0
 local opened = 0
-local byTime, byScore, grouped, sizes, passes = {}, {}, {}, {}, {}
+local byTime, byScore, passes = {}, {}, {}
 ` + caseLua + `
 for r = first, #KEYS do
-  local a = 5 + (r - first) * 8 -- openFields
+  local a = 4 + (r - first) * 7 -- openFields
   if not some or redis.call('EXISTS', KEYS[r]) == 0 then
-    local created, score, id = ARGV[a + 1], ARGV[a + 2], ARGV[a + 6]
-    local cid = intoCase(ARGV[a + 4], created, score, ARGV[a + 5], id)
+    local created, score, card, id = ARGV[a + 1], ARGV[a + 2], ARGV[a + 4], ARGV[a + 6]
+    local cid = intoCase(card, created, score, ARGV[a + 5], id)
     redis.call('HSET', KEYS[r], 'decision', ARGV[a + 3], 'status', 'open', 'created', created, 'score', score,
-      'card', ARGV[a + 4], 'reasons', ARGV[a + 5], 'case', cid)
+      'card', card, 'reasons', ARGV[a + 5], 'case', cid)
     redis.call('PEXPIRE', KEYS[r], retention) -- relative: Redis's clock need not be the service's
     byTime[2 * opened + 1], byTime[2 * opened + 2] = created, id
     byScore[2 * opened + 1], byScore[2 * opened + 2] = score, id
     opened = opened + 1
-    -- A ticket's pass: its cutoff, then the holder's card's and reasons' indexes.
-    local pass = ARGV[a + 8] == '1' and {tonumber(created) - tonumber(retention), card = ARGV[a + 4], reasons = ARGV[a + 5]} or nil
-    for p in string.gmatch(ARGV[a + 7], '%d+') do
-      local i = tonumber(p)
-      local g, n = grouped[i], sizes[i] or 0
-      if not g then
-        g = {}
-        grouped[i] = g
-      end
-      g[n + 1], g[n + 2] = created, id
-      sizes[i] = n + 2
-      if pass then
-        pass[#pass + 1] = i
-      end
+    if ARGV[a + 7] == '1' then -- a ticket's pass: its cutoff and card
+      passes[#passes + 1] = {tonumber(created) - tonumber(retention), card}
     end
-    passes[#passes + 1] = pass
   end
 end
 if opened == 0 then
   return 0
 end
 writeCaseIndexes()
-for i = 1, first - 1 do
-  local entries = (i == 1 and byTime) or (i == 2 and byScore) or (i > 8 and grouped[i])
-  if entries then
-    redis.call('ZADD', KEYS[i], unpack(entries))
-    redis.call('PEXPIRE', KEYS[i], ttl)
-  end
-end
+redis.call('ZADD', KEYS[1], unpack(byTime))
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], unpack(byScore))
+redis.call('PEXPIRE', KEYS[2], ttl)
 for _, pass in ipairs(passes) do
   redis.call('UNLINK', KEYS[7], KEYS[8])
-  pruneCases(pass[1], pass.card)
-  -- The reviews of each status past the retention, from its index by time, leave its indexes,
-  -- and the holder's card's and reasons'.
+  pruneCases(pass[1], pass[2])
+  -- The reviews of each status past the retention, from its index by time, leave its indexes.
   for _, st in ipairs({{1, 2}, {3, 5}, {4, 6}}) do -- open, fraud, legitimate: by time, by score
     local old = redis.call('ZRANGEBYSCORE', KEYS[st[1]], '-inf', '(' .. pass[1], 'LIMIT', 0, 5000)
     if #old > 0 then
       redis.call('ZREM', KEYS[st[2]], unpack(old))
-      for j = 2, #pass do
-        redis.call('ZREM', KEYS[pass[j]], unpack(old))
-      end
       redis.call('ZREM', KEYS[st[1]], unpack(old))
     end
   end
@@ -217,7 +196,7 @@ return opened
 // openFields is the number of openScript's arguments a review; maxPerCall bounds the reviews of
 // one call, so that a call holds Redis about 2 ms at most (BenchmarkOpenAll: 15 µs a review).
 const (
-	openFields = 8
+	openFields = 7
 	maxPerCall = 128
 )
 
@@ -294,28 +273,14 @@ func (s *Store) openCall(ds []decision.Decision) (openCall, error) {
 	now := s.now()
 	keys := []string{s.key("s", StatusOpen), s.key("ks", StatusOpen), s.key("s", StatusFraud), s.key("s", StatusLegitimate),
 		s.key("ks", StatusFraud), s.key("ks", StatusLegitimate), s.key("t"), s.key("k")}
-	// The cards' and reasons' indexes, each once, take KEYS positions from 9 on; the records follow.
-	position := map[string]int{}
-	index := func(k string) string {
-		p, ok := position[k]
-		if !ok {
-			keys = append(keys, k)
-			p = len(keys)
-			position[k] = p
-		}
-		return strconv.Itoa(p)
-	}
 	records := make([]string, 0, len(ds))
 	seen := make(map[string]bool, len(ds))
-	args := make([]any, 5, 5+openFields*len(ds))
+	args := make([]any, 4, 4+openFields*len(ds))
 	buf := make([]byte, 0, 768*len(ds)) // the decisions' JSON, one after another: each argument is a slice of it
 	for _, d := range ds {
 		if len(d.Payment) == 0 {
 			d.Payment = jsontext.Value("null")
 		}
-		from := len(buf)
-		buf = d.AppendJSON(buf)
-		b := buf[from:len(buf):len(buf)]
 		ticket := "0"
 		if s.opened.Add(1)%64 == 1 {
 			ticket = "1"
@@ -324,17 +289,16 @@ func (s *Store) openCall(ds []decision.Decision) (openCall, error) {
 			continue
 		}
 		seen[d.PaymentID] = true
+		from := len(buf)
+		buf = d.AppendJSON(buf)
+		b := buf[from:len(buf):len(buf)]
 		score := -1.0 // no model score: last in riskiest-first
 		if d.Score != nil {
 			score = *d.Score
 		}
 		codes := make([]string, len(d.Reasons))
-		indexes := []string{index(s.key("c", d.CardID))}
 		for i, r := range d.Reasons {
 			codes[i] = r.Code
-			if p := index(s.key("x", r.Code)); !slices.Contains(indexes, p) {
-				indexes = append(indexes, p)
-			}
 		}
 		// A review is as old as its decision: a backlog opened after an outage keeps its order.
 		created := d.DecidedAt
@@ -342,11 +306,10 @@ func (s *Store) openCall(ds []decision.Decision) (openCall, error) {
 			created = now
 		}
 		records = append(records, s.key("r", d.PaymentID))
-		args = append(args, created.UnixMilli(), score, b, d.CardID, strings.Join(codes, ","), d.PaymentID,
-			strings.Join(indexes, " "), ticket)
+		args = append(args, created.UnixMilli(), score, b, d.CardID, strings.Join(codes, ","), d.PaymentID, ticket)
 	}
-	args[0], args[1], args[2] = s.cfg.Retention.Milliseconds(), (s.cfg.Retention + 24*time.Hour).Milliseconds(), len(position)
-	args[3], args[4] = s.cfg.KeyPrefix+":{rv}:", s.caseWindow().Milliseconds()
+	args[0], args[1] = s.cfg.Retention.Milliseconds(), (s.cfg.Retention + 24*time.Hour).Milliseconds()
+	args[2], args[3] = s.cfg.KeyPrefix+":{rv}:", s.caseWindow().Milliseconds()
 	return openCall{keys: append(keys, records...), args: args}, nil
 }
 
@@ -477,7 +440,8 @@ const (
 )
 
 // List returns a page of reviews in a stable order: newest first (created, then payment id,
-// both descending), or riskiest first (score, then payment id). The cursor carries the last
+// both descending), or riskiest first (score, then payment id). A card's reviews are found
+// through its cases; a reason's by walking the statuses' indexes. The cursor carries the last
 // entry the page looked at, so reviews opened meanwhile neither repeat nor push others off a
 // page: a page goes on strictly after its cursor in that order.
 func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
@@ -487,25 +451,20 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 	if f.Status != "" && f.Status != StatusOpen && f.Status != StatusFraud && f.Status != StatusLegitimate {
 		return Page{}, fmt.Errorf("%w: status must be open, fraud or legitimate, got %q", ErrInvalidArgument, f.Status)
 	}
-	// The indexes to walk: the narrowest one the filter names, in the order asked for; without a
-	// status, the three statuses' at once.
+	if f.Card != "" {
+		return s.listByCard(ctx, f)
+	}
+	// The statuses' indexes, in the order asked for; without a status, the three at once.
 	var indexes []string
 	byTime := !f.Riskiest
 	statuses := []string{f.Status}
 	if f.Status == "" {
 		statuses = []string{StatusOpen, StatusFraud, StatusLegitimate}
 	}
-	switch {
-	case f.Riskiest:
-		for _, st := range statuses {
+	for _, st := range statuses {
+		if f.Riskiest {
 			indexes = append(indexes, s.key("ks", st))
-		}
-	case f.Card != "":
-		indexes = []string{s.key("c", f.Card)}
-	case f.Reason != "":
-		indexes = []string{s.key("x", f.Reason)}
-	default:
-		for _, st := range statuses {
+		} else {
 			indexes = append(indexes, s.key("s", st))
 		}
 	}
