@@ -68,7 +68,7 @@ wait:
 		}
 	}
 	t.Logf("first flagged payment %.1f s after the start: %s", time.Since(began).Seconds(), flagged)
-	for _, want := range []string{"review API", "metrics", "http://"} {
+	for _, want := range []string{"console", "/ui", "sign in with the token demo-analyst-token", "review API", "metrics", "http://"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the demo's banner does not say where the %q is", want)
 		}

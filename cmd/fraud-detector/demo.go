@@ -134,12 +134,14 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 
 	base := "http://" + apiAddr.String()
 	fmt.Fprintf(stdout, `fraud-detector demo: the whole pipeline in this process, on an in-process Kafka (%s) and Redis (%s)
-  review API   %s/v1/reviews?order=riskiest   (curl -H 'Authorization: Bearer %s' ...)
+  console      %s/ui   (sign in with the token %s)
+  review API   %s/v1/cases?order=riskiest   (curl -H 'Authorization: Bearer %s' ...)
   metrics      %s/metrics    ready: %s/readyz
   log          %s
 generating %g payments/s (bursts on one card, 1 %% malformed to %s)%s. Ctrl-C stops.
 
-`, cfg.Kafka.Brokers[0], redisServer.Addr(), base, cmp.Or(token, "<your token>"), base, base, *logPath, *rate, cfg.Kafka.Topics.DLQ, modelNote)
+`, cfg.Kafka.Brokers[0], redisServer.Addr(), base, cmp.Or(token, "of your api.tokens"), base, cmp.Or(token, "<your token>"), base, base,
+		*logPath, *rate, cfg.Kafka.Topics.DLQ, modelNote)
 
 	out := &syncWriter{w: stdout}
 	g.Go(func() error { return generate(gctx, cfg.Kafka.Brokers, cfg.Kafka.Topics.Payments, *rate, *burst) })
