@@ -29,7 +29,8 @@ func newConsole(cfg Config, srv *api.Server, reviews *review.Store, windows *win
 	if ls != nil {
 		l = ls
 	}
-	c, err := console.New(console.Config{SessionKey: mac.Sum(nil), SessionTTL: cfg.API.SessionTTL, Secure: cfg.API.SecureCookies},
+	c, err := console.New(console.Config{SessionKey: mac.Sum(nil), SessionTTL: cfg.API.SessionTTL, Secure: cfg.API.SecureCookies,
+		Known: srv.Known},
 		srv.Authenticate, reviews, srv, windows, l, (&liveRates{reg: reg}).read, log)
 	if err != nil {
 		return nil, err

@@ -221,6 +221,16 @@ type Server struct {
 // SetConsole serves h under /ui: the analysts' console, which signs in with the API's tokens.
 func (s *Server) SetConsole(h http.Handler) { s.console = h }
 
+// Known says whether a token of that name and role is configured.
+func (s *Server) Known(name, role string) bool {
+	for _, t := range s.tokens {
+		if t.name == name && t.role == role {
+			return true
+		}
+	}
+	return false
+}
+
 // Authenticate says whose a token is and its role, comparing SHA-256 sums in constant time.
 func (s *Server) Authenticate(raw string) (name, role string, ok bool) {
 	sum := sha256.Sum256([]byte(raw))

@@ -90,6 +90,9 @@ type Config struct {
 	SessionKey []byte
 	SessionTTL time.Duration // how long a session lasts, such as 12h
 	Secure     bool          // cookies get Secure (the console is served over TLS)
+	// Known, if set, says whether a session's name still has a token of its role: a session
+	// whose token was removed, or given another role, is signed out at its next request.
+	Known func(name, role string) bool
 }
 
 // Validate reports the first setting that is out of range.

@@ -390,12 +390,19 @@ func TestSessionRequired(t *testing.T) {
 		"wrong cookie": {Name: "session", Value: good.Value},
 	}
 	cookies["expired"] = good // valid but for its age: checked 12h and a second after signing in
+	gone := newFixture(t, Config{Known: func(name, role string) bool { return false }}, nil)
+	goneCk, _ := f.signIn(t, analystToken)
+	cookies["token removed"] = goneCk
 	for name, ck := range cookies {
 		t.Run(name, func(t *testing.T) {
 			if name == "expired" {
 				f.c.now = func() time.Time { return now.Add(12*time.Hour + time.Second) }
 			} else {
 				f.c.now = func() time.Time { return now }
+			}
+			f := f
+			if name == "token removed" {
+				f = gone // the same key; a configuration that no longer has alice's token
 			}
 			for _, target := range []string{"/ui/cases?status=fraud", "/ui/cases/p1", "/ui/lists"} {
 				w := f.do(t, http.MethodGet, target, ck, nil)

@@ -67,6 +67,9 @@ func (c *Console) decode(value string) (*session, bool) {
 	if s.Name == "" || (s.Role != roleViewer && s.Role != roleAnalyst) || s.CSRF == "" || c.now().Unix() >= s.Exp {
 		return nil, false
 	}
+	if c.cfg.Known != nil && !c.cfg.Known(s.Name, s.Role) {
+		return nil, false
+	}
 	return &s, true
 }
 
