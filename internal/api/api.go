@@ -138,6 +138,9 @@ type Reviews interface {
 	GetCase(ctx context.Context, id string) (review.Case, []review.Review, error)
 	DecideCase(ctx context.Context, id string, v review.Verdict) (review.Case, []review.Review, error)
 	AssignCase(ctx context.Context, id, analyst string) (review.Case, error)
+	CaseReviews(ctx context.Context, id string) ([]review.Review, error)
+	ClaimPublish(ctx context.Context, paymentIDs []string, lease time.Duration) ([]string, error)
+	ReleasePublish(ctx context.Context, paymentIDs []string) error
 }
 
 var _ Reviews = (*review.Store)(nil)
@@ -639,17 +642,18 @@ func (s *Server) postVerdict(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rv)
 }
 
-// errNotPublished: a verdict is recorded, but a label could not be published.
-var errNotPublished = errors.New("the verdict is recorded but a label could not be published; send the same verdict again")
-
 // verdictError answers a verdict's error.
 func (s *Server) verdictError(w http.ResponseWriter, err error) {
-	if errors.Is(err, errNotPublished) {
-		writeError(w, http.StatusServiceUnavailable, "label_not_published", errNotPublished.Error())
+	if errors.Is(err, review.ErrNotPublished) {
+		writeError(w, http.StatusServiceUnavailable, "label_not_published", review.ErrNotPublished.Error())
 		return
 	}
 	s.storeError(w, err)
 }
+
+// publishLease is how long a request holds the publishing of a label: another request sending
+// the same verdict meanwhile leaves that label to it.
+const publishLease = 30 * time.Second
 
 // decidePayment records a verdict on a review and publishes its label. The same verdict again,
 // whose label could not be published the first time, publishes it now; any other verdict on a
@@ -671,7 +675,7 @@ func (s *Server) decidePayment(ctx context.Context, id, label, analyst, note str
 	if recorded && s.ops.Verdicts != nil {
 		s.ops.Verdicts.Count(rv)
 	}
-	if err := s.publish(ctx, rv); err != nil {
+	if _, err := s.publish(ctx, []review.Review{rv}); err != nil {
 		return review.Review{}, err
 	}
 	rv.Published = true
@@ -682,18 +686,39 @@ func sameVerdict(v *review.Verdict, label, analyst, note string) bool {
 	return v != nil && v.Label == label && v.Analyst == analyst && v.Note == note
 }
 
-// publish sends a decided review's label and marks it published.
-func (s *Server) publish(ctx context.Context, rv review.Review) error {
-	v := rv.Verdict
-	label := Label{PaymentID: rv.PaymentID, CardID: rv.CardID, Label: v.Label, Analyst: v.Analyst, Note: v.Note, DecidedAt: v.DecidedAt}
-	if err := s.labels.Publish(ctx, label); err != nil {
-		s.log.Error("label not published", "payment_id", rv.PaymentID, "err", err)
-		return errNotPublished
+// publish sends the labels of decided reviews, each once: it claims them, publishes those it
+// claimed (those already published, or claimed by a request sending the same verdict, are left)
+// and marks them published; on a failure it releases what it did not publish, and returns
+// review.ErrNotPublished. It returns the payments it labelled.
+func (s *Server) publish(ctx context.Context, rvs []review.Review) ([]string, error) {
+	ids := make([]string, len(rvs))
+	byID := make(map[string]review.Review, len(rvs))
+	for i, rv := range rvs {
+		ids[i], byID[rv.PaymentID] = rv.PaymentID, rv
 	}
-	if err := s.reviews.MarkPublished(ctx, rv.PaymentID); err != nil {
-		s.log.Warn("label published, not marked so", "payment_id", rv.PaymentID, "err", err)
+	claimed, err := s.reviews.ClaimPublish(ctx, ids, publishLease)
+	if err != nil {
+		s.log.Error("labels not claimed", "payments", len(ids), "err", err)
+		return nil, review.ErrNotPublished
 	}
-	return nil
+	labelled := []string{}
+	for i, id := range claimed {
+		rv := byID[id]
+		v := rv.Verdict
+		label := Label{PaymentID: rv.PaymentID, CardID: rv.CardID, Label: v.Label, Analyst: v.Analyst, Note: v.Note, DecidedAt: v.DecidedAt}
+		if err := s.labels.Publish(ctx, label); err != nil {
+			s.log.Error("label not published", "payment_id", rv.PaymentID, "err", err)
+			if rerr := s.reviews.ReleasePublish(ctx, claimed[i:]); rerr != nil {
+				s.log.Warn("label claims not released; they lapse in 30 s", "err", rerr)
+			}
+			return nil, review.ErrNotPublished
+		}
+		if err := s.reviews.MarkPublished(ctx, rv.PaymentID); err != nil {
+			s.log.Warn("label published, not marked so", "payment_id", rv.PaymentID, "err", err)
+		}
+		labelled = append(labelled, id)
+	}
+	return labelled, nil
 }
 
 type cardView struct {

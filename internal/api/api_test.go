@@ -45,9 +45,14 @@ type recorder struct {
 	mu     sync.Mutex
 	labels []Label
 	fail   bool
+	delay  time.Duration // each publish takes this long (outside the lock)
 }
 
 func (r *recorder) Publish(_ context.Context, l Label) error {
+	r.mu.Lock()
+	d := r.delay
+	r.mu.Unlock()
+	time.Sleep(d) // a slow broker
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fail {
@@ -890,6 +895,7 @@ func TestCases(t *testing.T) {
 		{"/v1/cases/nope/assign", analystToken, "", 404},
 		{"/v1/cases/p3/assign", analystToken, `{"who":1}`, 400},
 		{"/v1/cases/p3/assign", viewerToken, "", 403},
+		{"/v1/cases/p3/assign", analystToken, `{"assignee":"4111111111111111"}`, 422},
 		{"/v1/cases/p3/verdict", analystToken, `{"label":"fraud","note":"4111 1111 1111 1111"}`, 422},
 	} {
 		if status, _ := r.do(t, "POST", c.path, c.token, c.body); status != c.want {
@@ -898,5 +904,31 @@ func TestCases(t *testing.T) {
 	}
 	if status, _ := r.do(t, "GET", "/v1/cases?order=sideways", viewerToken, ""); status != 400 {
 		t.Errorf("bad order: %d", status)
+	}
+}
+
+// The same case verdict sent twice at once (a double click) publishes each label once.
+func TestCaseVerdictTwiceAtOnce(t *testing.T) {
+	r := newRig(t)
+	r.labels.mu.Lock()
+	r.labels.delay = 50 * time.Millisecond
+	r.labels.mu.Unlock()
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i := range codes {
+		wg.Go(func() {
+			codes[i], _ = r.do(t, "POST", "/v1/cases/p1/verdict", analystToken, `{"label":"fraud"}`)
+		})
+	}
+	wg.Wait()
+	r.labels.mu.Lock()
+	defer r.labels.mu.Unlock()
+	var got []string
+	for _, l := range r.labels.labels {
+		got = append(got, l.PaymentID)
+	}
+	slices.Sort(got)
+	if codes[0] != 200 || codes[1] != 200 || !slices.Equal(got, []string{"p1", "p2"}) {
+		t.Errorf("answers %v, labels %v; want 200 twice and p1, p2 once each", codes, got)
 	}
 }

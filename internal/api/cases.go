@@ -8,6 +8,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-json-experiment/json"
 
+	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/review"
 )
 
@@ -77,13 +78,21 @@ func (s *Server) postCaseVerdict(w http.ResponseWriter, r *http.Request) {
 func (s *Server) decideCase(ctx context.Context, id, label, analyst, note string) (review.Case, []string, error) {
 	v := review.Verdict{Label: label, Analyst: analyst, Note: note, DecidedAt: s.now().UTC()}
 	c, decided, err := s.reviews.DecideCase(ctx, id, v)
-	recorded := err == nil
+	if err == nil && s.ops.Verdicts != nil {
+		for _, rv := range decided {
+			s.ops.Verdicts.Count(rv)
+		}
+	}
 	if errors.Is(err, review.ErrAlreadyDecided) {
-		prev, reviews, gerr := s.reviews.GetCase(ctx, id)
+		prev, _, gerr := s.reviews.GetCase(ctx, id)
 		if gerr != nil || !sameVerdict(prev.Verdict, label, analyst, note) {
 			return review.Case{}, nil, err
 		}
-		// Its reviews that took the case's verdict and whose labels are not out yet.
+		// Its reviews that took the case's verdict: those whose labels are not out yet.
+		reviews, rerr := s.reviews.CaseReviews(ctx, id)
+		if rerr != nil {
+			return review.Case{}, nil, rerr
+		}
 		c, decided, err = prev, nil, nil
 		for _, rv := range reviews {
 			if !rv.Published && sameVerdict(rv.Verdict, label, analyst, note) && rv.Verdict.DecidedAt.Equal(prev.Verdict.DecidedAt) {
@@ -94,15 +103,9 @@ func (s *Server) decideCase(ctx context.Context, id, label, analyst, note string
 	if err != nil {
 		return review.Case{}, nil, err
 	}
-	labelled := []string{}
-	for _, rv := range decided {
-		if recorded && s.ops.Verdicts != nil {
-			s.ops.Verdicts.Count(rv)
-		}
-		if err := s.publish(ctx, rv); err != nil {
-			return review.Case{}, nil, err
-		}
-		labelled = append(labelled, rv.PaymentID)
+	labelled, err := s.publish(ctx, decided)
+	if err != nil {
+		return review.Case{}, nil, err
 	}
 	return c, labelled, nil
 }
@@ -126,8 +129,8 @@ func (s *Server) postAssign(w http.ResponseWriter, r *http.Request) {
 	if req.Assignee == "" {
 		req.Assignee, _ = r.Context().Value(ctxKey{}).(string)
 	}
-	if len(req.Assignee) > 128 {
-		writeError(w, http.StatusUnprocessableEntity, "invalid_assignee", "assignee must be at most 128 bytes")
+	if _, found := payment.RedactPANs([]byte(req.Assignee)); len(req.Assignee) > 128 || found {
+		writeError(w, http.StatusUnprocessableEntity, "invalid_assignee", "assignee must be at most 128 bytes, and never a card number")
 		return
 	}
 	c, err := s.reviews.AssignCase(r.Context(), chi.URLParam(r, "case_id"), req.Assignee)

@@ -327,7 +327,13 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 type errorData struct {
 	Status  int
 	Message string
-	Back    string // a link back, if any
+	Back    string      // a link back, if any
+	Resend  *resendForm // a verdict recorded whose labels are not out: the form that sends it again
+}
+
+// resendForm posts a recorded verdict again, which publishes its labels.
+type resendForm struct {
+	Action, Label, Note, Back, CSRF string
 }
 
 // errorPage answers an HTML error page with its status; s may be nil.
@@ -347,6 +353,12 @@ func (c *Console) storeError(w http.ResponseWriter, r *http.Request, s *session,
 	case errors.Is(err, review.ErrAlreadyDecided):
 		c.errorPageBack(w, r, s, http.StatusConflict, "Already decided",
 			"A verdict was recorded already; the page you came from was out of date.", back)
+	case errors.Is(err, review.ErrNotPublished) && s != nil && r.Method == http.MethodPost:
+		c.log.Error("console labels not published", "path", redact(r.URL.Path))
+		c.render(w, r, http.StatusServiceUnavailable, "error", page{Title: "Labels not sent", User: s, Data: errorData{
+			Status: http.StatusServiceUnavailable, Back: back,
+			Message: "The verdict is recorded, but its labels could not be sent to fraud-labels (the broker did not take them). Send them again:",
+			Resend:  &resendForm{Action: r.URL.Path, Label: r.PostForm.Get("label"), Note: r.PostForm.Get("note"), Back: back, CSRF: s.CSRF}}})
 	case errors.Is(err, review.ErrInvalidArgument), errors.Is(err, review.ErrInvalidCursor):
 		c.errorPageBack(w, r, s, http.StatusBadRequest, "Bad request", redact(err.Error()), back)
 	default:

@@ -971,3 +971,46 @@ func TestReasonInWords(t *testing.T) {
 		}
 	}
 }
+
+// A verdict recorded whose labels the broker did not take: the page says so and offers the same
+// verdict again, which the actions take as a retry.
+func TestLabelsNotSentOffersToResend(t *testing.T) {
+	f := newFixture(t, Config{}, nil)
+	f.store.cases["p1"] = review.Case{ID: "p1", CardID: "card-1", Status: review.StatusOpen}
+	ck, csrf := f.signIn(t, analystToken)
+	f.actions.mu.Lock()
+	f.actions.err = errors.Join(errors.New("publish"), review.ErrNotPublished)
+	f.actions.mu.Unlock()
+	w := f.do(t, http.MethodPost, "/ui/cases/p1/verdict", ck, url.Values{"csrf": {csrf}, "label": {"fraud"}, "note": {"seen <b>twice</b>"}})
+	wantStatus(t, w, http.StatusServiceUnavailable)
+	body := w.Body.String()
+	for _, want := range []string{`id="resend"`, `action="/ui/cases/p1/verdict"`, `name="label" value="fraud"`, `value="seen &lt;b&gt;twice&lt;/b&gt;"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+	f.actions.mu.Lock()
+	f.actions.err = nil
+	f.actions.mu.Unlock()
+	w = f.do(t, http.MethodPost, "/ui/cases/p1/verdict", ck, url.Values{"csrf": {csrf}, "label": {"fraud"}, "note": {"seen <b>twice</b>"}, "back": {"/ui/cases/p1"}})
+	wantStatus(t, w, http.StatusSeeOther)
+	if calls := f.actions.taken(); len(calls) != 2 || calls[1] != calls[0] {
+		t.Errorf("calls %+v, want the same verdict twice", calls)
+	}
+}
+
+// A card number typed into a filter is not carried to the sign-in page.
+func TestSignInDropsANextWithACardNumber(t *testing.T) {
+	f := newFixture(t, Config{}, nil)
+	for _, next := range []string{"/ui/cases?card=4111111111111111", "/ui/cases?card=4111%201111%201111%201111"} {
+		w := f.do(t, http.MethodGet, "/ui/sign-in?next="+url.QueryEscape(next), nil, nil)
+		wantStatus(t, w, http.StatusOK)
+		if b := w.Body.String(); strings.Contains(b, "4111") {
+			t.Errorf("next %q: the sign-in page holds the card number", next)
+		}
+	}
+	w := f.do(t, http.MethodGet, "/ui/sign-in?next="+url.QueryEscape("/ui/cases?card=tok_1"), nil, nil)
+	if !strings.Contains(w.Body.String(), "tok_1") {
+		t.Error("an ordinary next is dropped")
+	}
+}

@@ -13,8 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Cases. A flagged payment whose card has an open case joins it if it was decided within
-// Config.CaseWindow of the case's first; otherwise it opens one. A verdict on a case decides every review of it still open
+// Cases. A flagged payment joins its card's newest case that opened within Config.CaseWindow
+// before it (by the decisions' times), if that case is open; otherwise it opens one. A verdict on a case decides every review of it still open
 // (one labelled on its own before keeps its label), and the case closes: the card's next flagged
 // payment opens a new one. Keys, beside the reviews' (same {rv} tag):
 //
@@ -67,7 +67,7 @@ type CasePage struct {
 // (the keys' prefix, with the tag) and window (ms).
 const caseLua = `
 local caseTime, caseScore, caseCard = {}, {}, {} -- the case indexes' new entries: one ZADD each
-local openedHere = {} -- card: the case this call opened for it
+local openedHere = {} -- card: {id, opened} of each case this call opened for it
 local function addEntry(t, key, score, member)
   local e = t[key]
   if not e then
@@ -77,15 +77,23 @@ local function addEntry(t, key, score, member)
   e[#e + 1], e[#e + 2] = score, member
 end
 local function intoCase(card, created, score, reasons, id)
-  -- The card's newest case: one this call opened, or the newest its index holds.
-  local cid = openedHere[card]
-  if not cid then
-    cid = redis.call('ZREVRANGE', P .. 'cc:' .. card, 0, 0)[1]
+  -- The card's newest case that opened within the window before this payment: one this call
+  -- opened, or one its index holds.
+  local t, from = tonumber(created), tonumber(created) - tonumber(window)
+  local cid, at
+  for _, o in ipairs(openedHere[card] or {}) do
+    if o[2] > from and o[2] <= t and (not at or o[2] > at) then
+      cid, at = o[1], o[2]
+    end
+  end
+  local indexed = redis.call('ZREVRANGEBYSCORE', P .. 'cc:' .. card, created, '(' .. from, 'WITHSCORES', 'LIMIT', 0, 1)
+  if indexed[1] and (not at or tonumber(indexed[2]) > at) then
+    cid = indexed[1]
   end
   if cid then
     local c = P .. 'case:' .. cid
     local cur = redis.call('HMGET', c, 'score', 'reasons', 'opened', 'status', 'updated')
-    if cur[4] == 'open' and tonumber(created) < tonumber(cur[3]) + tonumber(window) then
+    if cur[4] == 'open' then
       local cp = P .. 'cp:' .. cid
       if redis.call('RPUSH', cp, id) == 1 then
         redis.call('PEXPIRE', cp, redis.call('PTTL', c))
@@ -98,7 +106,7 @@ local function intoCase(card, created, score, reasons, id)
         set[#set + 1], set[#set + 2] = 'score', score
         addEntry(caseScore, P .. 'cks:open', score, cid)
       end
-      local have, added = ',' .. cur[2] .. ',', false
+      local have, added = (cur[2] == '' and ',') or (',' .. cur[2] .. ','), false
       for code in string.gmatch(reasons, '[^,]+') do
         if not string.find(have, ',' .. code .. ',', 1, true) then
           have, added = have .. code .. ',', true
@@ -117,7 +125,9 @@ local function intoCase(card, created, score, reasons, id)
   -- A case of its own: its id is this payment's; the list of the payments that join it begins
   -- with the first to join.
   cid = id
-  openedHere[card] = cid
+  local here = openedHere[card] or {}
+  here[#here + 1] = {cid, t}
+  openedHere[card] = here
   local c = P .. 'case:' .. cid
   local codes, have = {}, ','
   for code in string.gmatch(reasons, '[^,]+') do
@@ -226,18 +236,68 @@ func (s *Store) DecideCase(ctx context.Context, id string, v Verdict) (Case, []R
 	case 2:
 		return Case{}, nil, fmt.Errorf("%w: it is %v", ErrAlreadyDecided, res[1])
 	}
-	decided := map[string]bool{}
+	var ids []string
 	for _, pid := range res[1:] {
 		if p, ok := pid.(string); ok {
-			decided[p] = true
+			ids = append(ids, p)
 		}
 	}
-	c, reviews, err := s.GetCase(ctx, id)
+	c, _, err := s.GetCase(ctx, id)
 	if err != nil {
 		return Case{}, nil, err
 	}
-	reviews = slices.DeleteFunc(reviews, func(r Review) bool { return !decided[r.PaymentID] })
+	reviews, err := s.reviewsOf(ctx, ids)
+	if err != nil {
+		return Case{}, nil, fmt.Errorf("decide case %s: %w", id, err)
+	}
 	return c, reviews, nil
+}
+
+// CaseReviews returns every review of a case, newest first (GetCase returns the newest
+// maxCasePayments).
+func (s *Store) CaseReviews(ctx context.Context, id string) ([]Review, error) {
+	joined, err := s.rdb.LRange(ctx, s.key("cp", id), 0, -1).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("reviews of case %s: %w", id, err)
+	}
+	reviews, err := s.reviewsOf(ctx, append([]string{id}, joined...))
+	if err != nil {
+		return nil, fmt.Errorf("reviews of case %s: %w", id, err)
+	}
+	return reviews, nil
+}
+
+// reviewsOf reads the reviews of payment ids, leaving out those expired, newest first.
+func (s *Store) reviewsOf(ctx context.Context, ids []string) ([]Review, error) {
+	var reviews []Review
+	for from := 0; from < len(ids); from += chunk {
+		part := ids[from:min(from+chunk, len(ids))]
+		pipe := s.rdb.Pipeline()
+		recs := make([]*redis.MapStringStringCmd, len(part))
+		for i, pid := range part {
+			recs[i] = pipe.HGetAll(ctx, s.key("r", pid))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		for i, pid := range part {
+			if len(recs[i].Val()) == 0 {
+				continue // expired
+			}
+			r, err := parse(pid, recs[i].Val())
+			if err != nil {
+				return nil, err
+			}
+			reviews = append(reviews, r)
+		}
+	}
+	slices.SortStableFunc(reviews, func(a, b Review) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.PaymentID, a.PaymentID)
+	})
+	return reviews, nil
 }
 
 // AssignCase records who works on a case.
@@ -270,32 +330,10 @@ func (s *Store) GetCase(ctx context.Context, id string) (Case, []Review, error) 
 		return Case{}, nil, ErrNotFound
 	}
 	c := parseCase(id, rec.Val())
-	ids := append([]string{id}, joined.Val()...)
-	pipe = s.rdb.Pipeline()
-	recs := make([]*redis.MapStringStringCmd, len(ids))
-	for i, pid := range ids {
-		recs[i] = pipe.HGetAll(ctx, s.key("r", pid))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	reviews, err := s.reviewsOf(ctx, append([]string{id}, joined.Val()...))
+	if err != nil {
 		return Case{}, nil, fmt.Errorf("get case %s: %w", id, err)
 	}
-	var reviews []Review
-	for i, pid := range ids {
-		if len(recs[i].Val()) == 0 {
-			continue // expired
-		}
-		r, err := parse(pid, recs[i].Val())
-		if err != nil {
-			return Case{}, nil, err
-		}
-		reviews = append(reviews, r)
-	}
-	slices.SortStableFunc(reviews, func(a, b Review) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(b.PaymentID, a.PaymentID)
-	})
 	return c, reviews, nil
 }
 
@@ -334,12 +372,12 @@ func (s *Store) ListCases(ctx context.Context, f CaseFilter) (CasePage, error) {
 	}
 	var indexes []string
 	switch {
+	case f.Card != "":
+		return s.listCardCases(ctx, f)
 	case f.Riskiest:
 		for _, st := range statuses {
 			indexes = append(indexes, s.key("cks", st))
 		}
-	case f.Card != "":
-		indexes = []string{s.key("cc", f.Card)}
 	default:
 		for _, st := range statuses {
 			indexes = append(indexes, s.key("cs", st))
@@ -504,6 +542,80 @@ func (s *Store) listByCard(ctx context.Context, f Filter) (Page, error) {
 			}
 		}
 		entries = entries[n:]
+	}
+	return page, nil
+}
+
+// listCardCases lists a card's cases: every one its index holds (up to maxCardReviews), in the
+// order asked for, a page after the cursor.
+func (s *Store) listCardCases(ctx context.Context, f CaseFilter) (CasePage, error) {
+	var after *cursor
+	if f.Cursor != "" {
+		c, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return CasePage{}, err
+		}
+		after = &c
+	}
+	ids, err := s.rdb.ZRevRange(ctx, s.key("cc", f.Card), 0, maxCardReviews-1).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return CasePage{}, fmt.Errorf("list cases: %w", err)
+	}
+	type placed struct {
+		z redis.Z
+		c Case
+	}
+	var all []placed
+	for from := 0; from < len(ids); from += chunk {
+		part := ids[from:min(from+chunk, len(ids))]
+		pipe := s.rdb.Pipeline()
+		recs := make([]*redis.MapStringStringCmd, len(part))
+		for i, id := range part {
+			recs[i] = pipe.HGetAll(ctx, s.key("case", id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return CasePage{}, fmt.Errorf("list cases: %w", err)
+		}
+		for i, id := range part {
+			if len(recs[i].Val()) == 0 {
+				continue // expired
+			}
+			c := parseCase(id, recs[i].Val())
+			if f.Status != "" && c.Status != f.Status || f.Reason != "" && !slices.Contains(c.Reasons, f.Reason) ||
+				!f.From.IsZero() && c.OpenedAt.Before(f.From) || !f.To.IsZero() && !c.OpenedAt.Before(f.To) {
+				continue
+			}
+			z := redis.Z{Score: float64(c.OpenedAt.UnixMilli()), Member: id}
+			if f.Riskiest {
+				z.Score = -1
+				if c.Score != nil {
+					z.Score = *c.Score
+				}
+			}
+			if after != nil && !first(redis.Z{Score: after.score, Member: after.id}, z) {
+				continue // on or before the cursor
+			}
+			all = append(all, placed{z, c})
+		}
+	}
+	slices.SortFunc(all, func(a, b placed) int {
+		switch {
+		case first(a.z, b.z):
+			return -1
+		case first(b.z, a.z):
+			return 1
+		}
+		return 0
+	})
+	var page CasePage
+	for i, p := range all {
+		if len(page.Cases) == f.Limit {
+			break
+		}
+		page.Cases = append(page.Cases, p.c)
+		if len(page.Cases) == f.Limit && i < len(all)-1 {
+			page.Next = cursor{score: p.z.Score, id: p.z.Member.(string)}.encode()
+		}
 	}
 	return page, nil
 }

@@ -264,3 +264,97 @@ func TestCasesRetention(t *testing.T) {
 		}
 	}
 }
+
+// A case's score rises as payments join it: riskiest-first pages go on after their cursor, not
+// after the cursor's case's new place.
+func TestRiskiestPagesWhileScoresRise(t *testing.T) {
+	s, _, c := newTestStore(t)
+	ctx := context.Background()
+	for i, score := range []float64{0.5, 0.4, 0.3, 0.2} {
+		if _, err := s.Open(ctx, flagged(fmt.Sprintf("p%d", i), fmt.Sprintf("c%d", i), ptr(score), decision.CodeAmount)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, err := s.ListCases(ctx, CaseFilter{Status: StatusOpen, Riskiest: true, Limit: 2})
+	if err != nil || len(page.Cases) != 2 || page.Cases[1].ID != "p1" {
+		t.Fatalf("first page %+v, %v", page, err)
+	}
+	c.t = c.t.Add(time.Minute)
+	if _, err := s.Open(ctx, flagged("q", "c1", ptr(0.9), decision.CodeModel)); err != nil { // joins p1, whose score rises
+		t.Fatal(err)
+	}
+	page, err = s.ListCases(ctx, CaseFilter{Status: StatusOpen, Riskiest: true, Limit: 2, Cursor: page.Next})
+	if err != nil || len(page.Cases) != 2 || page.Cases[0].ID != "p2" || page.Cases[1].ID != "p3" {
+		t.Errorf("second page %+v, %v; want p2, p3", page.Cases, err)
+	}
+}
+
+// A case of more than a page of payments is decided whole, and every review it decided comes
+// back to be published.
+func TestDecideALargeCase(t *testing.T) {
+	s, _, c := newTestStore(t)
+	ctx := context.Background()
+	var ds []decision.Decision
+	for i := range maxCasePayments + 5 {
+		d := flagged(fmt.Sprintf("p%05d", i), "c1", ptr(0.5), decision.CodeAmount)
+		d.DecidedAt = c.t.Add(time.Duration(i) * time.Millisecond)
+		ds = append(ds, d)
+	}
+	if _, err := s.OpenAll(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	_, decided, err := s.DecideCase(ctx, "p00000", Verdict{Label: StatusFraud, Analyst: "a", DecidedAt: c.t})
+	if err != nil || len(decided) != len(ds) {
+		t.Fatalf("decided %d of %d, %v", len(decided), len(ds), err)
+	}
+	if all, err := s.CaseReviews(ctx, "p00000"); err != nil || len(all) != len(ds) {
+		t.Errorf("CaseReviews: %d, %v", len(all), err)
+	}
+}
+
+// A card's cases are found by card in either order, among many other cases.
+func TestListCasesByCardAmongMany(t *testing.T) {
+	s, _, c := newTestStore(t)
+	ctx := context.Background()
+	var ds []decision.Decision
+	for i := range maxExamined + 1000 {
+		ds = append(ds, flagged(fmt.Sprintf("p%05d", i), fmt.Sprintf("c%05d", i), ptr(0.9), decision.CodeAmount))
+	}
+	ds = append(ds, flagged("target-1", "target", ptr(0.1), decision.CodeAmount))
+	if _, err := s.OpenAll(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(48 * time.Hour)
+	s.Open(ctx, flagged("target-2", "target", nil, decision.CodeModel))
+	for _, riskiest := range []bool{true, false} {
+		page, err := s.ListCases(ctx, CaseFilter{Card: "target", Riskiest: riskiest, Limit: 1})
+		if err != nil || len(page.Cases) != 1 || page.Next == "" {
+			t.Fatalf("riskiest %v: %+v, %v", riskiest, page, err)
+		}
+		want := map[bool][]string{true: {"target-1", "target-2"}, false: {"target-2", "target-1"}}[riskiest]
+		next, err := s.ListCases(ctx, CaseFilter{Card: "target", Riskiest: riskiest, Limit: 1, Cursor: page.Next})
+		if err != nil || len(next.Cases) != 1 || next.Next != "" || page.Cases[0].ID != want[0] || next.Cases[0].ID != want[1] {
+			t.Errorf("riskiest %v: %v then %+v, %v; want %v", riskiest, page.Cases[0].ID, next, err, want)
+		}
+	}
+}
+
+// A payment joins the case that opened within the window before it, by the decisions' times, not
+// merely the card's newest; a case opened without reasons takes the next payment's cleanly.
+func TestCaseByTime(t *testing.T) {
+	s, _, c := newTestStore(t)
+	ctx := context.Background()
+	t0 := c.t
+	s.Open(ctx, flagged("x1", "c1", ptr(0.5)))
+	c.t = t0.Add(30 * time.Hour)
+	s.Open(ctx, flagged("y1", "c1", ptr(0.5), decision.CodeAmount))
+	late := flagged("x2", "c1", ptr(0.5), decision.CodeAmount)
+	late.DecidedAt = t0.Add(10 * time.Hour)
+	s.Open(ctx, late)
+	if r, _, err := s.Get(ctx, "x2"); err != nil || r.CaseID != "x1" {
+		t.Errorf("a payment of t0+10h: case %q, %v; want x1", r.CaseID, err)
+	}
+	if cs, _, err := s.GetCase(ctx, "x1"); err != nil || !slices.Equal(cs.Reasons, []string{decision.CodeAmount}) {
+		t.Errorf("case x1's reasons %q, %v", cs.Reasons, err)
+	}
+}

@@ -46,6 +46,9 @@ var (
 	ErrAlreadyDecided  = errors.New("review already decided")
 	ErrInvalidCursor   = errors.New("invalid cursor")
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrNotPublished: a verdict is recorded, but a label could not be published; the same
+	// verdict sent again publishes it.
+	ErrNotPublished = errors.New("the verdict is recorded but a label could not be published; send the same verdict again")
 )
 
 // Statuses and verdicts.
@@ -407,12 +410,58 @@ func (s *Store) Decide(ctx context.Context, paymentID string, v Verdict) (Review
 	return r, err
 }
 
-// MarkPublished records that a review's verdict is on the labels topic.
+// MarkPublished records that a review's verdict is on the labels topic, and ends its claim.
 func (s *Store) MarkPublished(ctx context.Context, paymentID string) error {
 	// HSET on a key that expired meanwhile would make a record without a TTL: only if it exists.
-	if err := s.rdb.Do(ctx, "EVAL", "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'published', '1') end return 1",
-		1, s.key("r", paymentID)).Err(); err != nil {
+	if err := s.rdb.Do(ctx, "EVAL", "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'published', '1') end "+
+		"redis.call('DEL', KEYS[2]) return 1", 2, s.key("r", paymentID), s.key("pc", paymentID)).Err(); err != nil {
 		return fmt.Errorf("mark review %s published: %w", paymentID, err)
+	}
+	return nil
+}
+
+// ClaimPublish claims the publishing of the labels of decided reviews, for lease: it returns the
+// payment ids whose labels are neither published nor claimed by another, which the caller
+// publishes and marks (MarkPublished) or releases (ReleasePublish). Two requests that send the
+// same verdict at once publish each label once; a claim whose holder died lapses after lease.
+func (s *Store) ClaimPublish(ctx context.Context, paymentIDs []string, lease time.Duration) ([]string, error) {
+	var claimed []string
+	for from := 0; from < len(paymentIDs); from += chunk {
+		part := paymentIDs[from:min(from+chunk, len(paymentIDs))]
+		keys := make([]string, 0, 2*len(part))
+		for _, id := range part {
+			keys = append(keys, s.key("r", id), s.key("pc", id))
+		}
+		res, err := s.rdb.Eval(ctx, `local out = {}
+for i = 1, #KEYS, 2 do
+  local st = redis.call('HMGET', KEYS[i], 'status', 'published')
+  if st[1] and st[1] ~= 'open' and st[2] ~= '1' and redis.call('SET', KEYS[i + 1], '1', 'NX', 'PX', ARGV[1]) then
+    out[#out + 1] = (i + 1) / 2
+  end
+end
+return out`, keys, lease.Milliseconds()).Int64Slice()
+		if err != nil {
+			return nil, fmt.Errorf("claim labels: %w", err)
+		}
+		for _, i := range res {
+			claimed = append(claimed, part[i-1])
+		}
+	}
+	return claimed, nil
+}
+
+// ReleasePublish gives up claims whose labels could not be published, so that the next try
+// publishes them at once.
+func (s *Store) ReleasePublish(ctx context.Context, paymentIDs []string) error {
+	keys := make([]string, len(paymentIDs))
+	for i, id := range paymentIDs {
+		keys[i] = s.key("pc", id)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := s.rdb.Del(ctx, keys...).Err(); err != nil {
+		return fmt.Errorf("release label claims: %w", err)
 	}
 	return nil
 }
@@ -602,7 +651,7 @@ func (w *walk) fill(ctx context.Context, cur *cursor) (int, error) {
 		}
 		read += len(entries)
 		for _, e := range entries {
-			if cur == nil || e.Score != cur.score || e.Member.(string) < cur.id {
+			if cur == nil || first(redis.Z{Score: cur.score, Member: cur.id}, e) { // strictly after the cursor
 				x.buf = append(x.buf, e)
 			}
 		}
@@ -661,7 +710,16 @@ func (w *walk) done() bool {
 // from the cursor's score down, skip entries in.
 func (s *Store) after(ctx context.Context, index string, cur *cursor, max, min string, skip int64) ([]redis.Z, error) {
 	if cur != nil && skip == 0 {
-		rank, err := s.rdb.ZRevRank(ctx, index, cur.id).Result()
+		// By rank only while the cursor's entry is where the cursor says: an entry's score can
+		// change (a case's rises as payments join it), and then its rank says nothing of the cursor.
+		pipe := s.rdb.Pipeline()
+		rankCmd := pipe.ZRevRank(ctx, index, cur.id)
+		scoreCmd := pipe.ZScore(ctx, index, cur.id)
+		_, _ = pipe.Exec(ctx)
+		rank, err := rankCmd.Result()
+		if err == nil && scoreCmd.Val() != cur.score {
+			err = redis.Nil
+		}
 		switch {
 		case err == nil:
 			entries, err := s.rdb.ZRevRangeWithScores(ctx, index, rank+1, rank+chunk).Result()
