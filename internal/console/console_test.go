@@ -645,6 +645,10 @@ func TestActions(t *testing.T) {
 	f := caseFixture(t)
 	analyst, csrf := f.signIn(t, analystToken)
 	viewer, viewerCSRF := f.signIn(t, viewerToken)
+	wrong := "x" + csrf[1:] // the token with its first character changed
+	if csrf[0] == 'x' {
+		wrong = "y" + csrf[1:]
+	}
 
 	t.Run("refused", func(t *testing.T) {
 		for name, tc := range map[string]struct {
@@ -653,7 +657,7 @@ func TestActions(t *testing.T) {
 		}{
 			"viewer":       {viewer, url.Values{"csrf": {viewerCSRF}, "label": {"fraud"}}},
 			"no csrf":      {analyst, url.Values{"label": {"fraud"}}},
-			"wrong csrf":   {analyst, url.Values{"csrf": {"x" + csrf[1:]}, "label": {"fraud"}}},
+			"wrong csrf":   {analyst, url.Values{"csrf": {wrong}, "label": {"fraud"}}},
 			"viewer csrf":  {analyst, url.Values{"csrf": {viewerCSRF}, "label": {"fraud"}}},
 			"two csrf":     {analyst, url.Values{"csrf": {"", csrf}, "label": {"fraud"}}},
 			"csrf in url?": {analyst, url.Values{"label": {"fraud"}}},
