@@ -86,19 +86,18 @@ local function intoCase(card, created, score, reasons, id)
       cid, at = o[1], o[2]
     end
   end
-  local indexed = redis.call('ZREVRANGEBYSCORE', P .. 'cc:' .. card, created, '(' .. from, 'WITHSCORES', 'LIMIT', 0, 1)
-  if indexed[1] and (not at or tonumber(indexed[2]) > at) then
-    cid = indexed[1]
+  if not cid then -- a case this call opened is newer than any the index held before
+    cid = redis.call('ZREVRANGEBYSCORE', P .. 'cc:' .. card, created, '(' .. from, 'LIMIT', 0, 1)[1]
   end
   if cid then
     local c = P .. 'case:' .. cid
-    local cur = redis.call('HMGET', c, 'score', 'reasons', 'opened', 'status', 'updated')
+    local cur = redis.call('HMGET', c, 'score', 'reasons', 'opened', 'status', 'updated', 'n')
     if cur[4] == 'open' then
       local cp = P .. 'cp:' .. cid
       if redis.call('RPUSH', cp, id) == 1 then
         redis.call('PEXPIRE', cp, redis.call('PTTL', c))
       end
-      local set = {}
+      local set = {'n', (tonumber(cur[6]) or 0) + 1}
       if tonumber(created) > tonumber(cur[5]) then
         set[#set + 1], set[#set + 2] = 'updated', created
       end
@@ -115,10 +114,7 @@ local function intoCase(card, created, score, reasons, id)
       if added then
         set[#set + 1], set[#set + 2] = 'reasons', string.sub(have, 2, -2)
       end
-      if #set > 0 then
-        redis.call('HSET', c, unpack(set))
-      end
-      redis.call('HINCRBY', c, 'n', 1)
+      redis.call('HSET', c, unpack(set))
       return cid
     end
   end
