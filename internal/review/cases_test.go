@@ -158,18 +158,7 @@ func TestListCasesFilters(t *testing.T) {
 		}
 		c.t = c.t.Add(2 * time.Hour) // some cards' payments join their case, some open new ones
 	}
-	var all []Case
-	for page := (CasePage{Next: "first"}); page.Next != ""; {
-		f := CaseFilter{Limit: 500}
-		if page.Next != "first" {
-			f.Cursor = page.Next
-		}
-		var err error
-		if page, err = s.ListCases(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, page.Cases...)
-	}
+	all := everyCase(t, s)
 	for i, cs := range all {
 		if i%3 == 0 {
 			if _, _, err := s.DecideCase(ctx, cs.ID, Verdict{Label: []string{StatusFraud, StatusLegitimate}[i%2], Analyst: "a", DecidedAt: c.t}); err != nil {
@@ -177,18 +166,7 @@ func TestListCasesFilters(t *testing.T) {
 			}
 		}
 	}
-	all = nil
-	for page := (CasePage{Next: "first"}); page.Next != ""; {
-		f := CaseFilter{Limit: 500}
-		if page.Next != "first" {
-			f.Cursor = page.Next
-		}
-		var err error
-		if page, err = s.ListCases(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, page.Cases...)
-	}
+	all = everyCase(t, s)
 	if len(all) < 20 || len(all) > 100 {
 		t.Fatalf("%d cases of 120 payments on 9 cards, 2 h apart with a 24 h window", len(all))
 	}
@@ -356,5 +334,23 @@ func TestCaseByTime(t *testing.T) {
 	}
 	if cs, _, err := s.GetCase(ctx, "x1"); err != nil || !slices.Equal(cs.Reasons, []string{decision.CodeAmount}) {
 		t.Errorf("case x1's reasons %q, %v", cs.Reasons, err)
+	}
+}
+
+// everyCase lists every case, page by page.
+func everyCase(t *testing.T, s *Store) []Case {
+	t.Helper()
+	var all []Case
+	f := CaseFilter{Limit: 500}
+	for {
+		page, err := s.ListCases(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, page.Cases...)
+		if page.Next == "" {
+			return all
+		}
+		f.Cursor = page.Next
 	}
 }
