@@ -22,6 +22,7 @@ import (
 	"github.com/paysentry/fraud-detector/internal/model"
 	"github.com/paysentry/fraud-detector/internal/pipeline"
 	"github.com/paysentry/fraud-detector/internal/review"
+	"github.com/paysentry/fraud-detector/internal/score"
 	"github.com/paysentry/fraud-detector/internal/window"
 )
 
@@ -43,6 +44,7 @@ type Config struct {
 	Lists   ListsConfig   `yaml:"lists" envPrefix:"LISTS_"`
 	Card    CardConfig    `yaml:"card" envPrefix:"CARD_"`
 	Log     LogConfig     `yaml:"log" envPrefix:"LOG_"`
+	Score   score.Config  `yaml:"score" envPrefix:"SCORE_"`
 	Runtime RuntimeConfig `yaml:"runtime" envPrefix:"RUNTIME_"`
 	Stages  StagesConfig  `yaml:"stages" envPrefix:"STAGES_"`
 }
@@ -235,6 +237,7 @@ func defaultConfig() Config {
 		Rules:   RulesConfig{Path: "configs/rules.yaml", ReloadCheck: 2 * time.Second},
 		Lists:   ListsConfig{KeyPrefix: "fd", Refresh: time.Second},
 		Log:     LogConfig{Level: "info"},
+		Score:   score.Config{Timeout: 50 * time.Millisecond, Linger: 300 * time.Microsecond, MaxBatch: 500, MaxQueued: 5000, Workers: 4},
 		Runtime: RuntimeConfig{HeapFloorMB: 128},
 	}
 }
@@ -403,6 +406,9 @@ func (c *Config) validate() error {
 			"(set FRAUD_CARD_HMAC_KEY or FRAUD_CARD_HMAC_KEY_FILE; keep it secret and keep it stable)")
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
+		return err
+	}
+	if err := c.Score.Validate(); err != nil {
 		return err
 	}
 	if h := c.Runtime.HeapFloorMB; h < 0 || h > 1<<16 {

@@ -30,6 +30,7 @@ import (
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/review"
 	"github.com/paysentry/fraud-detector/internal/rules"
+	"github.com/paysentry/fraud-detector/internal/score"
 )
 
 const defaultConfigPath = "configs/config.yaml"
@@ -251,6 +252,8 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 		return err
 	}
 	apiServer.SetConsole(ui)
+	scorer := score.New(cfg.Score, dec, pipe, cfg.Stream.StateFailurePolicy)
+	apiServer.SetScoring(scorer)
 	httpServer := apiServer.HTTPServer()
 
 	// Every group is joined before anything runs: a failure here leaves nothing behind.
@@ -297,6 +300,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	if cfg.Stages.Windows {
 		g.Go(func() error { return windows.RunFold(foldCtx, time.Second, log) })
 	}
+	g.Go(func() error { return scorer.Run(gctx) })
 	g.Go(func() error {
 		log.Info("api listening", "addr", ln.Addr().String())
 		if listening != nil {

@@ -243,7 +243,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 			codes[i] = r.Code
 		}
 		row := []string{pm.ID, strconv.FormatInt(pm.Time.Unix(), 10), pm.CardID,
-			labelValue(l.Label), string(l.Scenario), b01(rulesFlagged), b01(o.Flagged), score(o.Score), strings.Join(codes, "|")}
+			labelValue(l.Label), string(l.Scenario), b01(rulesFlagged), b01(o.Flagged), scoreText(o.Score), strings.Join(codes, "|")}
 		for _, f := range o.Features {
 			row = append(row, strconv.FormatFloat(float64(f), 'g', -1, 32))
 		}
@@ -412,7 +412,7 @@ func b01(b bool) string {
 	return "0"
 }
 
-func score(s *float64) string {
+func scoreText(s *float64) string {
 	if s == nil {
 		return ""
 	}

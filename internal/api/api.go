@@ -29,6 +29,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-json-experiment/json"
 
+	"github.com/paysentry/fraud-detector/internal/decision"
 	"github.com/paysentry/fraud-detector/internal/lists"
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/review"
@@ -38,6 +39,7 @@ import (
 const (
 	RoleViewer  = "viewer"
 	RoleAnalyst = "analyst"
+	RoleScorer  = "scorer" // scores payments (POST /v1/score), nothing else
 )
 
 // Token is a bearer token as the configuration holds it: hashed, never in clear.
@@ -110,8 +112,8 @@ func (c Config) Validate() error {
 		switch {
 		case t.Name == "":
 			return fmt.Errorf("api.tokens[%d]: name must not be empty", i)
-		case t.Role != RoleViewer && t.Role != RoleAnalyst:
-			return fmt.Errorf("api.tokens[%d] (%s): role must be viewer or analyst, got %q", i, t.Name, t.Role)
+		case t.Role != RoleViewer && t.Role != RoleAnalyst && t.Role != RoleScorer:
+			return fmt.Errorf("api.tokens[%d] (%s): role must be viewer, analyst or scorer, got %q", i, t.Name, t.Role)
 		case err != nil || len(b) != sha256.Size:
 			return fmt.Errorf("api.tokens[%d] (%s): sha256 must be 64 hex digits (the SHA-256 of the token, not the token)", i, t.Name)
 		}
@@ -219,7 +221,16 @@ type Server struct {
 	now     func() time.Time
 	tokens  []token
 	console http.Handler // the analysts' pages under /ui, if set
+	scoring Scoring      // POST /v1/score, if set
 }
+
+// Scoring decides payments while the caller waits (internal/score).
+type Scoring interface {
+	ScoreJSON(ctx context.Context, raws [][]byte) ([]decision.Decision, error)
+}
+
+// SetScoring serves POST /v1/score and /v1/score:batch with sc.
+func (s *Server) SetScoring(sc Scoring) { s.scoring = sc }
 
 // SetConsole serves h under /ui: the analysts' console, which signs in with the API's tokens.
 func (s *Server) SetConsole(h http.Handler) { s.console = h }
@@ -320,6 +331,11 @@ func (s *Server) Router() http.Handler {
 			r.With(s.needLists).Get("/lists/{name}/changes", s.listChanges)
 		})
 		r.Group(func(r chi.Router) {
+			r.Use(s.auth(RoleScorer))
+			r.Post("/score", s.postScore)
+			r.Post("/score:batch", s.postScoreBatch)
+		})
+		r.Group(func(r chi.Router) {
 			r.Use(s.auth(RoleAnalyst))
 			r.Post("/reviews/{payment_id}/verdict", s.postVerdict)
 			r.Post("/cases/{case_id}/verdict", s.postCaseVerdict)
@@ -401,6 +417,10 @@ func (s *Server) auth(role string) func(http.Handler) http.Handler {
 				writeError(w, http.StatusUnauthorized, "unauthorized", "the token is not valid")
 			case role == RoleAnalyst && tokenRole != RoleAnalyst:
 				writeError(w, http.StatusForbidden, "forbidden", "recording a verdict or changing a list needs the analyst role")
+			case role == RoleViewer && tokenRole == RoleScorer:
+				writeError(w, http.StatusForbidden, "forbidden", "a scorer token scores payments (POST /v1/score) and reads nothing")
+			case role == RoleScorer && tokenRole != RoleScorer:
+				writeError(w, http.StatusForbidden, "forbidden", "scoring needs a token of the scorer role")
 			default:
 				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, name)))
 			}

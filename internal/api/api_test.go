@@ -30,6 +30,7 @@ import (
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/redistest"
 	"github.com/paysentry/fraud-detector/internal/review"
+	"github.com/paysentry/fraud-detector/internal/score"
 	"github.com/paysentry/fraud-detector/internal/window"
 )
 
@@ -930,5 +931,84 @@ func TestCaseVerdictTwiceAtOnce(t *testing.T) {
 	slices.Sort(got)
 	if codes[0] != 200 || codes[1] != 200 || !slices.Equal(got, []string{"p1", "p2"}) {
 		t.Errorf("answers %v, labels %v; want 200 twice and p1, p2 once each", codes, got)
+	}
+}
+
+// fakeScoring answers every payment with a decision naming it; the real one is e2e/score_test.go's.
+type fakeScoring struct{ err error }
+
+func (f fakeScoring) ScoreJSON(_ context.Context, raws [][]byte) ([]decision.Decision, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := make([]decision.Decision, len(raws))
+	for i := range raws {
+		out[i] = decision.Decision{PaymentID: fmt.Sprint("p", i), Payment: []byte(`{}`)}
+	}
+	return out, nil
+}
+
+// Scoring takes a token of the scorer role, which reads nothing else; its errors get their
+// statuses.
+func TestScoreRoutes(t *testing.T) {
+	rdb, prefix := redistest.New(t, "apiscore")
+	reviews := review.NewStore(rdb, review.Config{KeyPrefix: prefix, Retention: time.Hour}, time.Now)
+	const scorerToken = "scorer-token-0123456789"
+	cfg := Config{Tokens: Tokens{{Name: "ana", Role: RoleAnalyst, SHA256: hash(analystToken)}, {Name: "sam", Role: RoleScorer, SHA256: hash(scorerToken)}},
+		MaxBodyBytes: 4096, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, SessionTTL: time.Hour}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := New(cfg, reviews, nil, &recorder{}, nil, Ops{}, slog.New(slog.DiscardHandler))
+	r := &rig{srv: httptest.NewServer(s.Router())}
+	defer r.srv.Close()
+	if code, _ := r.do(t, "POST", "/v1/score", scorerToken, `{}`); code != 503 {
+		t.Errorf("without scoring: %d", code)
+	}
+	s.SetScoring(fakeScoring{})
+	if code, v := r.do(t, "POST", "/v1/score", scorerToken, `{"payment_id":"x"}`); code != 200 || v["payment_id"] != "p0" {
+		t.Errorf("score: %d %v", code, v)
+	}
+	if code, v := r.do(t, "POST", "/v1/score:batch", scorerToken, `[{},{}]`); code != 200 || len(v["decisions"].([]any)) != 2 {
+		t.Errorf("batch: %d %v", code, v)
+	}
+	big := "[" + strings.TrimSuffix(strings.Repeat("{},", 501), ",") + "]"
+	for _, c := range []struct {
+		path, token, body string
+		want              int
+	}{
+		{"/v1/score", analystToken, `{}`, 403},
+		{"/v1/reviews", scorerToken, "", 403},
+		{"/v1/score:batch", scorerToken, `{"not":"an array"}`, 400},
+		{"/v1/score:batch", scorerToken, `[]`, 400},
+		{"/v1/score:batch", scorerToken, big, 422},
+		{"/v1/score", "", `{}`, 401},
+	} {
+		method := "POST"
+		if c.body == "" {
+			method = "GET"
+		}
+		if code, _ := r.do(t, method, c.path, c.token, c.body); code != c.want {
+			t.Errorf("%s %s as %q: %d, want %d", method, c.path, c.token, code, c.want)
+		}
+	}
+	s.SetScoring(fakeScoring{err: score.ErrOverloaded})
+	req, _ := http.NewRequest("POST", r.srv.URL+"/v1/score", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+scorerToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("overloaded: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	s.SetScoring(fakeScoring{err: &score.InvalidError{Index: 0, Err: &payment.Error{Code: payment.CodeInvalidJSON, Msg: "x"}}})
+	if code, _ := r.do(t, "POST", "/v1/score", scorerToken, `nope`); code != 400 {
+		t.Errorf("not JSON: %d", code)
+	}
+	s.SetScoring(fakeScoring{err: &score.InvalidError{Index: 1, Err: &payment.Error{Code: payment.CodeMissingField, Field: "amount", Msg: "x"}}})
+	if code, _ := r.do(t, "POST", "/v1/score:batch", scorerToken, `[{},{}]`); code != 422 {
+		t.Errorf("an invalid payment: %d", code)
 	}
 }

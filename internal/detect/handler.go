@@ -13,7 +13,6 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/paysentry/fraud-detector/internal/decision"
 	"github.com/paysentry/fraud-detector/internal/payment"
 	"github.com/paysentry/fraud-detector/internal/pipeline"
 	"github.com/paysentry/fraud-detector/internal/rules"
@@ -405,25 +404,8 @@ func (h *Handler) decide(ctx context.Context, items []item) bool {
 }
 
 func (h *Handler) decision(it *item, now time.Time) *sarama.ProducerMessage {
-	pj := it.p.JSON()
-	d := decision.Decision{
-		PaymentID:          it.p.ID,
-		CardID:             it.p.CardID,
-		Flagged:            it.d.Flagged,
-		Action:             it.d.Action,
-		Rule:               it.d.Rule,
-		Score:              it.d.Score,
-		Reasons:            it.d.Reasons,
-		ShadowReasons:      it.d.Shadow,
-		WindowCount:        it.d.WindowCount,
-		ModelVersion:       it.d.ModelVersion,
-		ShadowScore:        it.d.ShadowScore,
-		ShadowModelVersion: it.d.ShadowModelVersion,
-		RulesVersion:       it.d.RulesVersion,
-		DecidedAt:          now,
-		Payment:            pj,
-	}
-	v := d.AppendJSON(make([]byte, 0, 384+len(pj)))
+	d := it.d.Record(&it.p, now)
+	v := d.AppendJSON(make([]byte, 0, 384+len(d.Payment)))
 	return &sarama.ProducerMessage{
 		Topic:   h.topics.HighRisk,
 		Key:     sarama.StringEncoder(it.p.CardID),

@@ -153,6 +153,18 @@ func (p *Pipeline) snapshot() *lists.Snapshot {
 // the model) makes one. It fails only when ctx ends before the batch could be decided (with
 // fail_closed, while waiting for Redis): then nothing of out is to be used.
 func (p *Pipeline) Decide(ctx context.Context, ps []*payment.Payment, out []Decision) error {
+	return p.decide(ctx, ps, out, "")
+}
+
+// DecideWithoutState decides as Decide does when Redis does not answer under fail_open: without
+// the card's state (and so without the model), each decision noting why (degraded_state). The
+// payments are not counted in the card state. It is for an answer that cannot wait for Redis.
+func (p *Pipeline) DecideWithoutState(ctx context.Context, ps []*payment.Payment, out []Decision, why string) error {
+	return p.decide(ctx, ps, out, why)
+}
+
+// decide runs the stages and the policy; with a reason why, the card state stage is left out.
+func (p *Pipeline) decide(ctx context.Context, ps []*payment.Payment, out []Decision, why string) error {
 	if len(ps) == 0 {
 		return nil
 	}
@@ -173,15 +185,43 @@ func (p *Pipeline) Decide(ctx context.Context, ps []*payment.Payment, out []Deci
 		}
 	}
 	began := time.Now()
-	if !p.windows(ctx, out) {
+	switch {
+	case why != "":
+		for i := range out {
+			out[i].note(decision.CodeDegraded, "decided without the card's state (and so without the model): "+why)
+			out[i].degraded = true
+		}
+	case !p.windows(ctx, out):
 		return fmt.Errorf("decide %d payments: card state: %w", len(ps), context.Cause(ctx))
+	default:
+		p.m.observe(StageWindow, began)
 	}
-	p.m.observe(StageWindow, began)
 	p.score(out)
 	began = time.Now()
 	p.rulesStage(set, out)
 	p.m.observe(StageRules, began)
 	return nil
+}
+
+// Record is the decision as high-risk-payments carries it, for payment pm decided at at.
+func (d *Decision) Record(pm *payment.Payment, at time.Time) decision.Decision {
+	return decision.Decision{
+		PaymentID:          pm.ID,
+		CardID:             pm.CardID,
+		Flagged:            d.Flagged,
+		Action:             d.Action,
+		Rule:               d.Rule,
+		Score:              d.Score,
+		Reasons:            d.Reasons,
+		ShadowReasons:      d.Shadow,
+		WindowCount:        d.WindowCount,
+		ModelVersion:       d.ModelVersion,
+		ShadowScore:        d.ShadowScore,
+		ShadowModelVersion: d.ShadowModelVersion,
+		RulesVersion:       d.RulesVersion,
+		DecidedAt:          at,
+		Payment:            pm.JSON(),
+	}
 }
 
 // note adds a stage's note to d's reasons: to the note of that code if d has one already, so that

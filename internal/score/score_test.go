@@ -1,0 +1,160 @@
+package score
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paysentry/fraud-detector/internal/decision"
+	"github.com/paysentry/fraud-detector/internal/payment"
+	"github.com/paysentry/fraud-detector/internal/pipeline"
+)
+
+// The pipeline is a stand-in here: these tests hold the gathering, the budget and the overload;
+// e2e/score_test.go holds the endpoint on the real stack.
+type fakePipe struct {
+	mu      sync.Mutex
+	batches []int
+	block   chan struct{} // Decide waits for it (or its ctx) when set
+}
+
+func (f *fakePipe) Decide(ctx context.Context, ps []*payment.Payment, out []pipeline.Decision) error {
+	f.mu.Lock()
+	f.batches = append(f.batches, len(ps))
+	block := f.block
+	f.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for i, p := range ps {
+		out[i].Rule = p.ID
+	}
+	return nil
+}
+
+func (f *fakePipe) DecideWithoutState(_ context.Context, ps []*payment.Payment, out []pipeline.Decision, why string) error {
+	for i, p := range ps {
+		out[i] = pipeline.Decision{}
+		out[i].Rule = p.ID
+		out[i].Reasons = []decision.Reason{{Code: decision.CodeDegraded, Detail: why}}
+	}
+	return nil
+}
+
+func cfg() Config {
+	return Config{Timeout: time.Second, Linger: 50 * time.Millisecond, MaxBatch: 500, MaxQueued: 1000, Workers: 2}
+}
+
+func start(t *testing.T, c Config, f *fakePipe, policy string) *Scorer {
+	t.Helper()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := New(c, payment.NewDecoder([]byte("a card key of sixteen bytes"), 64<<10), f, policy)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+func pay(id string) *payment.Payment { return &payment.Payment{ID: id, CardID: "c-" + id} }
+
+// Requests that come together are decided in one batch, each getting its own decisions.
+func TestRequestsShareABatch(t *testing.T) {
+	f := &fakePipe{}
+	s := start(t, cfg(), f, pipeline.FailOpen)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			ps := []*payment.Payment{pay(fmt.Sprint("a", i)), pay(fmt.Sprint("b", i))}
+			out, err := s.Score(context.Background(), ps)
+			if err != nil || len(out) != 2 || out[0].Rule != ps[0].ID || out[1].Rule != ps[1].ID {
+				t.Errorf("request %d: %+v, %v", i, out, err)
+			}
+		})
+	}
+	wg.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	total := 0
+	for _, n := range f.batches {
+		total += n
+	}
+	if total != 40 || len(f.batches) >= 20 {
+		t.Errorf("batches %v: want the 40 payments of 20 requests in fewer batches than requests", f.batches)
+	}
+}
+
+// Past the budget the answer comes without the card state, in time; fail_closed makes it a flag.
+func TestBudgetDegrades(t *testing.T) {
+	for _, policy := range []string{pipeline.FailOpen, pipeline.FailClosed} {
+		f := &fakePipe{block: make(chan struct{})} // a card state that never answers
+		c := cfg()
+		c.Timeout, c.Linger = 100*time.Millisecond, 0
+		s := start(t, c, f, policy)
+		began := time.Now()
+		out, err := s.Score(context.Background(), []*payment.Payment{pay("p1")})
+		took := time.Since(began)
+		if err != nil || len(out) != 1 || len(out[0].Reasons) == 0 || out[0].Reasons[0].Code != decision.CodeDegraded {
+			t.Fatalf("%s: %+v, %v", policy, out, err)
+		}
+		if took > c.Timeout+50*time.Millisecond {
+			t.Errorf("%s: answered after %s, the budget is %s", policy, took, c.Timeout)
+		}
+		if flagged := out[0].Flagged && out[0].Action == "flag"; flagged != (policy == pipeline.FailClosed) {
+			t.Errorf("%s: flagged %v", policy, out[0].Flagged)
+		}
+	}
+}
+
+// More payments waiting than max_queued are refused at once, and the slots come back.
+func TestOverloadRefuses(t *testing.T) {
+	f := &fakePipe{block: make(chan struct{})}
+	c := cfg()
+	c.MaxBatch, c.MaxQueued, c.Workers, c.Linger = 2, 2, 1, 0
+	s := start(t, c, f, pipeline.FailOpen)
+	errs := make(chan error, 2)
+	go func() { _, err := s.Score(context.Background(), []*payment.Payment{pay("p1"), pay("p2")}); errs <- err }()
+	for { // until the two payments hold the queue's slots
+		if len(s.slots) == 2 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := s.Score(context.Background(), []*payment.Payment{pay("p3")}); !errors.Is(err, ErrOverloaded) {
+		t.Errorf("a third payment: %v, want ErrOverloaded", err)
+	}
+	close(f.block)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Score(context.Background(), []*payment.Payment{pay("p4")}); err != nil {
+		t.Errorf("after the batch: %v", err)
+	}
+}
+
+// A request's payment that is not valid is refused with the stream's error code; nothing is
+// decided.
+func TestInvalidPayment(t *testing.T) {
+	f := &fakePipe{}
+	s := start(t, cfg(), f, pipeline.FailOpen)
+	_, err := s.ScoreJSON(context.Background(), [][]byte{
+		[]byte(`{"payment_id":"p1","card_id":"c1","amount":"10.00","currency":"EUR","timestamp":"2026-11-30T10:00:00Z"}`),
+		[]byte(`{"payment_id":"p2","card_id":"c1","amount":"-1","currency":"EUR","timestamp":"2026-11-30T10:00:00Z"}`),
+	})
+	var invalid *InvalidError
+	if !errors.As(err, &invalid) || invalid.Index != 1 || invalid.Err.Field != "amount" {
+		t.Errorf("%v, want the second payment's amount", err)
+	}
+	if len(f.batches) != 0 {
+		t.Errorf("decided %v", f.batches)
+	}
+}
