@@ -516,15 +516,18 @@ func (c *Config) saramaConfigs() (consumer, producer *sarama.Config) {
 func (c *Config) redisOptions() *redis.UniversalOptions {
 	r := c.Redis
 	return &redis.UniversalOptions{
-		Addrs:         r.Addrs,
-		Username:      r.Username,
-		Password:      string(r.Password),
-		DB:            r.DB,
-		DialTimeout:   r.DialTimeout,
-		ReadTimeout:   r.ReadTimeout,
-		WriteTimeout:  r.WriteTimeout,
-		MaxRetries:    1, // the stream retries with backoff itself (stream.state_retry_budget)
-		IsClusterMode: r.Cluster,
-		TLSConfig:     r.TLS.client, // nil: no TLS
+		Addrs:        r.Addrs,
+		Username:     r.Username,
+		Password:     string(r.Password),
+		DB:           r.DB,
+		DialTimeout:  r.DialTimeout,
+		ReadTimeout:  r.ReadTimeout,
+		WriteTimeout: r.WriteTimeout,
+		MaxRetries:   1, // the stream retries with backoff itself (stream.state_retry_budget)
+		// A call's context deadline bounds its reads and writes too (else only read_timeout
+		// does): a try of the card state, and a score request's budget, end when they say.
+		ContextTimeoutEnabled: true,
+		IsClusterMode:         r.Cluster,
+		TLSConfig:             r.TLS.client, // nil: no TLS
 	}
 }
