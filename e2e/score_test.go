@@ -65,7 +65,8 @@ func TestScoreThenStream(t *testing.T) {
 		sum := sha256.Sum256([]byte(tok))
 		env = append(env, name+":"+map[string]string{"sam": "scorer", "vic": "viewer"}[name]+":"+hex.EncodeToString(sum[:]))
 	}
-	s := startService(t, tp, "FRAUD_API_LISTEN="+addr, "FRAUD_API_TOKENS="+strings.Join(env, ","), "FRAUD_SCORE_TIMEOUT=100ms")
+	s := startService(t, tp, "FRAUD_API_LISTEN="+addr, "FRAUD_API_TOKENS="+strings.Join(env, ","), "FRAUD_SCORE_TIMEOUT=100ms",
+		"FRAUD_MODEL_PATH="+shippedModel) // the model scores both ways
 	base := "http://" + addr + "/v1"
 	s.apiAddr(t) // the API listens
 	now := time.Now().UTC()
@@ -77,8 +78,8 @@ func TestScoreThenStream(t *testing.T) {
 	if err := json.Unmarshal(b, &overHTTP); code != 200 || err != nil {
 		t.Fatalf("score: %d %s", code, b)
 	}
-	if !overHTTP.Flagged || overHTTP.WindowCount == nil || *overHTTP.WindowCount != 1 {
-		t.Fatalf("scored %+v: want flagged (amount over 100) and the card's first payment of the hour", overHTTP)
+	if !overHTTP.Flagged || overHTTP.WindowCount == nil || *overHTTP.WindowCount != 1 || overHTTP.Score == nil {
+		t.Fatalf("scored %+v: want flagged (amount over 100), the card's first payment of the hour, and a model score", overHTTP)
 	}
 	// The same payment on the topic: decided the same, counted once.
 	kcatProduce(t, tp.payments, []string{line}, false)
@@ -90,7 +91,7 @@ func TestScoreThenStream(t *testing.T) {
 	}
 	same := overHTTP.PaymentID == onTopic.PaymentID && overHTTP.Flagged == onTopic.Flagged && overHTTP.Action == onTopic.Action &&
 		overHTTP.Rule == onTopic.Rule && slices.Equal(overHTTP.codes(), onTopic.codes()) && *overHTTP.WindowCount == *onTopic.WindowCount &&
-		(overHTTP.Score == nil) == (onTopic.Score == nil) && (overHTTP.Score == nil || *overHTTP.Score == *onTopic.Score)
+		onTopic.Score != nil && *overHTTP.Score == *onTopic.Score
 	if !same {
 		t.Errorf("over HTTP %+v, on the topic %+v: want the same decision", overHTTP, onTopic)
 	}
