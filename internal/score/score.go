@@ -73,7 +73,11 @@ type Scorer struct {
 	failClosed bool
 	queue      chan *request
 	slots      chan struct{} // payments that may wait: MaxQueued of them
+	stopped    chan struct{} // closed when Run returns
 }
+
+// ErrStopped: the scorer is stopping (the service shuts down); nothing more is decided.
+var ErrStopped = errors.New("the scorer is stopping")
 
 // request is one caller's payments and where its answer goes.
 type request struct {
@@ -87,7 +91,7 @@ type request struct {
 // stream's state failure policy.
 func New(cfg Config, dec *payment.Decoder, pipe Decider, policy string) *Scorer {
 	return &Scorer{cfg: cfg, dec: dec, pipe: pipe, failClosed: policy == pipeline.FailClosed,
-		queue: make(chan *request, cfg.MaxQueued), slots: make(chan struct{}, cfg.MaxQueued)}
+		queue: make(chan *request, cfg.MaxQueued), slots: make(chan struct{}, cfg.MaxQueued), stopped: make(chan struct{})}
 }
 
 // Score decides ps, waiting for the batch it joins: within Config.Timeout of the call, as the
@@ -111,6 +115,8 @@ func (s *Scorer) Score(ctx context.Context, ps []*payment.Payment) ([]pipeline.D
 		return r.out, err
 	case <-ctx.Done():
 		return nil, ctx.Err() // the batch still decides it: counted once, as a redelivery would be
+	case <-s.stopped:
+		return nil, ErrStopped // not taken into a batch before Run ended
 	}
 }
 
@@ -150,9 +156,16 @@ func (s *Scorer) ScoreJSON(ctx context.Context, raws [][]byte) ([]decision.Decis
 	return ds, nil
 }
 
-// Run gathers and decides batches until ctx ends.
+// Run gathers and decides batches until ctx ends, and then waits for the batches being decided;
+// requests not yet in a batch get ErrStopped.
 func (s *Scorer) Run(ctx context.Context) error {
 	workers := make(chan struct{}, s.cfg.Workers)
+	defer func() {
+		for range s.cfg.Workers { // the batches being decided answer first
+			workers <- struct{}{}
+		}
+		close(s.stopped)
+	}()
 	for {
 		var first *request
 		select {

@@ -158,3 +158,32 @@ func TestInvalidPayment(t *testing.T) {
 		t.Errorf("decided %v", f.batches)
 	}
 }
+
+// A request still waiting when the scorer stops is answered, not left hanging.
+func TestStopAnswersWaiting(t *testing.T) {
+	f := &fakePipe{block: make(chan struct{})}
+	c := cfg()
+	c.Workers, c.Linger, c.MaxBatch = 1, 0, 1
+	s := New(c, payment.NewDecoder([]byte("a card key of sixteen bytes"), 64<<10), f, pipeline.FailOpen)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	errs := make(chan error, 2)
+	for _, id := range []string{"p1", "p2"} { // p1 decides (blocked), p2 waits for a worker
+		go func() { _, err := s.Score(context.Background(), []*payment.Payment{pay(id)}); errs <- err }()
+	}
+	for len(s.slots) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	close(f.block) // the batch being decided finishes
+	<-done
+	for range 2 { // both answered: decided, or ErrStopped if Run ended before taking it
+		if err := <-errs; err != nil && !errors.Is(err, ErrStopped) {
+			t.Errorf("answer: %v", err)
+		}
+	}
+	if _, err := s.Score(context.Background(), []*payment.Payment{pay("p3")}); !errors.Is(err, ErrStopped) {
+		t.Errorf("after the stop: %v, want ErrStopped", err)
+	}
+}
