@@ -300,7 +300,9 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 	if cfg.Stages.Windows {
 		g.Go(func() error { return windows.RunFold(foldCtx, time.Second, log) })
 	}
-	g.Go(func() error { return scorer.Run(gctx) })
+	// The scorer stops once the API has: requests keep being scored while the stream drains.
+	scoreCtx, stopScoring := context.WithCancel(context.Background())
+	g.Go(func() error { return scorer.Run(scoreCtx) })
 	g.Go(func() error {
 		log.Info("api listening", "addr", ln.Addr().String())
 		if listening != nil {
@@ -315,6 +317,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, log *slog.
 		<-foldCtx.Done() // the stream stopped: stop the API too, with a fresh context for its requests
 		shutdown, cancel := context.WithTimeout(context.Background(), cfg.API.WriteTimeout)
 		defer cancel()
+		defer stopScoring()
 		return httpServer.Shutdown(shutdown)
 	})
 	g.Go(func() error { return d.lists.Run(foldCtx, cfg.Lists.Refresh, log) })

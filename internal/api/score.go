@@ -18,7 +18,7 @@ import (
 
 // Limits of a batch to score: payments, and the body's bytes.
 const (
-	maxScoreBatch      = 500
+	maxScoreBatch      = score.MaxRequest
 	maxScoreBatchBytes = 4 << 20
 )
 

@@ -7,6 +7,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -157,8 +158,10 @@ func (p *Pipeline) Decide(ctx context.Context, ps []*payment.Payment, out []Deci
 }
 
 // DecideWithoutState decides as Decide does when Redis does not answer under fail_open: without
-// the card's state (and so without the model), each decision noting why (degraded_state). The
-// payments are not counted in the card state. It is for an answer that cannot wait for Redis.
+// the card's state (and so without the model), each decision noting why (degraded_state). It asks
+// Redis nothing (the lists as last read; none if never read), so it answers at once. It is for an
+// answer that cannot wait for Redis; whether the payments were counted by a call that timed out
+// is not known.
 func (p *Pipeline) DecideWithoutState(ctx context.Context, ps []*payment.Payment, out []Decision, why string) error {
 	return p.decide(ctx, ps, out, why)
 }
@@ -168,8 +171,14 @@ func (p *Pipeline) decide(ctx context.Context, ps []*payment.Payment, out []Deci
 	if len(ps) == 0 {
 		return nil
 	}
-	listsErr := p.readLists(ctx)
-	if listsErr != nil && (p.cfg.StateFailurePolicy == FailClosed || ctx.Err() != nil) {
+	var listsErr error
+	switch {
+	case why == "":
+		listsErr = p.readLists(ctx)
+	case p.lists != nil && p.lists.Refreshed().IsZero():
+		listsErr = errors.New("not read yet") // without Redis: the lists as last read, none here
+	}
+	if listsErr != nil && why == "" && (p.cfg.StateFailurePolicy == FailClosed || ctx.Err() != nil) {
 		return fmt.Errorf("decide %d payments: lists: %w", len(ps), listsErr)
 	}
 	set, snap := p.rules.Load(), p.snapshot()

@@ -524,3 +524,19 @@ func TestDegradedOnce(t *testing.T) {
 		t.Errorf("reasons %+v, want the amount and one degraded_state naming the lists and the card's state", d.Reasons)
 	}
 }
+
+// Deciding without the state asks Redis nothing, under either policy: lists never read are noted,
+// not waited for.
+func TestDecideWithoutStateAsksNothing(t *testing.T) {
+	for _, policy := range []string{FailOpen, FailClosed} {
+		ls := &fakeLists{err: errors.New("connection refused")}
+		p := New(Config{StateRetryBudget: time.Minute, StateFailurePolicy: policy}, nil, nil, defaultRules(t), ls, NewMetrics(prometheus.NewRegistry()), discard)
+		ps, ds := payments(t, pay("a", "c", "500")), make([]Decision, 1)
+		if err := p.DecideWithoutState(context.Background(), ps, ds, "no time"); err != nil {
+			t.Fatal(err)
+		}
+		if ls.tries != 0 || !ds[0].Flagged || !slices.Contains(codes(ds[0].Reasons), decision.CodeDegraded) {
+			t.Errorf("%s: %d tries of the lists, decision %+v", policy, ls.tries, ds[0].Verdict)
+		}
+	}
+}

@@ -1,7 +1,8 @@
 // Package score decides payments while the caller waits (POST /v1/score): the same pipeline as
 // the stream, so that one rule set and one model answer both ways, and the same card state, so
 // that a payment scored here and later read from the topic is counted once (the card state knows
-// it by payment_id) and decided the same.
+// it by payment_id) and decided the same. An answer given without the card state (past the
+// budget) is the exception: the stream decides that payment again, with the card state.
 //
 // Requests that arrive together are gathered into one batch of the pipeline, so that they share
 // one Redis round trip and one model run: the first request of a batch waits at most
@@ -46,13 +47,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("score.linger: must be from 0 to half of score.timeout, got %s", c.Linger)
 	case c.MaxBatch < 1 || c.MaxBatch > 5000:
 		return fmt.Errorf("score.max_batch: must be from 1 to 5000, got %d", c.MaxBatch)
-	case c.MaxQueued < c.MaxBatch:
-		return fmt.Errorf("score.max_queued: must be at least score.max_batch (%d), got %d", c.MaxBatch, c.MaxQueued)
+	case c.MaxQueued < max(c.MaxBatch, MaxRequest):
+		return fmt.Errorf("score.max_queued: must be at least score.max_batch and %d (a batch request's payments), got %d", MaxRequest, c.MaxQueued)
 	case c.Workers < 1 || c.Workers > 64:
 		return fmt.Errorf("score.workers: must be from 1 to 64, got %d", c.Workers)
 	}
 	return nil
 }
+
+// MaxRequest is the most payments one request may hold (POST /v1/score:batch).
+const MaxRequest = 500
 
 // ErrOverloaded: more payments wait than Config.MaxQueued; try again shortly.
 var ErrOverloaded = errors.New("too many payments waiting to be scored")
@@ -116,7 +120,12 @@ func (s *Scorer) Score(ctx context.Context, ps []*payment.Payment) ([]pipeline.D
 	case <-ctx.Done():
 		return nil, ctx.Err() // the batch still decides it: counted once, as a redelivery would be
 	case <-s.stopped:
-		return nil, ErrStopped // not taken into a batch before Run ended
+		select {
+		case err := <-r.done: // decided as Run ended
+			return r.out, err
+		default:
+			return nil, ErrStopped // not taken into a batch before Run ended
+		}
 	}
 }
 
@@ -212,7 +221,10 @@ func (s *Scorer) decide(batch []*request, n int) {
 	err := s.pipe.Decide(ctx, ps, out)
 	cancel()
 	if err != nil {
-		err = s.pipe.DecideWithoutState(context.Background(), ps, out, "the card state did not answer within score.timeout")
+		// Without Redis at all: DecideWithoutState asks it nothing, so this answers at once.
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err = s.pipe.DecideWithoutState(ctx, ps, out, "Redis did not answer within score.timeout")
+		cancel()
 		if err == nil && s.failClosed {
 			for i := range out {
 				flag(&out[i])

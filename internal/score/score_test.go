@@ -119,18 +119,19 @@ func TestBudgetDegrades(t *testing.T) {
 func TestOverloadRefuses(t *testing.T) {
 	f := &fakePipe{block: make(chan struct{})}
 	c := cfg()
-	c.MaxBatch, c.MaxQueued, c.Workers, c.Linger = 2, 2, 1, 0
+	c.MaxBatch, c.MaxQueued, c.Workers, c.Linger = MaxRequest, MaxRequest, 1, 0
 	s := start(t, c, f, pipeline.FailOpen)
 	errs := make(chan error, 2)
-	go func() { _, err := s.Score(context.Background(), []*payment.Payment{pay("p1"), pay("p2")}); errs <- err }()
-	for { // until the two payments hold the queue's slots
-		if len(s.slots) == 2 {
-			break
-		}
+	full := make([]*payment.Payment, MaxRequest)
+	for i := range full {
+		full[i] = pay(fmt.Sprint("p", i))
+	}
+	go func() { _, err := s.Score(context.Background(), full); errs <- err }()
+	for len(s.slots) < MaxRequest { // until its payments hold every slot
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := s.Score(context.Background(), []*payment.Payment{pay("p3")}); !errors.Is(err, ErrOverloaded) {
-		t.Errorf("a third payment: %v, want ErrOverloaded", err)
+	if _, err := s.Score(context.Background(), []*payment.Payment{pay("one more")}); !errors.Is(err, ErrOverloaded) {
+		t.Errorf("one more payment: %v, want ErrOverloaded", err)
 	}
 	close(f.block)
 	if err := <-errs; err != nil {
