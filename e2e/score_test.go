@@ -117,7 +117,7 @@ func TestScoreThenStream(t *testing.T) {
 	if json.Unmarshal(b, &degraded); code != 200 || !slices.Contains(degraded.codes(), "degraded_state") {
 		t.Errorf("with Redis held: %d %s; want a degraded_state answer", code, b)
 	}
-	if took > time.Second {
+	if took > 500*time.Millisecond { // the budget and the HTTP round trip, on a busy machine
 		t.Errorf("with Redis held the answer took %s; the budget is 100ms", took)
 	}
 

@@ -4,7 +4,7 @@
 # request a distinct payment from paygen (timestamps now), at fixed rates; prints vegeta's report
 # of each rate. Needs the stack's ports free or its stack running (scripts/stack.sh up).
 #   scripts/score-load.sh                      2,000/s for 30 s, then 1,000 to 6,000/s by 1,000, 15 s each
-#   RATES="2000 4000" DURATION=20s scripts/score-load.sh
+#   RATES="2000 4000" DURATION=20s scripts/score-load.sh      (DURATION in seconds, such as 20s)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/stack.sh up >/dev/null
