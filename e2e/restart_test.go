@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -114,7 +115,14 @@ func endOffsets(t *testing.T, client sarama.Client, topic string) int64 {
 	}
 	var sum int64
 	for _, p := range parts {
+		// A topic just made may not have its leaders known yet to this client: a stale leader
+		// answers "not the leader", and the metadata read again names the right one.
 		o, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		for try := 0; errors.Is(err, sarama.ErrNotLeaderForPartition) && try < 50; try++ {
+			client.RefreshMetadata(topic)
+			time.Sleep(100 * time.Millisecond) // the broker's metadata, not an event this test can await
+			o, err = client.GetOffset(topic, p, sarama.OffsetNewest)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
