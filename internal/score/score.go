@@ -175,19 +175,27 @@ func (s *Scorer) Run(ctx context.Context) error {
 		}
 		close(s.stopped)
 	}()
+	var held *request // taken, but too many for the batch it came to: the next one's first
 	for {
-		var first *request
-		select {
-		case <-ctx.Done():
-			return nil
-		case first = <-s.queue:
+		first := held
+		if first == nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case first = <-s.queue:
+			}
 		}
+		held = nil
 		batch, n := []*request{first}, len(first.ps)
 		linger := time.NewTimer(s.cfg.Linger)
 	gather:
 		for n < s.cfg.MaxBatch {
 			select {
 			case r := <-s.queue:
+				if n+len(r.ps) > s.cfg.MaxBatch {
+					held = r
+					break gather
+				}
 				batch, n = append(batch, r), n+len(r.ps)
 			case <-linger.C:
 				break gather

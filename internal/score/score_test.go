@@ -188,3 +188,33 @@ func TestStopAnswersWaiting(t *testing.T) {
 		t.Errorf("after the stop: %v, want ErrStopped", err)
 	}
 }
+
+// A batch holds at most max_batch payments (one request of more is a batch of its own).
+func TestBatchesHoldAtMostMaxBatch(t *testing.T) {
+	f := &fakePipe{}
+	c := cfg()
+	c.MaxBatch, c.Linger = 10, 50*time.Millisecond
+	s := start(t, c, f, pipeline.FailOpen)
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			ps := []*payment.Payment{pay(fmt.Sprint("a", i)), pay(fmt.Sprint("b", i)), pay(fmt.Sprint("c", i))}
+			if _, err := s.Score(context.Background(), ps); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	total := 0
+	for _, n := range f.batches {
+		total += n
+		if n > c.MaxBatch {
+			t.Errorf("a batch of %d payments; max_batch is %d", n, c.MaxBatch)
+		}
+	}
+	if total != 36 {
+		t.Errorf("%d payments decided, want 36", total)
+	}
+}
