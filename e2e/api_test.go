@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 )
@@ -84,16 +83,8 @@ func TestReviewsListedAndVerdictPublished(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	req, _ := http.NewRequest("POST", base+"/reviews/api-07/verdict", strings.NewReader(`{"label":"fraud","note":"confirmed by phone"}`))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("verdict: %d", resp.StatusCode)
+	if code, body := postJSON(t, base+"/reviews/api-07/verdict", token, `{"label":"fraud","note":"confirmed by phone"}`); code != 200 {
+		t.Fatalf("verdict: %d %s", code, body)
 	}
 	waitForOutput(t, client, tp.labels, 1)
 	msgs := readAll(t, client, tp.labels)

@@ -536,25 +536,33 @@ func header(m *sarama.ConsumerMessage, key string) string {
 	return ""
 }
 
+// postJSON posts a JSON body to url with a bearer token and returns the status and the body.
+func postJSON(t *testing.T, url, token, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
 // postVerdict records an analyst's verdict on a payment's review (base: the API's /v1), once the
 // review is open.
 func postVerdict(t *testing.T, s *service, base, token, id, label string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		req, _ := http.NewRequest("POST", base+"/reviews/"+id+"/verdict", strings.NewReader(`{"label":"`+label+`","note":"decided in e2e"}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		code, body := postJSON(t, base+"/reviews/"+id+"/verdict", token, `{"label":"`+label+`","note":"decided in e2e"}`)
 		switch {
-		case resp.StatusCode == http.StatusOK:
+		case code == http.StatusOK:
 			return
-		case resp.StatusCode != http.StatusNotFound:
-			t.Fatalf("verdict on %s: %s", id, resp.Status)
+		case code != http.StatusNotFound:
+			t.Fatalf("verdict on %s: %d %s", id, code, body)
 		case time.Now().After(deadline) || !s.running():
 			t.Fatalf("no review of %s to decide after 60 s", id)
 		}

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -36,21 +34,6 @@ func (d scoreDecision) codes() []string {
 	return out
 }
 
-// postScore posts body to path with token and returns the status and the body.
-func postScore(t *testing.T, url, token, body string) (int, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
 // A payment scored over HTTP and then read from the payments topic is counted once in its card's
 // state and decided the same both ways; a request whose card state does not answer in its budget
 // gets a degraded answer in time; bad JSON, an invalid payment, a wrong role and an oversized
@@ -73,7 +56,7 @@ func TestScoreThenStream(t *testing.T) {
 	line := payment("score-1", "card-score", "150.00", now)
 	body := line[strings.Index(line, "\t")+1:]
 
-	code, b := postScore(t, base+"/score", tokens["sam"], body)
+	code, b := postJSON(t, base+"/score", tokens["sam"], body)
 	var overHTTP scoreDecision
 	if err := json.Unmarshal(b, &overHTTP); code != 200 || err != nil {
 		t.Fatalf("score: %d %s", code, b)
@@ -96,7 +79,7 @@ func TestScoreThenStream(t *testing.T) {
 		t.Errorf("over HTTP %+v, on the topic %+v: want the same decision", overHTTP, onTopic)
 	}
 	next := payment("score-2", "card-score", "20.00", now.Add(time.Second))
-	code, b = postScore(t, base+"/score", tokens["sam"], next[strings.Index(next, "\t")+1:])
+	code, b = postJSON(t, base+"/score", tokens["sam"], next[strings.Index(next, "\t")+1:])
 	var second scoreDecision
 	if json.Unmarshal(b, &second); code != 200 || second.WindowCount == nil || *second.WindowCount != 2 {
 		t.Errorf("the card's next payment: %d %s; want window_count 2 (the first counted once)", code, b)
@@ -110,7 +93,7 @@ func TestScoreThenStream(t *testing.T) {
 	}
 	late := payment("score-3", "card-score-late", "20.00", now)
 	began := time.Now()
-	code, b = postScore(t, base+"/score", tokens["sam"], late[strings.Index(late, "\t")+1:])
+	code, b = postJSON(t, base+"/score", tokens["sam"], late[strings.Index(late, "\t")+1:])
 	took := time.Since(began)
 	rdb.Do(context.Background(), "CLIENT", "UNPAUSE")
 	var degraded scoreDecision
@@ -131,7 +114,7 @@ func TestScoreThenStream(t *testing.T) {
 		{"/score", tokens["vic"], body, "forbidden", 403},
 		{"/score:batch", tokens["sam"], big, "batch_too_large", 422},
 	} {
-		code, b := postScore(t, base+c.path, c.token, c.body)
+		code, b := postJSON(t, base+c.path, c.token, c.body)
 		var e struct{ Error struct{ Code string } }
 		json.Unmarshal(b, &e)
 		if code != c.want || e.Error.Code != c.code {

@@ -492,21 +492,11 @@ func (s *Store) listByCard(ctx context.Context, f Filter) (Page, error) {
 		if !f.Riskiest && (!f.From.IsZero() && score < float64(f.From.UnixMilli()) || !f.To.IsZero() && score >= float64(f.To.UnixMilli())) {
 			continue
 		}
-		z := redis.Z{Score: score, Member: id}
-		if after != nil && !first(redis.Z{Score: after.score, Member: after.id}, z) {
-			continue // on or before the cursor
+		if z := (redis.Z{Score: score, Member: id}); !after.passed(z) {
+			entries = append(entries, z)
 		}
-		entries = append(entries, z)
 	}
-	slices.SortFunc(entries, func(a, b redis.Z) int {
-		switch {
-		case first(a, b):
-			return -1
-		case first(b, a):
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(entries, order)
 	var page Page
 	for len(entries) > 0 && len(page.Reviews) < f.Limit {
 		n := min(len(entries), chunk)
@@ -588,21 +578,12 @@ func (s *Store) listCardCases(ctx context.Context, f CaseFilter) (CasePage, erro
 					z.Score = *c.Score
 				}
 			}
-			if after != nil && !first(redis.Z{Score: after.score, Member: after.id}, z) {
-				continue // on or before the cursor
+			if !after.passed(z) {
+				all = append(all, placed{z, c})
 			}
-			all = append(all, placed{z, c})
 		}
 	}
-	slices.SortFunc(all, func(a, b placed) int {
-		switch {
-		case first(a.z, b.z):
-			return -1
-		case first(b.z, a.z):
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(all, func(a, b placed) int { return order(a.z, b.z) })
 	var page CasePage
 	for i, p := range all {
 		if len(page.Cases) == f.Limit {

@@ -651,7 +651,7 @@ func (w *walk) fill(ctx context.Context, cur *cursor) (int, error) {
 		}
 		read += len(entries)
 		for _, e := range entries {
-			if cur == nil || first(redis.Z{Score: cur.score, Member: cur.id}, e) { // strictly after the cursor
+			if !cur.passed(e) {
 				x.buf = append(x.buf, e)
 			}
 		}
@@ -687,6 +687,22 @@ func (w *walk) take() []entry {
 		next.buf = next.buf[1:]
 	}
 	return out
+}
+
+// order compares a and b in the lists' order, for sorting.
+func order(a, b redis.Z) int {
+	switch {
+	case first(a, b):
+		return -1
+	case first(b, a):
+		return 1
+	}
+	return 0
+}
+
+// passed says whether z is on or before the cursor c in the lists' order (never, without one).
+func (c *cursor) passed(z redis.Z) bool {
+	return c != nil && !first(redis.Z{Score: c.score, Member: c.id}, z)
 }
 
 // first says whether a comes before b in the lists' order.
